@@ -1,0 +1,851 @@
+//! The config file: TOML as `interface.md` fixes it, extended with tuning keys.
+//!
+//! Loading is three steps, each with errors that name the file and the key: parse (unknown keys
+//! are errors, so typos do not pass silently), validate (values that parse but make no sense),
+//! resolve (read password files). `face2mqtt check` runs all three.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::secret::Secret;
+use crate::terminal::Endpoint;
+
+pub const DEFAULT_PATH: &str = "/etc/face2mqtt/config.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {}", .problems.join("; "))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub mqtt: MqttConfig,
+    #[serde(default)]
+    pub home_assistant: HomeAssistantConfig,
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default, rename = "terminal")]
+    pub terminals: Vec<TerminalConfig>,
+    #[serde(default, rename = "button")]
+    pub buttons: Vec<ButtonConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host[:1883]` or `mqtts://host[:8883]`.
+    pub url: String,
+    #[serde(default = "default_base_topic")]
+    pub base_topic: String,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+    /// MQTT keep-alive interval.
+    #[serde(default = "default_keep_alive", with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Shortest and longest wait between reconnect attempts (exponential, with jitter).
+    #[serde(default = "default_reconnect_min", with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    #[serde(default = "default_reconnect_max", with = "humantime_serde")]
+    pub reconnect_max: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeAssistantConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_discovery_prefix")]
+    pub discovery_prefix: String,
+}
+
+impl Default for HomeAssistantConfig {
+    fn default() -> Self {
+        HomeAssistantConfig {
+            enabled: true,
+            discovery_prefix: default_discovery_prefix(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    #[serde(default = "default_spool_dir")]
+    pub dir: PathBuf,
+    #[serde(default = "default_max_size")]
+    pub max_size: ByteSize,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: default_spool_dir(),
+            max_size: default_max_size(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `face2mqtt=debug,info`. `RUST_LOG` wins when set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_log_level(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminalConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub host: String,
+    #[serde(default = "default_http_port")]
+    pub http_port: u16,
+    #[serde(default = "default_ws_port")]
+    pub ws_port: u16,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default = "default_time_sync_interval", with = "humantime_serde")]
+    pub time_sync_interval: Duration,
+    /// Deadline for one HTTP call to the terminal.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// WebSocket ping interval (the document's 10 s heartbeat).
+    #[serde(default = "default_ping_interval", with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// The link counts as dead after this long with nothing received (the document's 33 s).
+    #[serde(default = "default_dead_after", with = "humantime_serde")]
+    pub dead_after: Duration,
+    #[serde(default = "default_reconnect_min", with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    #[serde(default = "default_reconnect_max", with = "humantime_serde")]
+    pub reconnect_max: Duration,
+    /// Backfill looks back this much before the last record seen, for records the terminal
+    /// stored late or with a clock that stepped.
+    #[serde(default = "default_backfill_margin", with = "humantime_serde")]
+    pub backfill_margin: Duration,
+    /// On the very first start (no record seen yet), how far back to fetch.
+    #[serde(default = "default_backfill_first", with = "humantime_serde")]
+    pub backfill_first: Duration,
+}
+
+impl TerminalConfig {
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+
+    /// The resolved password. `Config::load` guarantees it is set.
+    pub fn secret(&self) -> Secret {
+        self.password.clone().unwrap_or_else(|| Secret::new(""))
+    }
+
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            host: self.host.clone(),
+            http_port: self.http_port,
+            ws_port: self.ws_port,
+            password: self.secret(),
+            timeout: self.request_timeout,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ButtonAction {
+    Open,
+    Reboot,
+    SyncTime,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pull {
+    Up,
+    Down,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ButtonConfig {
+    /// BCM numbering.
+    pub pin: u8,
+    pub terminal: String,
+    pub press: ButtonAction,
+    #[serde(default = "default_long_press")]
+    pub long_press: ButtonAction,
+    #[serde(default = "yes")]
+    pub active_low: bool,
+    #[serde(default = "default_pull")]
+    pub pull: Pull,
+    #[serde(default = "default_debounce", with = "humantime_serde")]
+    pub debounce: Duration,
+    #[serde(default = "default_long_press_after", with = "humantime_serde")]
+    pub long_press_after: Duration,
+}
+
+/// A size written as `"512MiB"`, `"1GB"`, `"4096"` (bytes) or a bare integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(s: &str) -> Result<ByteSize, String> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let value: f64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a size like \"512MiB\""))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1000,
+            "kib" => 1 << 10,
+            "m" | "mb" => 1000 * 1000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1000 * 1000 * 1000,
+            "gib" => 1 << 30,
+            other => {
+                return Err(format!(
+                    "`{other}` is not a size unit (B, KiB, MiB, GiB, kB, MB, GB)"
+                ))
+            }
+        };
+        Ok(ByteSize((value * mult as f64) as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Text(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        if n >= 1 << 30 && n % (1 << 30) == 0 {
+            write!(f, "{}GiB", n >> 30)
+        } else if n >= 1 << 20 && n % (1 << 20) == 0 {
+            write!(f, "{}MiB", n >> 20)
+        } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+            write!(f, "{}KiB", n >> 10)
+        } else {
+            write!(f, "{n}B")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        String::deserialize(d).map(Secret::new)
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_base_topic() -> String {
+    "face2mqtt".into()
+}
+fn default_discovery_prefix() -> String {
+    "homeassistant".into()
+}
+fn default_spool_dir() -> PathBuf {
+    PathBuf::from("/var/lib/face2mqtt")
+}
+fn default_max_size() -> ByteSize {
+    ByteSize(512 << 20)
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_http_port() -> u16 {
+    80
+}
+fn default_ws_port() -> u16 {
+    9000
+}
+fn default_time_sync_interval() -> Duration {
+    Duration::from_secs(6 * 3600)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_ping_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_dead_after() -> Duration {
+    Duration::from_secs(33)
+}
+fn default_reconnect_min() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_reconnect_max() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_keep_alive() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_backfill_margin() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_backfill_first() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_long_press() -> ButtonAction {
+    ButtonAction::None
+}
+fn default_pull() -> Pull {
+    Pull::Up
+}
+fn default_debounce() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_long_press_after() -> Duration {
+    Duration::from_secs(3)
+}
+
+/// A parsed broker URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddr {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl BrokerAddr {
+    pub fn parse(url: &str) -> Result<BrokerAddr, String> {
+        let (tls, rest) = if let Some(r) = url
+            .strip_prefix("mqtt://")
+            .or_else(|| url.strip_prefix("tcp://"))
+        {
+            (false, r)
+        } else if let Some(r) = url
+            .strip_prefix("mqtts://")
+            .or_else(|| url.strip_prefix("ssl://"))
+        {
+            (true, r)
+        } else {
+            return Err(format!("`{url}` must start with mqtt:// or mqtts://"));
+        };
+        let rest = rest.trim_end_matches('/');
+        if rest.contains('/') || rest.contains('@') {
+            return Err(format!(
+                "`{url}`: give only host and port (credentials go in username/password)"
+            ));
+        }
+        let default_port = if tls { 8883 } else { 1883 };
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("`{url}`: unclosed [ in IPv6 address"))?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p
+                    .parse()
+                    .map_err(|_| format!("`{url}`: `{p}` is not a port"))?,
+                None if after.is_empty() => default_port,
+                None => return Err(format!("`{url}`: unexpected `{after}`")),
+            };
+            (h.to_string(), port)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (
+                    h.to_string(),
+                    p.parse()
+                        .map_err(|_| format!("`{url}`: `{p}` is not a port"))?,
+                ),
+                None => (rest.to_string(), default_port),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("`{url}` has no host"));
+        }
+        Ok(BrokerAddr { host, port, tls })
+    }
+}
+
+/// One line: where, the offending line, and what is wrong (toml's own text spans several lines).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+            format!("line {line_no} (`{line}`): {message}")
+        }
+        None => message.to_string(),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "host".into())
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn valid_topic_base(t: &str) -> bool {
+    !t.is_empty() && !t.starts_with('/') && !t.ends_with('/') && !t.contains(['+', '#', '\0'])
+}
+
+impl Config {
+    /// Parse, validate and resolve secrets. Every error names the file and the key.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let mut config = Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.into(),
+            message,
+        })?;
+        let mut problems = config.validate();
+        if problems.is_empty() {
+            problems = config.resolve_secrets();
+        }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.into(),
+                problems,
+            })
+        }
+    }
+
+    /// TOML to structure; unknown keys and wrong types are errors with line and key.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let mut config: Config = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        if config.mqtt.client_id.is_none() {
+            config.mqtt.client_id = Some(format!("face2mqtt-{}", hostname()));
+        }
+        Ok(config)
+    }
+
+    /// Values that parse but cannot work. Each problem starts with the key it is about.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Err(e) = BrokerAddr::parse(&self.mqtt.url) {
+            p.push(format!("mqtt.url: {e}"));
+        }
+        if !valid_topic_base(&self.mqtt.base_topic) {
+            p.push(format!(
+                "mqtt.base_topic: `{}` must be a topic without wildcards or leading/trailing `/`",
+                self.mqtt.base_topic
+            ));
+        }
+        if self.mqtt.password.is_some() && self.mqtt.password_file.is_some() {
+            p.push("mqtt.password_file: give either password or password_file, not both".into());
+        }
+        if (self.mqtt.password.is_some() || self.mqtt.password_file.is_some())
+            && self.mqtt.username.is_none()
+        {
+            p.push("mqtt.username: a password needs a username".into());
+        }
+        if self.mqtt.client_cert_file.is_some() != self.mqtt.client_key_file.is_some() {
+            p.push("mqtt.client_key_file: client_cert_file and client_key_file go together".into());
+        }
+        if self.mqtt.ca_file.is_some() || self.mqtt.client_cert_file.is_some() {
+            p.push("mqtt.ca_file: TLS is not built into this version of face2mqtt; use mqtt:// on a trusted network or a local broker bridge".into());
+        }
+        if matches!(
+            BrokerAddr::parse(&self.mqtt.url),
+            Ok(BrokerAddr { tls: true, .. })
+        ) {
+            p.push("mqtt.url: mqtts:// (TLS) is not built into this version of face2mqtt".into());
+        }
+        if self.mqtt.reconnect_min.is_zero() || self.mqtt.reconnect_min > self.mqtt.reconnect_max {
+            p.push("mqtt.reconnect_min: must be above zero and at most reconnect_max".into());
+        }
+        if self.mqtt.keep_alive < Duration::from_secs(1) {
+            p.push("mqtt.keep_alive: must be at least 1s".into());
+        }
+        if !valid_topic_base(&self.home_assistant.discovery_prefix) {
+            p.push(format!(
+                "home_assistant.discovery_prefix: `{}` is not a valid topic prefix",
+                self.home_assistant.discovery_prefix
+            ));
+        }
+        if self.spool.max_size.0 < (1 << 20) {
+            p.push(format!(
+                "spool.max_size: {} is too small; give at least 1MiB",
+                self.spool.max_size
+            ));
+        }
+        if self.terminals.is_empty() {
+            p.push("terminal: no [[terminal]] configured".into());
+        }
+        let mut ids = BTreeSet::new();
+        for (i, t) in self.terminals.iter().enumerate() {
+            let key = |k: &str| format!("terminal[{i}] ({}).{k}", t.id);
+            if !valid_id(&t.id) {
+                p.push(format!(
+                    "terminal[{i}].id: `{}` must match [a-z0-9_-]+ (it is used in MQTT topics)",
+                    t.id
+                ));
+            }
+            if !ids.insert(t.id.as_str()) {
+                p.push(format!(
+                    "{}: `{}` is used by more than one terminal",
+                    key("id"),
+                    t.id
+                ));
+            }
+            if t.host.trim().is_empty() || t.host.contains('/') {
+                p.push(format!(
+                    "{}: `{}` must be a host name or IP address",
+                    key("host"),
+                    t.host
+                ));
+            }
+            match (&t.password, &t.password_file) {
+                (None, None) => p.push(format!(
+                    "{}: give password or password_file",
+                    key("password")
+                )),
+                (Some(_), Some(_)) => p.push(format!(
+                    "{}: give either password or password_file, not both",
+                    key("password_file")
+                )),
+                _ => {}
+            }
+            if t.http_port == 0 || t.ws_port == 0 {
+                p.push(format!("{}: ports must be 1-65535", key("http_port")));
+            }
+            if t.request_timeout < Duration::from_millis(100) {
+                p.push(format!(
+                    "{}: must be at least 100ms",
+                    key("request_timeout")
+                ));
+            }
+            if t.ping_interval.is_zero() || t.dead_after <= t.ping_interval {
+                p.push(format!(
+                    "{}: must be longer than ping_interval (and both above zero)",
+                    key("dead_after")
+                ));
+            }
+            if t.reconnect_min.is_zero() || t.reconnect_min > t.reconnect_max {
+                p.push(format!(
+                    "{}: must be above zero and at most reconnect_max",
+                    key("reconnect_min")
+                ));
+            }
+            if !t.time_sync_interval.is_zero() && t.time_sync_interval < Duration::from_secs(60) {
+                p.push(format!(
+                    "{}: use \"0s\" to disable or at least \"1m\"",
+                    key("time_sync_interval")
+                ));
+            }
+        }
+        let mut pins = BTreeSet::new();
+        for (i, b) in self.buttons.iter().enumerate() {
+            if b.pin > 27 {
+                p.push(format!(
+                    "button[{i}].pin: {} is not a BCM GPIO pin of a Raspberry Pi header (0-27)",
+                    b.pin
+                ));
+            }
+            if !pins.insert(b.pin) {
+                p.push(format!(
+                    "button[{i}].pin: pin {} is used by more than one button",
+                    b.pin
+                ));
+            }
+            if !self.terminals.iter().any(|t| t.id == b.terminal) {
+                p.push(format!(
+                    "button[{i}].terminal: no terminal has id `{}`",
+                    b.terminal
+                ));
+            }
+            if b.debounce > Duration::from_secs(1) {
+                p.push(format!(
+                    "button[{i}].debounce: {:?} is longer than a press; give at most 1s",
+                    b.debounce
+                ));
+            }
+            if b.long_press_after <= b.debounce {
+                p.push(format!(
+                    "button[{i}].long_press_after: must be longer than debounce"
+                ));
+            }
+        }
+        p
+    }
+
+    /// Reads `password_file`s (systemd credentials, say) into the config.
+    fn resolve_secrets(&mut self) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Some(path) = &self.mqtt.password_file {
+            match read_secret(path) {
+                Ok(s) => self.mqtt.password = Some(s),
+                Err(e) => p.push(format!("mqtt.password_file: {e}")),
+            }
+        }
+        for (i, t) in self.terminals.iter_mut().enumerate() {
+            if let Some(path) = &t.password_file {
+                match read_secret(path) {
+                    Ok(s) => t.password = Some(s),
+                    Err(e) => p.push(format!("terminal[{i}] ({}).password_file: {e}", t.id)),
+                }
+            }
+        }
+        p
+    }
+
+    pub fn terminal(&self, id: &str) -> Option<&TerminalConfig> {
+        self.terminals.iter().find(|t| t.id == id)
+    }
+}
+
+fn read_secret(path: &Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    // One trailing newline is how editors and `echo` leave it; it is not part of the password.
+    let value = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    if value.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(Secret::new(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+
+[[terminal]]
+id = "front-door"
+host = "192.168.1.50"
+password = "123456"
+"#;
+
+    #[test]
+    fn a_minimal_config_gets_the_documented_defaults() {
+        let c = Config::parse(MINIMAL).expect("parses");
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        assert_eq!(c.mqtt.base_topic, "face2mqtt");
+        assert!(c
+            .mqtt
+            .client_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("face2mqtt-")));
+        assert!(c.home_assistant.enabled);
+        assert_eq!(c.home_assistant.discovery_prefix, "homeassistant");
+        assert_eq!(c.spool.dir, PathBuf::from("/var/lib/face2mqtt"));
+        assert_eq!(c.spool.max_size, ByteSize(512 << 20));
+        let t = &c.terminals[0];
+        assert_eq!((t.http_port, t.ws_port), (80, 9000));
+        assert_eq!(t.time_sync_interval, Duration::from_secs(6 * 3600));
+        assert_eq!(t.display_name(), "front-door");
+        assert_eq!(
+            (t.ping_interval, t.dead_after),
+            (Duration::from_secs(10), Duration::from_secs(33))
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_that_names_it() {
+        let text = MINIMAL.replace("host =", "hots = \"x\"\nhost =");
+        let err = Config::parse(&text).expect_err("unknown key");
+        assert!(err.contains("hots"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_terminal_id_names_the_key() {
+        let text = MINIMAL.replace("front-door", "Front Door");
+        let problems = Config::parse(&text).expect("parses").validate();
+        assert!(
+            problems.iter().any(|p| p.starts_with("terminal[0].id:")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_terminal_without_password_is_invalid() {
+        let text = MINIMAL.replace("password = \"123456\"", "");
+        let problems = Config::parse(&text).expect("parses").validate();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains(".password: give password or password_file")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_button_must_name_a_configured_terminal() {
+        let text =
+            format!("{MINIMAL}\n[[button]]\npin = 17\nterminal = \"back\"\npress = \"open\"\n");
+        let problems = Config::parse(&text).expect("parses").validate();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("button[0].terminal:")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_duration_is_a_parse_error() {
+        let text = MINIMAL.replace(
+            "password = \"123456\"",
+            "password = \"1\"\ntime_sync_interval = \"often\"",
+        );
+        let err = Config::parse(&text).expect_err("bad duration");
+        assert!(err.contains("time_sync_interval"), "{err}");
+    }
+
+    #[test]
+    fn sizes_parse_in_binary_and_decimal_units() {
+        assert_eq!(ByteSize::parse("512MiB"), Ok(ByteSize(512 << 20)));
+        assert_eq!(ByteSize::parse("1 GB"), Ok(ByteSize(1_000_000_000)));
+        assert_eq!(ByteSize::parse("4096"), Ok(ByteSize(4096)));
+        assert!(ByteSize::parse("lots").is_err());
+        assert!(ByteSize::parse("5 parsecs").is_err());
+        assert_eq!(ByteSize(512 << 20).to_string(), "512MiB");
+    }
+
+    #[test]
+    fn broker_urls_parse_with_default_ports() {
+        assert_eq!(
+            BrokerAddr::parse("mqtt://h"),
+            Ok(BrokerAddr {
+                host: "h".into(),
+                port: 1883,
+                tls: false
+            })
+        );
+        assert_eq!(
+            BrokerAddr::parse("mqtts://h:9999"),
+            Ok(BrokerAddr {
+                host: "h".into(),
+                port: 9999,
+                tls: true
+            })
+        );
+        assert_eq!(
+            BrokerAddr::parse("mqtt://[::1]:1884"),
+            Ok(BrokerAddr {
+                host: "::1".into(),
+                port: 1884,
+                tls: false
+            })
+        );
+        assert!(BrokerAddr::parse("http://h").is_err());
+        assert!(BrokerAddr::parse("mqtt://u:p@h").is_err());
+    }
+
+    #[test]
+    fn a_password_file_is_read_without_its_trailing_newline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\n").expect("write");
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            MINIMAL.replace(
+                "password = \"123456\"",
+                &format!("password_file = {:?}", pw),
+            ),
+        )
+        .expect("write");
+        let c = Config::load(&cfg).expect("loads");
+        assert_eq!(c.terminals[0].secret().expose(), "s3cret");
+    }
+
+    #[test]
+    fn a_missing_password_file_names_the_key_and_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            MINIMAL.replace(
+                "password = \"123456\"",
+                "password_file = \"/nonexistent/pw\"",
+            ),
+        )
+        .expect("write");
+        let err = Config::load(&cfg).expect_err("missing file").to_string();
+        assert!(
+            err.contains("password_file") && err.contains("/nonexistent/pw"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let text = include_str!("../examples/config.toml");
+        let c = Config::parse(text).expect("example parses");
+        assert_eq!(c.validate(), Vec::<String>::new());
+        assert!(!c.terminals.is_empty() && !c.buttons.is_empty());
+    }
+}

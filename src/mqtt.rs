@@ -1,0 +1,95 @@
+//! The broker connection's settings, shared by the daemon and `face2mqtt check`.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, ConnectionError, Event, LastWill, MqttOptions, Packet, QoS};
+
+use crate::config::{BrokerAddr, MqttConfig};
+
+/// Room for a ~58 KB photo plus topic and headers, with margin for larger captures. rumqttc's
+/// default is 10 KiB, which tears the connection down on the first photo.
+pub const MAX_PACKET: usize = 512 * 1024;
+
+/// Our own window of unacknowledged publishes; rumqttc's `inflight` is set well above it so its
+/// packet ids never wrap onto one still waiting for its PUBACK.
+pub const WINDOW: usize = 16;
+const CLIENT_INFLIGHT: u16 = 100;
+
+pub fn state_topic(base: &str) -> String {
+    format!("{base}/bridge/state")
+}
+
+pub fn options(config: &MqttConfig) -> Result<MqttOptions, String> {
+    let addr = BrokerAddr::parse(&config.url)?;
+    let client_id = config
+        .client_id
+        .clone()
+        .unwrap_or_else(|| "face2mqtt".into());
+    let mut o = MqttOptions::new(client_id, addr.host, addr.port);
+    o.set_keep_alive(config.keep_alive.max(Duration::from_secs(1)));
+    // The spool is the store of record: every reconnect starts a clean session and we resend.
+    o.set_clean_session(true);
+    o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    o.set_inflight(CLIENT_INFLIGHT);
+    if let Some(user) = &config.username {
+        let pw = config
+            .password
+            .as_ref()
+            .map(|p| p.expose().to_string())
+            .unwrap_or_default();
+        o.set_credentials(user.clone(), pw);
+    }
+    o.set_last_will(LastWill::new(
+        state_topic(&config.base_topic),
+        r#"{"state":"offline"}"#,
+        QoS::AtLeastOnce,
+        true,
+    ));
+    Ok(o)
+}
+
+/// Explains a connection failure for a person (never includes the password).
+pub fn explain(e: &ConnectionError) -> String {
+    use rumqttc::ConnectReturnCode::*;
+    match e {
+        ConnectionError::ConnectionRefused(BadUserNamePassword) => {
+            "broker refused the login: bad username or password".into()
+        }
+        ConnectionError::ConnectionRefused(NotAuthorized) => {
+            "broker refused: not authorized".into()
+        }
+        ConnectionError::ConnectionRefused(BadClientId) => "broker refused the client id".into(),
+        ConnectionError::ConnectionRefused(code) => {
+            format!("broker refused the connection ({code:?})")
+        }
+        ConnectionError::NetworkTimeout => "no answer from the broker".into(),
+        ConnectionError::Io(io) => format!("cannot reach the broker: {io}"),
+        other => other.to_string(),
+    }
+}
+
+/// Connects once and waits for the CONNACK: `face2mqtt check`'s broker test.
+pub async fn probe(config: &MqttConfig, deadline: Duration) -> Result<(), String> {
+    let mut o = options(config)?;
+    // A distinct id, so checking does not kick the running daemon off the broker.
+    o.set_client_id(format!("{}-check", o.client_id()));
+    let (client, mut eventloop) = AsyncClient::new(o, 10);
+    let result = tokio::time::timeout(deadline, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(explain(&e)),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(format!(
+            "no answer from the broker within {}",
+            humantime::format_duration(deadline)
+        ))
+    });
+    let _ = client.try_disconnect();
+    result
+}

@@ -1,0 +1,405 @@
+//! The record JSON published on `<base>/<t>/record`, made from what the terminal sent.
+//!
+//! Pure functions: the same terminal record always yields the same JSON and `event_id`, whether it
+//! came live, by backfill, or again after a crash (consumers dedupe on `event_id`).
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::terminal::model::{lenient_bool, lenient_f64, lenient_i64, lenient_string, PersonType};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Live,
+    Backfill,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Live => "live",
+            Source::Backfill => "backfill",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NormalizeError {
+    #[error("record has no usable `signTime`")]
+    NoSignTime,
+}
+
+/// A normalized record: the JSON to publish and the capture photo, split off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalized {
+    pub event_id: String,
+    pub sign_time: u64,
+    pub json: Value,
+    pub photo: Option<Vec<u8>>,
+    /// Why a photo that was sent could not be used (to be logged by the caller).
+    pub photo_problem: Option<String>,
+}
+
+/// Fields mapped into the record JSON; everything else the terminal sent goes to `extra`.
+const MAPPED: &[&str] = &[
+    "id",
+    "signTime",
+    "type",
+    "userType",
+    "userId",
+    "name",
+    "jobNumber",
+    "department",
+    "icNumber",
+    "inputType",
+    "similarity",
+    "temperature",
+    "temperatureState",
+    "Temperatureunit",
+    "wearMask",
+    "wearMaskAlarm",
+    "signAvatar",
+    "photo",
+];
+
+/// Terminals send seconds; a 13-digit value is taken as milliseconds rather than the year 50000.
+fn sign_time(v: Option<&Value>) -> Option<u64> {
+    let t = lenient_i64(v?)?;
+    if t <= 0 {
+        return None;
+    }
+    Some(if t > 100_000_000_000 {
+        (t / 1000) as u64
+    } else {
+        t as u64
+    })
+}
+
+pub fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+/// FNV-1a: fixed forever, so ids made by one version match those of the next.
+pub fn stable_hash(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// `<terminal>-<signTime>-<record id>`; records with id 0 (strangers) get `s` and a hash of the
+/// fields that identify the capture (not the photo: backfill may not carry it).
+pub fn event_id(terminal: &str, data: &Map<String, Value>, sign_time: u64) -> String {
+    let id = data.get("id").and_then(lenient_i64).unwrap_or(0);
+    if id != 0 {
+        return format!("{terminal}-{sign_time}-{id}");
+    }
+    let field = |k: &str| {
+        data.get(k).map(|v| match lenient_f64(v) {
+            Some(f) => format!("{:.1}", f),
+            None => lenient_string(v).unwrap_or_default(),
+        })
+    };
+    let mut key = String::new();
+    for k in [
+        "type",
+        "userId",
+        "inputType",
+        "similarity",
+        "temperature",
+        "temperatureState",
+        "wearMask",
+        "wearMaskAlarm",
+    ] {
+        key.push_str(k);
+        key.push('=');
+        key.push_str(&field(k).unwrap_or_default());
+        key.push(';');
+    }
+    format!(
+        "{terminal}-{sign_time}-s{:08x}",
+        stable_hash(key.as_bytes()) as u32
+    )
+}
+
+fn method(input_type: Option<i64>) -> &'static str {
+    match input_type {
+        Some(1) | None => "face",
+        Some(2) => "qr",
+        Some(3) => "card",
+        Some(4) => "uuid",
+        Some(_) => "unknown",
+    }
+}
+
+/// Bare base64 as real units send; tolerate a `data:` prefix and line breaks from other firmware.
+pub fn decode_photo(text: &str) -> Result<Vec<u8>, String> {
+    let body = match text.find("base64,") {
+        Some(i) if text.starts_with("data:") => &text[i + 7..],
+        _ => text,
+    };
+    let cleaned: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(cleaned.as_bytes())
+        .or_else(|_| {
+            base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(cleaned.trim_end_matches('=').as_bytes())
+        })
+        .map_err(|e| format!("photo is not base64: {e}"))?;
+    if bytes.len() < 4 || bytes[0] != 0xFF || bytes[1] != 0xD8 {
+        return Err(format!("photo is not a JPEG ({} bytes)", bytes.len()));
+    }
+    Ok(bytes)
+}
+
+pub fn normalize(
+    terminal: &str,
+    data: &Map<String, Value>,
+    source: Source,
+) -> Result<Normalized, NormalizeError> {
+    let sign_time = sign_time(data.get("signTime")).ok_or(NormalizeError::NoSignTime)?;
+    let event_id = event_id(terminal, data, sign_time);
+    let text = |k: &str| data.get(k).and_then(lenient_string).unwrap_or_default();
+    let int = |k: &str| data.get(k).and_then(lenient_i64);
+
+    let type_code = int("type").or_else(|| int("userType"));
+    let person_type = type_code
+        .and_then(PersonType::from_code)
+        .map(PersonType::as_str)
+        .unwrap_or("unknown");
+
+    // A terminal without a thermometer sends nothing, null, or 0: none of them is a reading.
+    let temperature = data
+        .get("temperature")
+        .and_then(lenient_f64)
+        .filter(|t| *t > 0.0)
+        .map(|t| {
+            let unit = if int("Temperatureunit") == Some(1) {
+                "F"
+            } else {
+                "C"
+            };
+            let state = match int("temperatureState") {
+                Some(1) => "high",
+                Some(-1) => "low",
+                _ => "normal",
+            };
+            json!({"value": (t * 10.0).round() / 10.0, "unit": unit, "state": state})
+        });
+    let mask = data.get("wearMask").and_then(lenient_bool).map(|worn| {
+        let alarm = data
+            .get("wearMaskAlarm")
+            .and_then(lenient_bool)
+            .unwrap_or(false);
+        json!({"worn": worn, "alarm": alarm})
+    });
+
+    let (photo, photo_problem) = match data
+        .get("signAvatar")
+        .and_then(lenient_string)
+        .filter(|s| !s.is_empty())
+    {
+        None => (None, None),
+        Some(b64) => match decode_photo(&b64) {
+            Ok(bytes) => (Some(bytes), None),
+            Err(e) => (None, Some(e)),
+        },
+    };
+
+    let extra: Map<String, Value> = data
+        .iter()
+        .filter(|(k, _)| !MAPPED.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+
+    let mut out = Map::new();
+    out.insert("event_id".into(), json!(event_id));
+    out.insert("terminal".into(), json!(terminal));
+    out.insert("record_id".into(), json!(int("id").unwrap_or(0)));
+    out.insert("time".into(), json!(rfc3339(sign_time)));
+    out.insert("timestamp".into(), json!(sign_time));
+    out.insert("source".into(), json!(source.as_str()));
+    out.insert(
+        "person".into(),
+        json!({
+            "user_id": text("userId"),
+            "name": text("name"),
+            "type": person_type,
+            "job_number": text("jobNumber"),
+            "department": text("department"),
+            "ic_number": text("icNumber"),
+        }),
+    );
+    out.insert("method".into(), json!(method(int("inputType"))));
+    out.insert(
+        "similarity".into(),
+        int("similarity").map(Value::from).unwrap_or(Value::Null),
+    );
+    out.insert("temperature".into(), temperature.unwrap_or(Value::Null));
+    out.insert("mask".into(), mask.unwrap_or(Value::Null));
+    out.insert("snapshot".into(), json!(photo.is_some()));
+    if !extra.is_empty() {
+        out.insert("extra".into(), Value::Object(extra));
+    }
+    Ok(Normalized {
+        event_id,
+        sign_time,
+        json: Value::Object(out),
+        photo,
+        photo_problem,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stranger() -> Map<String, Value> {
+        // The captured stranger of terminal-facts.md, photo shortened.
+        match json!({
+            "startTime": 0, "userId": "", "gender": 0, "jobNumber": "", "position": "", "userType": -1,
+            "purpose": "", "birthday": 0, "department": "", "prompt": "", "description": "", "mobile": "",
+            "remark": "", "entryTime": 0, "title": "", "endTime": 0, "name": "", "mail": "", "icNumber": "",
+            "idNumber": "", "comeFrom": "", "photo": "null", "id": 0, "signTime": 1600972860, "type": -1,
+            "inputType": 1, "similarity": 0, "temperatureState": 0, "wearMask": 0, "wearMaskAlarm": 0,
+            "temperature": 97.400002, "Temperatureunit": 1, "signAvatar": "/9j/4AAQSkZJRg=="
+        }) {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    fn staff() -> Map<String, Value> {
+        let mut m = stranger();
+        m.insert("id".into(), json!(1234));
+        m.insert("userId".into(), json!("E017"));
+        m.insert("name".into(), json!("Ada"));
+        m.insert("type".into(), json!(1));
+        m.insert("department".into(), json!("R&D"));
+        m.insert("temperature".into(), json!(36.599998));
+        m.insert("Temperatureunit".into(), json!(0));
+        m.insert("wearMask".into(), json!(1));
+        m.insert("similarity".into(), json!(93));
+        m
+    }
+
+    #[test]
+    fn a_staff_record_normalizes_to_the_documented_shape() {
+        let n = normalize("front-door", &staff(), Source::Live).expect("normalizes");
+        let j = &n.json;
+        assert_eq!(j["event_id"], json!("front-door-1600972860-1234"));
+        assert_eq!(j["record_id"], json!(1234));
+        assert_eq!(j["time"], json!("2020-09-24T18:41:00Z"));
+        assert_eq!(j["timestamp"], json!(1600972860));
+        assert_eq!(j["source"], json!("live"));
+        assert_eq!(j["person"]["type"], json!("staff"));
+        assert_eq!(j["person"]["name"], json!("Ada"));
+        assert_eq!(j["method"], json!("face"));
+        assert_eq!(j["similarity"], json!(93));
+        assert_eq!(
+            j["temperature"],
+            json!({"value": 36.6, "unit": "C", "state": "normal"})
+        );
+        assert_eq!(j["mask"], json!({"worn": true, "alarm": false}));
+        assert_eq!(j["snapshot"], json!(true));
+        assert_eq!(n.photo.as_deref().map(|p| &p[..2]), Some(&[0xFF, 0xD8][..]));
+    }
+
+    #[test]
+    fn the_fahrenheit_reading_rounds_to_one_decimal() {
+        let n = normalize("t", &stranger(), Source::Live).expect("normalizes");
+        assert_eq!(
+            n.json["temperature"],
+            json!({"value": 97.4, "unit": "F", "state": "normal"})
+        );
+    }
+
+    #[test]
+    fn the_base64_photos_never_appear_in_the_json() {
+        let n = normalize("t", &staff(), Source::Live).expect("normalizes");
+        let text = n.json.to_string();
+        assert!(
+            !text.contains("signAvatar") && !text.contains("/9j/") && !text.contains("\"photo\""),
+            "{text}"
+        );
+        assert_eq!(n.json["extra"]["gender"], json!(0));
+    }
+
+    #[test]
+    fn a_stranger_gets_a_stable_distinct_event_id() {
+        let a = normalize("t", &stranger(), Source::Live).expect("normalizes");
+        let b = normalize("t", &stranger(), Source::Backfill).expect("normalizes");
+        assert_eq!(a.event_id, b.event_id);
+        assert!(a.event_id.starts_with("t-1600972860-s"), "{}", a.event_id);
+        let mut other = stranger();
+        other.insert("similarity".into(), json!(41));
+        let c = normalize("t", &other, Source::Live).expect("normalizes");
+        assert_ne!(a.event_id, c.event_id);
+        assert_eq!(a.json["person"]["type"], json!("stranger"));
+    }
+
+    #[test]
+    fn the_stranger_id_ignores_the_photo_and_number_spelling() {
+        let a = normalize("t", &stranger(), Source::Live).expect("normalizes");
+        let mut s = stranger();
+        s.remove("signAvatar");
+        s.insert("temperature".into(), json!("97.4"));
+        let b = normalize("t", &s, Source::Backfill).expect("normalizes");
+        assert_eq!(a.event_id, b.event_id);
+    }
+
+    #[test]
+    fn a_missing_temperature_or_mask_is_null() {
+        let mut m = staff();
+        m.remove("temperature");
+        m.remove("wearMask");
+        let n = normalize("t", &m, Source::Live).expect("normalizes");
+        assert_eq!(n.json["temperature"], Value::Null);
+        assert_eq!(n.json["mask"], Value::Null);
+    }
+
+    #[test]
+    fn a_record_without_sign_time_is_refused() {
+        let mut m = staff();
+        m.remove("signTime");
+        assert_eq!(
+            normalize("t", &m, Source::Live),
+            Err(NormalizeError::NoSignTime)
+        );
+    }
+
+    #[test]
+    fn a_millisecond_sign_time_is_read_as_seconds() {
+        let mut m = staff();
+        m.insert("signTime".into(), json!(1600972860123i64));
+        let n = normalize("t", &m, Source::Live).expect("normalizes");
+        assert_eq!(n.sign_time, 1600972860);
+    }
+
+    #[test]
+    fn a_photo_that_is_not_a_jpeg_is_dropped_with_a_reason() {
+        let mut m = staff();
+        m.insert("signAvatar".into(), json!("aGVsbG8="));
+        let n = normalize("t", &m, Source::Live).expect("normalizes");
+        assert_eq!(n.photo, None);
+        assert_eq!(n.json["snapshot"], json!(false));
+        assert!(n.photo_problem.is_some());
+    }
+
+    #[test]
+    fn a_data_url_photo_is_accepted() {
+        let mut m = staff();
+        m.insert(
+            "signAvatar".into(),
+            json!("data:image/jpeg;base64,/9j/4AAQ\nSkZJRg=="),
+        );
+        let n = normalize("t", &m, Source::Live).expect("normalizes");
+        assert!(n.photo.is_some());
+    }
+}

@@ -1,0 +1,253 @@
+//! The simulator's control API: faults and pushes over plain HTTP on their own port, so they keep
+//! working while the simulated terminal is "rebooting". Documented in the README.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::Simulator;
+use crate::terminal::PersonType;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PushRequest {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    count: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FaultsRequest {
+    silent: Option<bool>,
+    refuse_auth: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    http_delay: Option<Duration>,
+    http_error: Option<super::state::HttpErrorFault>,
+    clock_skew: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RebootBody {
+    #[serde(with = "humantime_serde")]
+    down: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateBody {
+    per_second: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBody {
+    #[serde(default)]
+    text: Option<String>,
+    /// Repeat `text` to this many bytes (oversized-frame tests).
+    #[serde(default)]
+    pad_to: Option<usize>,
+    #[serde(default)]
+    binary: bool,
+}
+
+/// "-90s", "10m", "0s" → milliseconds.
+fn parse_skew(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let d = humantime::parse_duration(body).map_err(|e| format!("clock_skew: {e}"))?;
+    let ms = d.as_millis() as i64;
+    Ok(if neg { -ms } else { ms })
+}
+
+fn reply(code: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn bad(msg: impl Into<String>) -> Response<Full<Bytes>> {
+    reply(StatusCode::BAD_REQUEST, json!({"error": msg.into()}))
+}
+
+fn parse<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| e.to_string())
+}
+
+async fn handle(
+    sim: Simulator,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let body = match Limited::new(req.into_body(), 8 * 1024 * 1024)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Ok(bad("body too large")),
+    };
+    Ok(match (method, path.as_str()) {
+        (Method::GET, "/sim/status") => reply(StatusCode::OK, sim.status()),
+        (Method::POST, "/sim/push") => {
+            let req: PushRequest = match parse(&body) {
+                Ok(r) => r,
+                Err(e) => return Ok(bad(e)),
+            };
+            let kind = match req.kind.as_deref() {
+                None | Some("random") => None,
+                Some(k) => match PersonType::parse(k) {
+                    Some(t) => Some(t),
+                    None => {
+                        return Ok(bad(format!(
+                            "type: `{k}` is not staff, visitor, blacklist, stranger or random"
+                        )))
+                    }
+                },
+            };
+            let mut pushed = Vec::new();
+            for _ in 0..req.count.unwrap_or(1).min(100_000) {
+                let r = sim.push(kind);
+                pushed.push(json!({"id": r["id"], "signTime": r["signTime"], "type": r["type"], "name": r["name"]}));
+            }
+            reply(StatusCode::OK, json!({"pushed": pushed}))
+        }
+        (Method::POST, "/sim/raw") => {
+            let req: RawBody = match serde_json::from_slice(&body) {
+                Ok(r) => r,
+                Err(e) => return Ok(bad(e.to_string())),
+            };
+            let mut text = req.text.unwrap_or_default();
+            if let Some(n) = req.pad_to {
+                let unit = if text.is_empty() {
+                    "x".to_string()
+                } else {
+                    text.clone()
+                };
+                while text.len() < n {
+                    text.push_str(&unit);
+                }
+                text.truncate(n);
+            }
+            sim.push_raw(if req.binary {
+                Message::binary(text.into_bytes())
+            } else {
+                Message::text(text)
+            });
+            reply(StatusCode::OK, json!({"sent": true}))
+        }
+        (Method::POST, "/sim/faults") => {
+            let req: FaultsRequest = match parse(&body) {
+                Ok(r) => r,
+                Err(e) => return Ok(bad(e)),
+            };
+            let skew = match req.clock_skew.as_deref().map(parse_skew).transpose() {
+                Ok(s) => s,
+                Err(e) => return Ok(bad(e)),
+            };
+            if let Some(s) = req.silent {
+                sim.set_silent(s);
+            }
+            if let Some(r) = req.refuse_auth {
+                sim.set_refuse_auth(r);
+            }
+            if let Some(d) = req.http_delay {
+                sim.set_http_delay(d);
+            }
+            if let Some(e) = req.http_error {
+                sim.fail_http(e.code, e.count);
+            }
+            if let Some(ms) = skew {
+                sim.set_clock_skew(ms);
+            }
+            reply(StatusCode::OK, sim.status())
+        }
+        (Method::DELETE, "/sim/faults") => {
+            sim.clear_faults();
+            reply(StatusCode::OK, sim.status())
+        }
+        (Method::POST, "/sim/close") => {
+            sim.close_links();
+            reply(StatusCode::OK, json!({"closed": true}))
+        }
+        (Method::POST, "/sim/reboot") => match serde_json::from_slice::<RebootBody>(&body) {
+            Ok(r) => {
+                sim.reboot(r.down);
+                reply(StatusCode::OK, json!({"rebooting": true}))
+            }
+            Err(e) => bad(e.to_string()),
+        },
+        (Method::POST, "/sim/rate") => match serde_json::from_slice::<RateBody>(&body) {
+            Ok(r) if r.per_second.is_finite() && r.per_second >= 0.0 => {
+                sim.set_rate(r.per_second);
+                reply(StatusCode::OK, json!({"per_second": r.per_second}))
+            }
+            Ok(_) => bad("per_second must be a number >= 0"),
+            Err(e) => bad(e.to_string()),
+        },
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("no such control endpoint: {path}")}),
+        ),
+    })
+}
+
+/// Serves the control API until `shutdown`.
+pub async fn serve(sim: Simulator, listener: TcpListener, shutdown: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(_) => continue,
+            },
+        };
+        let sim = sim.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(sim.clone(), req));
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = shutdown.cancelled() => {}
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_skew_reads_signed_durations() {
+        assert_eq!(parse_skew("-90s"), Ok(-90_000));
+        assert_eq!(parse_skew("10m"), Ok(600_000));
+        assert_eq!(parse_skew("+1s"), Ok(1000));
+        assert!(parse_skew("soon").is_err());
+    }
+}

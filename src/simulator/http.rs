@@ -1,0 +1,329 @@
+//! The terminal's HTTP API, served from the simulator's state.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Map, Value};
+
+use super::state::AuthError;
+use super::{cjson, Shared};
+use crate::terminal::model::User;
+
+/// User photos are ~60 KB of base64; leave room for larger ones.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+pub fn query_map(query: Option<&str>) -> BTreeMap<String, String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// `{"code":..,"message":..,"desc":..}` printed the cJSON way, plus any extra members.
+pub fn envelope(
+    code: i64,
+    message: &str,
+    desc: &str,
+    extra: Option<(&str, Value)>,
+) -> HttpResponse {
+    let mut m = Map::new();
+    m.insert("code".into(), json!(code));
+    m.insert("message".into(), json!(message));
+    m.insert("desc".into(), json!(desc));
+    if let Some((k, v)) = extra {
+        m.insert(k.into(), v);
+    }
+    let mut resp = Response::new(Full::new(Bytes::from(cjson::print(&Value::Object(m)))));
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn ok(data: Option<Value>) -> HttpResponse {
+    envelope(200, "OK", "", data.map(|d| ("data", d)))
+}
+
+fn api_error(code: i64) -> HttpResponse {
+    let code_ = crate::terminal::ApiCode::from_code(code);
+    let desc = match code {
+        40001 => "device-not-support",
+        _ => "",
+    };
+    envelope(code, code_.message(), desc, None)
+}
+
+fn status(code: StatusCode, text: &str) -> HttpResponse {
+    let mut r = Response::new(Full::new(Bytes::from(text.to_string())));
+    *r.status_mut() = code;
+    r
+}
+
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<HttpResponse, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = query_map(req.uri().query());
+    let content_type = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Ok(status(StatusCode::PAYLOAD_TOO_LARGE, "body too large")),
+    };
+
+    let (delay, injected) = {
+        let mut st = shared.state();
+        let delay = st.faults.http_delay;
+        let injected = match &mut st.faults.http_error {
+            Some(f) if f.count > 0 => {
+                f.count -= 1;
+                Some(f.code)
+            }
+            _ => None,
+        };
+        if matches!(st.faults.http_error, Some(f) if f.count == 0) {
+            st.faults.http_error = None;
+        }
+        (delay, injected)
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(code) = injected {
+        return Ok(
+            match u16::try_from(code)
+                .ok()
+                .and_then(|c| StatusCode::from_u16(c).ok())
+            {
+                Some(s) if code < 1000 => status(s, "injected failure"),
+                _ => api_error(code),
+            },
+        );
+    }
+
+    let auth = shared.state().check_auth(&query);
+    match auth {
+        Ok(()) => {}
+        Err(AuthError::Missing) => return Ok(api_error(30003)),
+        Err(AuthError::Expired) => return Ok(api_error(10003)),
+        Err(AuthError::BadSignature) => return Ok(api_error(10005)),
+    }
+
+    let form = form_fields(&content_type, &body);
+    Ok(route(
+        &shared,
+        &method,
+        &path,
+        &query,
+        &form,
+        &content_type,
+        &body,
+    ))
+}
+
+fn route(
+    shared: &Arc<Shared>,
+    method: &Method,
+    path: &str,
+    query: &BTreeMap<String, String>,
+    form: &BTreeMap<String, String>,
+    content_type: &str,
+    body: &Bytes,
+) -> HttpResponse {
+    let post = method == Method::POST;
+    let get = method == Method::GET;
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["api", "device", action] if !post => {
+            let _ = action;
+            api_error(50004)
+        }
+        ["api", "device", "open"] => {
+            let remark = query.get("remark").or_else(|| form.get("remark")).cloned();
+            let mut st = shared.state();
+            let at_ms = st.terminal_now_ms();
+            st.opens.push(super::state::OpenEvent { remark, at_ms });
+            ok(None)
+        }
+        ["api", "device", "syncTime"] => {
+            let Some(ts) = query.get("timestamp").and_then(|t| t.parse::<i64>().ok()) else {
+                return api_error(30003);
+            };
+            let mut st = shared.state();
+            st.clock_skew_ms = ts - crate::terminal::sign::now_ms() as i64;
+            st.sync_times.push(ts as u64);
+            ok(None)
+        }
+        ["api", "device", "reboot"] => {
+            shared.state().reboots += 1;
+            // Answer first, then go down, as a unit does.
+            let _ = shared.reboot_tx.send(super::RebootRequest {
+                down: shared.reboot_downtime,
+                after_answer: true,
+            });
+            ok(None)
+        }
+        ["api", "device", "jsonCmd"] => {
+            let cmd = json_body(content_type, body, form).unwrap_or(Value::Null);
+            shared.state().json_cmds.push(cmd);
+            envelope(200, "OK", "", Some(("json", json!({}))))
+        }
+        ["api", "device", "information"] => ok(Some(Value::Object(shared.state().device.clone()))),
+        ["api", "device", "network"] => ok(Some(Value::Object(shared.state().network.clone()))),
+        ["api", "device", "smartface"] => {
+            ok(Some(Value::Object(shared.state().smart_face.clone())))
+        }
+        ["api", "device", "perpara"] => ok(Some(Value::Object(shared.state().peripheral.clone()))),
+        ["api", "device", cfg @ ("networkcfg" | "smartfacecfg" | "perparacfg")] => {
+            let Some(Value::Object(update)) = json_body(content_type, body, form) else {
+                return api_error(30001);
+            };
+            let mut st = shared.state();
+            let target = match *cfg {
+                "networkcfg" => &mut st.network,
+                "smartfacecfg" => &mut st.smart_face,
+                _ => &mut st.peripheral,
+            };
+            // Unknown fields are stored as sent: firmware spellings drift.
+            for (k, v) in update {
+                target.insert(k, v);
+            }
+            ok(None)
+        }
+        ["api", "device", _] => api_error(40001),
+        ["api", "user"] if post => {
+            let Some(user) = user_body(content_type, body, form) else {
+                return api_error(30001);
+            };
+            if user.user_id.is_empty() || user.name.is_empty() {
+                return api_error(30003);
+            }
+            let mut st = shared.state();
+            if st.users.contains_key(&user.user_id) {
+                return api_error(30001);
+            }
+            st.users.insert(user.user_id.clone(), user.clone());
+            ok(Some(serde_json::to_value(&user).unwrap_or(Value::Null)))
+        }
+        ["api", "user", "update", id] if post => {
+            let Some(Value::Object(update)) = json_body(content_type, body, form) else {
+                return api_error(30001);
+            };
+            let mut st = shared.state();
+            let Some(existing) = st.users.get(*id) else {
+                return api_error(20001);
+            };
+            let Ok(Value::Object(mut merged)) = serde_json::to_value(existing) else {
+                return api_error(50002);
+            };
+            for (k, v) in update {
+                merged.insert(k, v);
+            }
+            merged.insert("userId".into(), json!(id));
+            let Ok(user) = serde_json::from_value::<User>(Value::Object(merged)) else {
+                return api_error(30001);
+            };
+            st.users.insert(id.to_string(), user.clone());
+            ok(Some(serde_json::to_value(&user).unwrap_or(Value::Null)))
+        }
+        ["api", "user", "delete", id] if get => {
+            let mut st = shared.state();
+            if *id == "all" || query.get("id").map(String::as_str) == Some("all") {
+                st.users.clear();
+                return ok(None);
+            }
+            match st.users.remove(*id) {
+                Some(u) => ok(Some(serde_json::to_value(&u).unwrap_or(Value::Null))),
+                None => api_error(20001),
+            }
+        }
+        ["api", "user", "list"] if get => ok(Some(shared.state().user_page(query))),
+        ["api", "record"] if get => ok(Some(shared.state().record_page(query))),
+        ["api", ..] => api_error(50004),
+        _ => status(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+fn json_body(content_type: &str, body: &Bytes, form: &BTreeMap<String, String>) -> Option<Value> {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        return Some(v);
+    }
+    // form-data as the document says: the JSON object sits in some field.
+    let _ = content_type;
+    form.values().find_map(|v| {
+        serde_json::from_str::<Value>(v)
+            .ok()
+            .filter(Value::is_object)
+    })
+}
+
+fn user_body(content_type: &str, body: &Bytes, form: &BTreeMap<String, String>) -> Option<User> {
+    json_body(content_type, body, form).and_then(|v| serde_json::from_value(v).ok())
+}
+
+/// Text fields of an `application/x-www-form-urlencoded` or `multipart/form-data` body.
+pub fn form_fields(content_type: &str, body: &[u8]) -> BTreeMap<String, String> {
+    let ct = content_type.to_ascii_lowercase();
+    if ct.starts_with("application/x-www-form-urlencoded") {
+        return form_urlencoded::parse(body).into_owned().collect();
+    }
+    if !ct.starts_with("multipart/form-data") {
+        return BTreeMap::new();
+    }
+    let Some(boundary) = content_type
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("boundary="))
+        .next()
+        .map(|b| b.trim_matches('"').to_string())
+    else {
+        return BTreeMap::new();
+    };
+    let text = String::from_utf8_lossy(body);
+    let delimiter = format!("--{boundary}");
+    let mut out = BTreeMap::new();
+    for part in text.split(delimiter.as_str()) {
+        let Some((headers, value)) = part.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let name = headers
+            .split(';')
+            .filter_map(|h| h.trim().strip_prefix("name="))
+            .next()
+            .map(|n| n.trim_matches('"').to_string());
+        if let Some(name) = name {
+            out.insert(name, value.trim_end_matches("\r\n").to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_text_fields_are_read() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"remark\"\r\n\r\nfront gate\r\n--XyZ--\r\n";
+        let f = form_fields("multipart/form-data; boundary=XyZ", body);
+        assert_eq!(f.get("remark").map(String::as_str), Some("front gate"));
+    }
+
+    #[test]
+    fn urlencoded_fields_are_read() {
+        let f = form_fields("application/x-www-form-urlencoded", b"remark=a%20b&x=1");
+        assert_eq!(f.get("remark").map(String::as_str), Some("a b"));
+    }
+}

@@ -1,0 +1,401 @@
+//! `face2mqtt simulate`: a terminal in software, for integrators and for our own tests.
+//!
+//! It serves the whole HTTP API with state, pushes records over the WebSocket in the real units'
+//! dialect (see `terminal-facts.md`), and takes faults through [`Simulator`]'s methods or the
+//! control API (`control.rs`, documented in the README).
+
+pub mod avatar;
+pub mod cjson;
+pub mod control;
+pub mod http;
+pub mod state;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::secret::Secret;
+use crate::terminal::PersonType;
+use state::{HttpErrorFault, State, StoredRecord};
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub password: Secret,
+    /// Recognitions generated per second on average; 0 generates none (push them by hand).
+    pub rate: f64,
+    /// How long both ports stay down after `/api/device/reboot`.
+    pub reboot_downtime: Duration,
+    /// Records kept for `GET /api/record` (oldest dropped first).
+    pub max_records: usize,
+    pub seed: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            password: Secret::new("123456"),
+            rate: 0.0,
+            reboot_downtime: Duration::ZERO,
+            max_records: 100_000,
+            seed: 42,
+        }
+    }
+}
+
+pub struct RebootRequest {
+    pub down: Duration,
+    /// Let the HTTP answer to `/api/device/reboot` get out before the ports close.
+    pub after_answer: bool,
+}
+
+pub struct Shared {
+    state: Mutex<State>,
+    pushes: broadcast::Sender<Message>,
+    close_links: watch::Sender<u64>,
+    silent: watch::Sender<bool>,
+    ws_clients: watch::Sender<usize>,
+    up: watch::Sender<bool>,
+    rate: watch::Sender<f64>,
+    reboot_tx: mpsc::UnboundedSender<RebootRequest>,
+    reboot_downtime: Duration,
+}
+
+impl Shared {
+    /// The state lock. Held for short, synchronous work only, never across an `.await`.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A running simulator; cheap to clone. Every fault the control API offers is a method here.
+#[derive(Clone)]
+pub struct Simulator {
+    shared: Arc<Shared>,
+    http_addr: SocketAddr,
+    ws_addr: SocketAddr,
+    tracker: TaskTracker,
+}
+
+impl Simulator {
+    /// Serves on the given listeners until `shutdown` is cancelled.
+    pub fn start(
+        config: SimConfig,
+        http: TcpListener,
+        ws: TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<Simulator> {
+        let http_addr = http.local_addr()?;
+        let ws_addr = ws.local_addr()?;
+        let (reboot_tx, reboot_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::new(
+                config.password.clone(),
+                config.seed,
+                config.max_records,
+            )),
+            pushes: broadcast::channel(1024).0,
+            close_links: watch::channel(0).0,
+            silent: watch::channel(false).0,
+            ws_clients: watch::channel(0).0,
+            up: watch::channel(true).0,
+            rate: watch::channel(config.rate).0,
+            reboot_tx,
+            reboot_downtime: config.reboot_downtime,
+        });
+        let tracker = TaskTracker::new();
+        let sim = Simulator {
+            shared,
+            http_addr,
+            ws_addr,
+            tracker: tracker.clone(),
+        };
+        tracker.spawn(sim.clone().supervise(http, ws, reboot_rx, shutdown.clone()));
+        tracker.spawn(sim.clone().generate(shutdown));
+        tracker.close();
+        Ok(sim)
+    }
+
+    /// Binds both ports (use port 0 for any free port) and starts.
+    pub async fn bind(
+        config: SimConfig,
+        http: SocketAddr,
+        ws: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<Simulator> {
+        let h = TcpListener::bind(http).await?;
+        let w = TcpListener::bind(ws).await?;
+        Simulator::start(config, h, w, shutdown)
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.ws_addr
+    }
+
+    /// Waits until every task has ended after shutdown.
+    pub async fn stopped(&self) {
+        self.tracker.wait().await
+    }
+
+    /// Recognizes someone now: stores the record and pushes it to every link.
+    pub fn push(&self, kind: Option<PersonType>) -> Value {
+        let (record, frame): (StoredRecord, String) = {
+            let mut st = self.shared.state();
+            let kind = kind.unwrap_or_else(|| st.random_kind());
+            let record = st.recognize(kind);
+            st.pushed += 1;
+            let frame = record.push_frame();
+            (record, frame)
+        };
+        // No receivers is fine: the record is in the store for backfill.
+        let _ = self.shared.pushes.send(Message::text(frame));
+        record.to_value()
+    }
+
+    /// Sends a frame as is (malformed, oversized, binary: whatever a test needs).
+    pub fn push_raw(&self, message: Message) {
+        let _ = self.shared.pushes.send(message);
+    }
+
+    /// Closes every WebSocket link with a close frame (clients may reconnect at once).
+    pub fn close_links(&self) {
+        self.shared.close_links.send_modify(|g| *g += 1);
+    }
+
+    pub fn set_silent(&self, silent: bool) {
+        self.shared.silent.send_replace(silent);
+        self.shared.state().faults.silent = silent;
+    }
+
+    pub fn set_refuse_auth(&self, refuse: bool) {
+        self.shared.state().faults.refuse_auth = refuse;
+    }
+
+    pub fn set_http_delay(&self, delay: Duration) {
+        self.shared.state().faults.http_delay = delay;
+    }
+
+    /// The next `count` HTTP calls answer `code` (an API error code, or an HTTP status < 1000).
+    pub fn fail_http(&self, code: i64, count: u32) {
+        self.shared.state().faults.http_error = Some(HttpErrorFault { code, count });
+    }
+
+    /// Moves the terminal's clock: positive is ahead of real time.
+    pub fn set_clock_skew(&self, skew_ms: i64) {
+        self.shared.state().clock_skew_ms = skew_ms;
+    }
+
+    pub fn clear_faults(&self) {
+        self.set_silent(false);
+        let mut st = self.shared.state();
+        st.faults = state::Faults::default();
+        st.clock_skew_ms = 0;
+    }
+
+    /// Both ports go down for `down` (connections cut without a word), then come back.
+    pub fn reboot(&self, down: Duration) {
+        let _ = self.shared.reboot_tx.send(RebootRequest {
+            down,
+            after_answer: false,
+        });
+    }
+
+    pub fn set_rate(&self, per_second: f64) {
+        self.shared.rate.send_replace(per_second.max(0.0));
+    }
+
+    pub fn set_password(&self, password: Secret) {
+        self.shared.state().password = password;
+    }
+
+    /// Counters, calls received and faults in force, as the control API reports them.
+    pub fn status(&self) -> Value {
+        let mut v = self.shared.state().status();
+        if let Value::Object(m) = &mut v {
+            m.insert(
+                "ws_clients".into(),
+                Value::from(*self.shared.ws_clients.borrow()),
+            );
+            m.insert("up".into(), Value::from(*self.shared.up.borrow()));
+            m.insert("rate".into(), serde_json::json!(*self.shared.rate.borrow()));
+            m.insert("http".into(), Value::from(self.http_addr.to_string()));
+            m.insert("ws".into(), Value::from(self.ws_addr.to_string()));
+        }
+        v
+    }
+
+    pub fn opens(&self) -> Vec<state::OpenEvent> {
+        self.shared.state().opens.clone()
+    }
+
+    pub fn reboots(&self) -> u64 {
+        self.shared.state().reboots
+    }
+
+    pub fn sync_times(&self) -> Vec<u64> {
+        self.shared.state().sync_times.clone()
+    }
+
+    pub fn clock_skew_ms(&self) -> i64 {
+        self.shared.state().clock_skew_ms
+    }
+
+    /// Watches the number of authenticated WebSocket links (tests wait on it).
+    pub fn ws_clients(&self) -> watch::Receiver<usize> {
+        self.shared.ws_clients.subscribe()
+    }
+
+    /// Watches whether the ports are up (false during a reboot).
+    pub fn up(&self) -> watch::Receiver<bool> {
+        self.shared.up.subscribe()
+    }
+
+    async fn supervise(
+        self,
+        mut http: TcpListener,
+        mut ws: TcpListener,
+        mut reboots: mpsc::UnboundedReceiver<RebootRequest>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let gen = shutdown.child_token();
+            let serving = TaskTracker::new();
+            serving.spawn(self.clone().accept_http(http, gen.clone()));
+            serving.spawn(self.clone().accept_ws(ws, gen.clone()));
+            serving.close();
+            self.shared.up.send_replace(true);
+            // A reboot with no downtime configured is only counted (the HTTP layer did that).
+            let request = loop {
+                let r = tokio::select! {
+                    _ = shutdown.cancelled() => None,
+                    r = reboots.recv() => r,
+                };
+                match r {
+                    Some(req) if req.after_answer && req.down.is_zero() => continue,
+                    other => break other,
+                }
+            };
+            let Some(request) = request else {
+                gen.cancel();
+                serving.wait().await;
+                return;
+            };
+            if request.after_answer {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            tracing::info!(down = ?request.down, "simulator rebooting: both ports down");
+            gen.cancel();
+            serving.wait().await;
+            self.shared.up.send_replace(false);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(request.down) => {}
+            }
+            let Some((h, w)) = rebind(self.http_addr, self.ws_addr, &shutdown).await else {
+                return;
+            };
+            http = h;
+            ws = w;
+            tracing::info!("simulator back up");
+        }
+    }
+
+    async fn accept_http(self, listener: TcpListener, gen: CancellationToken) {
+        let conns = TaskTracker::new();
+        loop {
+            let stream = tokio::select! {
+                _ = gen.cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok((s, _)) => s,
+                    Err(_) => continue,
+                },
+            };
+            let shared = self.shared.clone();
+            let gen = gen.clone();
+            conns.spawn(async move {
+                let service = service_fn(move |req| http::handle(shared.clone(), req));
+                let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    _ = conn => {}
+                    _ = gen.cancelled() => {}
+                }
+            });
+        }
+        drop(listener);
+        conns.close();
+        conns.wait().await;
+    }
+
+    async fn accept_ws(self, listener: TcpListener, gen: CancellationToken) {
+        let conns = TaskTracker::new();
+        loop {
+            let stream = tokio::select! {
+                _ = gen.cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok((s, _)) => s,
+                    Err(_) => continue,
+                },
+            };
+            conns.spawn(ws::serve_link(self.shared.clone(), stream, gen.clone()));
+        }
+        drop(listener);
+        conns.close();
+        conns.wait().await;
+    }
+
+    /// Recognitions at the configured rate, with exponential gaps like people at a door.
+    async fn generate(self, shutdown: CancellationToken) {
+        let mut rate = self.shared.rate.subscribe();
+        let mut rng = fastrand::Rng::new();
+        loop {
+            let r = *rate.borrow_and_update();
+            if r <= 0.0 {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    changed = rate.changed() => if changed.is_err() { return },
+                }
+                continue;
+            }
+            let gap = -(1.0 - rng.f64()).ln() / r;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = rate.changed() => continue,
+                _ = tokio::time::sleep(Duration::from_secs_f64(gap.min(3600.0))) => {
+                    if *self.shared.up.borrow() {
+                        self.push(None);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn rebind(
+    http: SocketAddr,
+    ws: SocketAddr,
+    shutdown: &CancellationToken,
+) -> Option<(TcpListener, TcpListener)> {
+    loop {
+        if let (Ok(h), Ok(w)) = (TcpListener::bind(http).await, TcpListener::bind(ws).await) {
+            return Some((h, w));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+}

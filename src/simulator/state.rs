@@ -1,0 +1,615 @@
+//! The simulated terminal's memory: users, records, settings, counters and faults. Pure data and
+//! decisions; the HTTP and WebSocket layers lock it briefly and never across an `.await`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use super::{avatar, cjson};
+use crate::secret::Secret;
+use crate::terminal::model::{lenient_i64, PersonType, User};
+use crate::terminal::sign;
+
+/// Settings the terminal answers with when asked (documented fields, plus the firmware's own
+/// spellings so clients see the real drift).
+fn default_network() -> Map<String, Value> {
+    obj(
+        json!({"dhcpEnable": 0, "ipAddress": "192.168.1.50", "subMask": "255.255.255.0",
+               "DNS1": "192.168.1.1", "DNS2": "8.8.8.8", "defRout": "192.168.1.1"}),
+    )
+}
+
+fn default_smart_face() -> Map<String, Value> {
+    obj(
+        json!({"faceEnable": 1, "faceCmpEnable": 1, "faceThre": 6, "faceMinsize": 80,
+               "faceMaxsize": 400, "faceInterval": 6, "imgType": 0, "maskDetecEnable": 1,
+               "tempDetecEnable": 1, "TempUnit": 0, "tempWarnThre": 37.3, "ftpPutImgEnable": 0,
+               "faceFrame": 1, "StrTempCkEnable": 1, "Hacknessenble": 0}),
+    )
+}
+
+fn default_peripheral() -> Map<String, Value> {
+    obj(
+        json!({"detecTemMod": 1, "alarmType": 0, "voiceProswitch": 1, "tempNormal": 1,
+               "maskNormal": 1, "cmpNormal": 1, "RecordOpen": 1, "unlockControl": 1,
+               "unlockOuttime": 100}),
+    )
+}
+
+fn default_device() -> Map<String, Value> {
+    obj(
+        json!({"deviceID": "SIM0000000000001", "deviceName": "face2mqtt simulator",
+               "appVer": "V2.1.7-sim", "webVer": "V1.0.3-sim", "deviceMoel": "AATSS V2 PRO"}),
+    )
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+const FIRST_NAMES: &[&str] = &[
+    "Ada", "Grace", "Linus", "Margaret", "Dennis", "Barbara", "Ken", "Frances", "Edsger", "Radia",
+    "Alan", "Hedy", "Niklaus", "Karen", "Tim", "Sophie",
+];
+const DEPARTMENTS: &[&str] = &["R&D", "Sales", "Operations", "Support"];
+
+/// A stored recognition record. The capture photo is shared, not copied per record.
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    pub fields: Map<String, Value>,
+    pub avatar: Option<Arc<str>>,
+    pub sign_time: u64,
+    pub person_type: i64,
+}
+
+impl StoredRecord {
+    /// The SignObject with the photo in place, in the terminal's field order.
+    pub fn to_value(&self) -> Value {
+        let mut m = self.fields.clone();
+        let photo = match &self.avatar {
+            Some(a) => Value::String(a.to_string()),
+            None => Value::String(String::new()),
+        };
+        m.insert("signAvatar".into(), photo);
+        Value::Object(m)
+    }
+
+    /// The WebSocket push frame, byte for byte as the terminal prints it.
+    pub fn push_frame(&self) -> String {
+        let mut top = Map::new();
+        top.insert("code".into(), json!(30000));
+        // A non-breaking space, as real units send: never match on `message`.
+        top.insert("message".into(), json!("push\u{a0}record"));
+        top.insert("desc".into(), json!(""));
+        top.insert("data".into(), self.to_value());
+        cjson::print(&Value::Object(top))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenEvent {
+    pub remark: Option<String>,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Faults {
+    /// The WebSocket keeps TCP open but neither sends nor reads (pings go unanswered).
+    pub silent: bool,
+    /// The password is refused: 20002 on the WebSocket, 10005 over HTTP.
+    pub refuse_auth: bool,
+    /// Every HTTP answer waits this long first.
+    #[serde(with = "humantime_serde")]
+    pub http_delay: Duration,
+    /// The next `count` HTTP calls fail with `code` (an API code, or an HTTP status below 1000).
+    pub http_error: Option<HttpErrorFault>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct HttpErrorFault {
+    pub code: i64,
+    pub count: u32,
+}
+
+/// Why a signed request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthError {
+    Missing,
+    Expired,
+    BadSignature,
+}
+
+pub struct State {
+    pub password: Secret,
+    pub users: BTreeMap<String, User>,
+    pub records: VecDeque<StoredRecord>,
+    pub max_records: usize,
+    pub next_record_id: u64,
+    pub pushed: u64,
+    pub opens: Vec<OpenEvent>,
+    pub reboots: u64,
+    pub sync_times: Vec<u64>,
+    pub json_cmds: Vec<Value>,
+    pub network: Map<String, Value>,
+    pub smart_face: Map<String, Value>,
+    pub peripheral: Map<String, Value>,
+    pub device: Map<String, Value>,
+    /// Terminal clock minus real clock.
+    pub clock_skew_ms: i64,
+    pub faults: Faults,
+    rng: fastrand::Rng,
+    /// Photos are drawn on first use (a few ms each) and then shared.
+    stranger_photos: Vec<Arc<str>>,
+    user_photos: BTreeMap<String, Arc<str>>,
+    seed: u64,
+}
+
+pub fn b64_jpeg(seed: u64) -> Arc<str> {
+    Arc::from(base64::engine::general_purpose::STANDARD.encode(avatar::jpeg(seed, avatar::GRAIN)))
+}
+
+impl State {
+    pub fn new(password: Secret, seed: u64, max_records: usize) -> State {
+        let mut s = State {
+            password,
+            users: BTreeMap::new(),
+            records: VecDeque::new(),
+            max_records: max_records.max(1),
+            next_record_id: 1,
+            pushed: 0,
+            opens: Vec::new(),
+            reboots: 0,
+            sync_times: Vec::new(),
+            json_cmds: Vec::new(),
+            network: default_network(),
+            smart_face: default_smart_face(),
+            peripheral: default_peripheral(),
+            device: default_device(),
+            clock_skew_ms: 0,
+            faults: Faults::default(),
+            rng: fastrand::Rng::with_seed(seed),
+            stranger_photos: Vec::new(),
+            user_photos: BTreeMap::new(),
+            seed,
+        };
+        s.seed_roster();
+        s
+    }
+
+    /// Staff, a couple of visitors and one blacklisted person, each with their own face.
+    fn seed_roster(&mut self) {
+        for (i, first) in FIRST_NAMES.iter().enumerate() {
+            let ty = match i {
+                0..=11 => PersonType::Staff,
+                12..=14 => PersonType::Visitor,
+                _ => PersonType::Blacklist,
+            };
+            let id = format!("E{:03}", i + 1);
+            let user = User {
+                user_id: id.clone(),
+                user_type: ty.code(),
+                name: (*first).to_string(),
+                job_number: format!("J{:04}", 100 + i),
+                department: Some(DEPARTMENTS[i % DEPARTMENTS.len()].to_string()),
+                ..User::default()
+            };
+            self.users.insert(id, user);
+        }
+    }
+
+    /// The face of a known user, the same picture every time.
+    fn user_photo(&mut self, user_id: &str) -> Arc<str> {
+        let seed = self
+            .seed
+            .wrapping_add(crate::record::stable_hash(user_id.as_bytes()));
+        self.user_photos
+            .entry(user_id.to_string())
+            .or_insert_with(|| b64_jpeg(seed))
+            .clone()
+    }
+
+    /// One of a few strangers' faces.
+    fn stranger_photo(&mut self) -> Arc<str> {
+        const STRANGERS: usize = 4;
+        let i = self.rng.usize(0..STRANGERS);
+        while self.stranger_photos.len() < STRANGERS {
+            let n = self.stranger_photos.len() as u64;
+            self.stranger_photos
+                .push(b64_jpeg(self.seed.wrapping_add(1000 + n)));
+        }
+        self.stranger_photos[i].clone()
+    }
+
+    pub fn terminal_now_ms(&self) -> u64 {
+        (sign::now_ms() as i64 + self.clock_skew_ms).max(0) as u64
+    }
+
+    /// The terminal's checks on `timestamp` and `sign`: the 5-minute window, then the signature.
+    pub fn check_auth(&self, query: &BTreeMap<String, String>) -> Result<(), AuthError> {
+        let (Some(ts), Some(presented)) = (query.get("timestamp"), query.get("sign")) else {
+            return Err(AuthError::Missing);
+        };
+        let Ok(ts) = ts.parse::<u64>() else {
+            return Err(AuthError::Missing);
+        };
+        let now = self.terminal_now_ms();
+        if now.abs_diff(ts) > 5 * 60 * 1000 {
+            return Err(AuthError::Expired);
+        }
+        if self.faults.refuse_auth || !sign::verify(ts, presented, &self.password) {
+            return Err(AuthError::BadSignature);
+        }
+        Ok(())
+    }
+
+    /// A random kind with the site mix: mostly staff, some visitors and strangers, a few
+    /// blacklisted.
+    pub fn random_kind(&mut self) -> PersonType {
+        match self.rng.u8(0..100) {
+            0..=59 => PersonType::Staff,
+            60..=74 => PersonType::Visitor,
+            75..=79 => PersonType::Blacklist,
+            _ => PersonType::Stranger,
+        }
+    }
+
+    /// Makes one recognition of `kind`, stores it and returns it.
+    pub fn recognize(&mut self, kind: PersonType) -> StoredRecord {
+        let sign_time = self.terminal_now_ms() / 1000;
+        let candidates: Vec<&User> = self
+            .users
+            .values()
+            .filter(|u| u.user_type == kind.code())
+            .collect();
+        let user = if kind == PersonType::Stranger || candidates.is_empty() {
+            None
+        } else {
+            Some(candidates[self.rng.usize(0..candidates.len())].clone())
+        };
+        let fahrenheit = self.smart_face.get("TempUnit").and_then(lenient_i64) == Some(1);
+        let celsius: f32 = if self.rng.u8(0..20) == 0 {
+            37.6 + self.rng.f32()
+        } else {
+            36.1 + self.rng.f32() * 1.1
+        };
+        let state = if celsius >= 37.3 {
+            1
+        } else if celsius < 35.5 {
+            -1
+        } else {
+            0
+        };
+        let temperature = if fahrenheit {
+            ((celsius * 9.0 / 5.0 + 32.0) * 10.0).round() / 10.0
+        } else {
+            (celsius * 10.0).round() / 10.0
+        };
+        let mask = self.rng.bool();
+
+        let mut m = Map::new();
+        let text =
+            |u: &Option<User>, f: &dyn Fn(&User) -> String| u.as_ref().map(f).unwrap_or_default();
+        let extra_str = |u: &Option<User>, k: &str| {
+            u.as_ref()
+                .and_then(|u| u.extra.get(k).cloned())
+                .unwrap_or_else(|| json!(""))
+        };
+        let extra_num = |u: &Option<User>, k: &str| {
+            u.as_ref()
+                .and_then(|u| u.extra.get(k).cloned())
+                .unwrap_or_else(|| json!(0))
+        };
+        m.insert("startTime".into(), extra_num(&user, "startTime"));
+        m.insert("userId".into(), json!(text(&user, &|u| u.user_id.clone())));
+        m.insert("gender".into(), extra_num(&user, "gender"));
+        m.insert(
+            "jobNumber".into(),
+            json!(text(&user, &|u| u.job_number.clone())),
+        );
+        m.insert("position".into(), extra_str(&user, "position"));
+        m.insert(
+            "userType".into(),
+            json!(user.as_ref().map(|u| u.user_type).unwrap_or(-1)),
+        );
+        m.insert("purpose".into(), extra_str(&user, "purpose"));
+        m.insert("birthday".into(), extra_num(&user, "birthday"));
+        m.insert(
+            "department".into(),
+            json!(text(&user, &|u| u.department.clone().unwrap_or_default())),
+        );
+        m.insert("prompt".into(), extra_str(&user, "prompt"));
+        m.insert("description".into(), extra_str(&user, "description"));
+        m.insert("mobile".into(), json!(text(&user, &|u| u.mobile.clone())));
+        m.insert("remark".into(), json!(text(&user, &|u| u.remark.clone())));
+        m.insert("entryTime".into(), extra_num(&user, "entryTime"));
+        m.insert("title".into(), extra_str(&user, "title"));
+        m.insert("endTime".into(), extra_num(&user, "endTime"));
+        m.insert("name".into(), json!(text(&user, &|u| u.name.clone())));
+        m.insert("mail".into(), extra_str(&user, "mail"));
+        m.insert(
+            "icNumber".into(),
+            json!(text(&user, &|u| u.ic_number.clone())),
+        );
+        m.insert("idNumber".into(), extra_str(&user, "idNumber"));
+        m.insert("comeFrom".into(), extra_str(&user, "comeFrom"));
+        // Strangers carry the *string* "null"; known users their registered photo.
+        let face = user.as_ref().map(|u| self.user_photo(&u.user_id));
+        let photo = user
+            .as_ref()
+            .and_then(|u| u.photo.clone().map(Arc::<str>::from))
+            .or_else(|| face.clone());
+        m.insert("photo".into(), json!(photo.as_deref().unwrap_or("null")));
+        let id = if user.is_some() {
+            let id = self.next_record_id;
+            self.next_record_id += 1;
+            id
+        } else {
+            0 // strangers have record id 0 on real units
+        };
+        m.insert("id".into(), json!(id));
+        m.insert("signTime".into(), json!(sign_time));
+        m.insert("type".into(), json!(kind.code()));
+        let input_type = match self.rng.u8(0..20) {
+            0 => 3,
+            1 => 2,
+            _ => 1,
+        };
+        m.insert(
+            "inputType".into(),
+            json!(if user.is_none() { 1 } else { input_type }),
+        );
+        let similarity = if user.is_some() {
+            self.rng.u8(78..99)
+        } else {
+            self.rng.u8(20..60)
+        };
+        m.insert("similarity".into(), json!(similarity));
+        m.insert("temperatureState".into(), json!(state));
+        m.insert("wearMask".into(), json!(mask as i64));
+        m.insert("wearMaskAlarm".into(), json!(0));
+        m.insert("temperature".into(), cjson::float32(temperature));
+        m.insert("Temperatureunit".into(), json!(fahrenheit as i64));
+
+        let avatar = match face {
+            Some(f) => Some(f),
+            None => Some(self.stranger_photo()),
+        };
+        let rec = StoredRecord {
+            fields: m,
+            avatar,
+            sign_time,
+            person_type: kind.code(),
+        };
+        self.store(rec.clone());
+        rec
+    }
+
+    pub fn store(&mut self, rec: StoredRecord) {
+        self.records.push_back(rec);
+        while self.records.len() > self.max_records {
+            self.records.pop_front();
+        }
+    }
+
+    /// `GET /api/record`: newest first, filtered, paged.
+    pub fn record_page(&self, q: &BTreeMap<String, String>) -> Value {
+        let day = self.terminal_now_ms() / 1000 / 86_400 * 86_400;
+        let num = |k: &str, d: i64| {
+            q.get(k)
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(d)
+        };
+        let start = num("startTime", day as i64);
+        let end = num("endTime", day as i64 + 86_399);
+        let ty = num("type", 0);
+        let page = num("page", 1).max(1) as usize;
+        let size = num("size", 20).clamp(1, 1000) as usize;
+        let user_id = q.get("userId").filter(|s| !s.is_empty() && *s != "0");
+        let username = q.get("username").filter(|s| !s.is_empty());
+        let matching: Vec<&StoredRecord> = self
+            .records
+            .iter()
+            .rev()
+            .filter(|r| (r.sign_time as i64) >= start && (r.sign_time as i64) <= end)
+            .filter(|r| ty == 0 || r.person_type == ty)
+            .filter(|r| {
+                user_id.is_none_or(|id| {
+                    r.fields.get("userId").and_then(Value::as_str) == Some(id.as_str())
+                })
+            })
+            .filter(|r| {
+                username.is_none_or(|n| {
+                    r.fields.get("name").and_then(Value::as_str) == Some(n.as_str())
+                })
+            })
+            .collect();
+        paged(
+            matching.len(),
+            page,
+            size,
+            matching
+                .iter()
+                .skip((page - 1) * size)
+                .take(size)
+                .map(|r| r.to_value())
+                .collect(),
+        )
+    }
+
+    /// `GET /api/user/list`.
+    pub fn user_page(&self, q: &BTreeMap<String, String>) -> Value {
+        let page = q
+            .get("page")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1);
+        let size = q
+            .get("size")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(10)
+            .clamp(1, 10);
+        let ty = q.get("type").and_then(|v| v.parse::<i64>().ok());
+        let by = |k: &str| q.get(k).filter(|s| !s.is_empty());
+        let matching: Vec<&User> = self
+            .users
+            .values()
+            .filter(|u| ty.is_none_or(|t| u.user_type == t))
+            .filter(|u| by("userId").is_none_or(|id| &u.user_id == id))
+            .filter(|u| by("name").is_none_or(|n| &u.name == n))
+            .collect();
+        let items = matching
+            .iter()
+            .skip((page - 1) * size)
+            .take(size)
+            .map(|u| serde_json::to_value(u).unwrap_or(Value::Null))
+            .collect();
+        paged(matching.len(), page, size, items)
+    }
+
+    pub fn status(&self) -> Value {
+        json!({
+            "users": self.users.len(),
+            "records": self.records.len(),
+            "pushed": self.pushed,
+            "last_record_id": self.next_record_id - 1,
+            "opens": self.opens,
+            "reboots": self.reboots,
+            "sync_times": self.sync_times,
+            "json_cmds": self.json_cmds.len(),
+            "clock_skew_ms": self.clock_skew_ms,
+            "faults": self.faults,
+        })
+    }
+}
+
+fn paged(total: usize, page: usize, size: usize, items: Vec<Value>) -> Value {
+    json!({
+        "total": total,
+        "pageNum": page,
+        "size": items.len(),
+        "pageSize": size,
+        "totalPage": total.div_ceil(size),
+        "data": items,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        State::new(Secret::new("123456"), 1, 100)
+    }
+
+    #[test]
+    fn a_stranger_has_id_zero_an_empty_user_id_and_the_string_null_photo() {
+        let mut s = state();
+        let r = s.recognize(PersonType::Stranger);
+        assert_eq!(r.fields["id"], json!(0));
+        assert_eq!(r.fields["userId"], json!(""));
+        assert_eq!(r.fields["photo"], json!("null"));
+        assert_eq!(r.fields["type"], json!(-1));
+        assert!(r.avatar.is_some());
+    }
+
+    #[test]
+    fn known_people_get_increasing_record_ids() {
+        let mut s = state();
+        let a = s.recognize(PersonType::Staff);
+        let b = s.recognize(PersonType::Visitor);
+        assert_eq!(a.fields["id"], json!(1));
+        assert_eq!(b.fields["id"], json!(2));
+    }
+
+    #[test]
+    fn the_push_frame_has_the_fields_in_the_terminals_order() {
+        let mut s = state();
+        let frame = s.recognize(PersonType::Staff).push_frame();
+        let keys: Vec<&str> = frame
+            .lines()
+            .filter(|l| l.starts_with("\t\t\""))
+            .filter_map(|l| l.trim_start_matches('\t').split('"').nth(1))
+            .collect();
+        let expected = "startTime userId gender jobNumber position userType purpose birthday department prompt \
+            description mobile remark entryTime title endTime name mail icNumber idNumber comeFrom photo id \
+            signTime type inputType similarity temperatureState wearMask wearMaskAlarm temperature \
+            Temperatureunit signAvatar";
+        assert_eq!(
+            keys.join(" "),
+            expected.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }
+
+    #[test]
+    fn the_store_keeps_only_the_newest_records() {
+        let mut s = State::new(Secret::new("x"), 1, 3);
+        for _ in 0..5 {
+            s.recognize(PersonType::Staff);
+        }
+        assert_eq!(s.records.len(), 3);
+        assert_eq!(
+            s.records.front().map(|r| r.fields["id"].clone()),
+            Some(json!(3))
+        );
+    }
+
+    #[test]
+    fn records_are_paged_newest_first() {
+        let mut s = state();
+        for _ in 0..5 {
+            s.recognize(PersonType::Staff);
+        }
+        let q: BTreeMap<String, String> = [
+            ("startTime", "0"),
+            ("endTime", "99999999999"),
+            ("page", "2"),
+            ("size", "2"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let page = s.record_page(&q);
+        assert_eq!(page["total"], json!(5));
+        assert_eq!(page["totalPage"], json!(3));
+        let ids: Vec<i64> = page["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["id"].as_i64())
+            .collect();
+        assert_eq!(ids, vec![3, 2]);
+    }
+
+    #[test]
+    fn a_request_older_than_five_minutes_is_expired() {
+        let s = state();
+        let ts = sign::now_ms() - 6 * 60 * 1000;
+        let q: BTreeMap<String, String> = [
+            ("timestamp".to_string(), ts.to_string()),
+            ("sign".to_string(), sign::sign(ts, &s.password)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(s.check_auth(&q), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn a_wrong_password_is_a_bad_signature() {
+        let s = state();
+        let ts = sign::now_ms();
+        let q: BTreeMap<String, String> = [
+            ("timestamp".to_string(), ts.to_string()),
+            ("sign".to_string(), sign::sign(ts, &Secret::new("nope"))),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(s.check_auth(&q), Err(AuthError::BadSignature));
+    }
+}

@@ -1,0 +1,652 @@
+//! The signed HTTP client for every endpoint in the API document.
+//!
+//! Each attempt signs afresh (the terminal rejects timestamps more than 5 minutes off), every
+//! call has a deadline (hyper has none of its own), and nothing secret — the password or the
+//! `sign` in the URL — is ever put into an error: errors name the endpoint path only.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Map, Value};
+
+use super::model::{ApiCode, ConfigObject, DeviceInfo, Envelope, Page, User};
+use super::sign;
+use crate::secret::Secret;
+
+/// Where a terminal is and how to talk to it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub http_port: u16,
+    pub ws_port: u16,
+    pub password: Secret,
+    /// Deadline for one HTTP attempt, connect to last byte.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TerminalError {
+    #[error("{endpoint}: terminal refused: {code}{}", desc_suffix(.desc))]
+    Api {
+        endpoint: String,
+        code: ApiCode,
+        desc: String,
+    },
+    #[error("{endpoint}: no answer within {}", humantime::format_duration(*.after))]
+    Timeout { endpoint: String, after: Duration },
+    #[error("{endpoint}: terminal unreachable at {addr}: {reason}")]
+    Unreachable {
+        endpoint: String,
+        addr: String,
+        reason: String,
+    },
+    #[error("{endpoint}: HTTP {status} from the terminal")]
+    HttpStatus { endpoint: String, status: u16 },
+    #[error("{endpoint}: unexpected answer: {reason}")]
+    Protocol { endpoint: String, reason: String },
+}
+
+fn desc_suffix(desc: &str) -> String {
+    if desc.is_empty() {
+        String::new()
+    } else {
+        format!(" [terminal says: {desc}]")
+    }
+}
+
+impl TerminalError {
+    /// The terminal's error code, when the terminal answered with one.
+    pub fn api_code(&self) -> Option<ApiCode> {
+        match self {
+            TerminalError::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// Worth another attempt of an idempotent call: the terminal did not answer properly.
+    fn is_transient(&self) -> bool {
+        match self {
+            TerminalError::Timeout { .. } | TerminalError::Unreachable { .. } => true,
+            TerminalError::HttpStatus { status, .. } => *status >= 500,
+            TerminalError::Api { code, .. } => matches!(code, ApiCode::MultiRequestError),
+            TerminalError::Protocol { .. } => false,
+        }
+    }
+}
+
+enum Body {
+    Empty,
+    Json(Value),
+}
+
+/// Which calls may be repeated after a transient failure. Door and power actions never are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    Never,
+    Idempotent,
+}
+
+const IDEMPOTENT_ATTEMPTS: u32 = 3;
+
+/// Filters for `/api/record`. Times are Unix seconds (the terminal's clock), inclusive.
+#[derive(Debug, Clone)]
+pub struct RecordQuery {
+    pub start: u64,
+    pub end: u64,
+    /// 0 = everyone, else the user type code.
+    pub person_type: i64,
+    pub user_id: Option<String>,
+    pub username: Option<String>,
+    pub page: u64,
+    /// At most 1,000 per the document.
+    pub size: u64,
+}
+
+impl RecordQuery {
+    pub fn between(start: u64, end: u64) -> RecordQuery {
+        RecordQuery {
+            start,
+            end,
+            person_type: 0,
+            user_id: None,
+            username: None,
+            page: 1,
+            size: 100,
+        }
+    }
+}
+
+/// Filters for `/api/user/list`.
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    pub person_type: Option<i64>,
+    pub user_id: Option<String>,
+    pub name: Option<String>,
+    pub page: u64,
+    /// At most 10 per the document.
+    pub size: u64,
+}
+
+#[derive(Clone)]
+pub struct TerminalClient {
+    endpoint: Endpoint,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl TerminalClient {
+    pub fn new(endpoint: Endpoint) -> TerminalClient {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(endpoint.timeout));
+        connector.set_nodelay(true);
+        let http = Client::builder(TokioExecutor::new())
+            // Small devices drop idle keep-alive connections early; do not reuse stale ones.
+            .pool_idle_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(2)
+            .build(connector);
+        TerminalClient { endpoint, http }
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// `host:port` of the HTTP API, for messages.
+    pub fn http_addr(&self) -> String {
+        host_port(&self.endpoint.host, self.endpoint.http_port)
+    }
+
+    pub fn ws_addr(&self) -> String {
+        host_port(&self.endpoint.host, self.endpoint.ws_port)
+    }
+
+    /// The signed WebSocket URL for the record push. Contains the sign: never log it.
+    pub fn record_ws_url(&self) -> String {
+        let (_, q) = sign::signed_query(&self.endpoint.password);
+        format!("ws://{}/api/record?{q}", self.ws_addr())
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        params: &[(&str, String)],
+        body: Body,
+        retry: Retry,
+    ) -> Result<Envelope, TerminalError> {
+        let attempts = if retry == Retry::Idempotent {
+            IDEMPOTENT_ATTEMPTS
+        } else {
+            1
+        };
+        let mut last = None;
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+            match self.attempt(&method, path, params, &body).await {
+                Ok(env) => return Ok(env),
+                Err(e) if e.is_transient() => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| TerminalError::Protocol {
+            endpoint: path.to_string(),
+            reason: "no attempt made".into(),
+        }))
+    }
+
+    async fn attempt(
+        &self,
+        method: &Method,
+        path: &str,
+        params: &[(&str, String)],
+        body: &Body,
+    ) -> Result<Envelope, TerminalError> {
+        // Signed here, inside the attempt, so a retry carries a fresh timestamp.
+        let (_, signed) = sign::signed_query(&self.endpoint.password);
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params {
+            query.append_pair(k, v);
+        }
+        let extra = query.finish();
+        let sep = if extra.is_empty() { "" } else { "&" };
+        let uri = format!("http://{}{path}?{signed}{sep}{extra}", self.http_addr());
+
+        let mut req = Request::builder().method(method.clone()).uri(uri);
+        let payload = match body {
+            Body::Empty => Bytes::new(),
+            Body::Json(v) => {
+                req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+                Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+            }
+        };
+        let req = req
+            .body(Full::new(payload))
+            .map_err(|e| TerminalError::Protocol {
+                endpoint: path.to_string(),
+                reason: format!("cannot build request: {e}"),
+            })?;
+
+        let timeout = self.endpoint.timeout;
+        let exchange = async {
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| self.transport_error(path, &e))?;
+            let status = resp.status();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| TerminalError::Protocol {
+                    endpoint: path.to_string(),
+                    reason: format!("answer cut off: {e}"),
+                })?
+                .to_bytes();
+            Ok::<_, TerminalError>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| TerminalError::Timeout {
+                endpoint: path.to_string(),
+                after: timeout,
+            })??;
+
+        let env = match Envelope::parse(&bytes) {
+            Ok(env) => env,
+            Err(_) if !status.is_success() => {
+                return Err(TerminalError::HttpStatus {
+                    endpoint: path.to_string(),
+                    status: status.as_u16(),
+                })
+            }
+            Err(reason) => {
+                return Err(TerminalError::Protocol {
+                    endpoint: path.to_string(),
+                    reason,
+                })
+            }
+        };
+        if env.code != 200 {
+            return Err(TerminalError::Api {
+                endpoint: path.to_string(),
+                code: ApiCode::from_code(env.code),
+                desc: env.desc.clone(),
+            });
+        }
+        Ok(env)
+    }
+
+    fn transport_error(&self, path: &str, e: &hyper_util::client::legacy::Error) -> TerminalError {
+        // The chain's innermost cause is the useful part ("Connection refused (os error 111)").
+        // hyper's own Display of the outer error never includes the URI, and neither does this.
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            reason = s.to_string();
+            source = s.source();
+        }
+        if e.is_connect() {
+            TerminalError::Unreachable {
+                endpoint: path.to_string(),
+                addr: self.http_addr(),
+                reason,
+            }
+        } else {
+            TerminalError::Protocol {
+                endpoint: path.to_string(),
+                reason,
+            }
+        }
+    }
+
+    fn data<'a>(&self, path: &str, env: &'a Envelope) -> Result<&'a Value, TerminalError> {
+        env.data().ok_or_else(|| TerminalError::Protocol {
+            endpoint: path.to_string(),
+            reason: "answer has no `data`".into(),
+        })
+    }
+
+    // ---- device -----------------------------------------------------------------------------
+
+    /// Opens the door. Never retried: a door that opens late is worse than one that does not.
+    pub async fn open(&self, remark: Option<&str>) -> Result<(), TerminalError> {
+        let params: Vec<(&str, String)> = remark
+            .map(|r| ("remark", r.to_string()))
+            .into_iter()
+            .collect();
+        self.call(
+            Method::POST,
+            "/api/device/open",
+            &params,
+            Body::Empty,
+            Retry::Never,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sets the terminal's clock to this machine's (the signed timestamp is the time to set).
+    pub async fn sync_time(&self) -> Result<(), TerminalError> {
+        self.call(
+            Method::POST,
+            "/api/device/syncTime",
+            &[],
+            Body::Empty,
+            Retry::Never,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn reboot(&self) -> Result<(), TerminalError> {
+        self.call(
+            Method::POST,
+            "/api/device/reboot",
+            &[],
+            Body::Empty,
+            Retry::Never,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A vendor JSON command; returns the `json` member of the answer (or `null`).
+    pub async fn json_cmd(&self, command: &Value) -> Result<Value, TerminalError> {
+        let env = self
+            .call(
+                Method::POST,
+                "/api/device/jsonCmd",
+                &[],
+                Body::Json(command.clone()),
+                Retry::Never,
+            )
+            .await?;
+        Ok(env.body.get("json").cloned().unwrap_or(Value::Null))
+    }
+
+    pub async fn information(&self) -> Result<DeviceInfo, TerminalError> {
+        let path = "/api/device/information";
+        let env = self
+            .call(Method::POST, path, &[], Body::Empty, Retry::Idempotent)
+            .await?;
+        serde_json::from_value(self.data(path, &env)?.clone()).map_err(|e| {
+            TerminalError::Protocol {
+                endpoint: path.into(),
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    async fn get_object(&self, path: &str) -> Result<ConfigObject, TerminalError> {
+        let env = self
+            .call(Method::POST, path, &[], Body::Empty, Retry::Idempotent)
+            .await?;
+        match self.data(path, &env)? {
+            Value::Object(m) => Ok(m.clone()),
+            _ => Err(TerminalError::Protocol {
+                endpoint: path.into(),
+                reason: "`data` is not an object".into(),
+            }),
+        }
+    }
+
+    async fn set_object(&self, path: &str, object: &ConfigObject) -> Result<(), TerminalError> {
+        self.call(
+            Method::POST,
+            path,
+            &[],
+            Body::Json(Value::Object(object.clone())),
+            Retry::Never,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn network(&self) -> Result<ConfigObject, TerminalError> {
+        self.get_object("/api/device/network").await
+    }
+
+    pub async fn set_network(&self, object: &ConfigObject) -> Result<(), TerminalError> {
+        self.set_object("/api/device/networkcfg", object).await
+    }
+
+    pub async fn smart_face(&self) -> Result<ConfigObject, TerminalError> {
+        self.get_object("/api/device/smartface").await
+    }
+
+    pub async fn set_smart_face(&self, object: &ConfigObject) -> Result<(), TerminalError> {
+        self.set_object("/api/device/smartfacecfg", object).await
+    }
+
+    pub async fn peripheral(&self) -> Result<ConfigObject, TerminalError> {
+        self.get_object("/api/device/perpara").await
+    }
+
+    pub async fn set_peripheral(&self, object: &ConfigObject) -> Result<(), TerminalError> {
+        self.set_object("/api/device/perparacfg", object).await
+    }
+
+    // ---- users ------------------------------------------------------------------------------
+
+    pub async fn add_user(&self, user: &User) -> Result<User, TerminalError> {
+        self.write_user("/api/user", user).await
+    }
+
+    pub async fn update_user(&self, user: &User) -> Result<User, TerminalError> {
+        let path = format!("/api/user/update/{}", path_segment(&user.user_id));
+        self.write_user(&path, user).await
+    }
+
+    async fn write_user(&self, path: &str, user: &User) -> Result<User, TerminalError> {
+        let body = serde_json::to_value(user).map_err(|e| TerminalError::Protocol {
+            endpoint: path.into(),
+            reason: e.to_string(),
+        })?;
+        let env = self
+            .call(Method::POST, path, &[], Body::Json(body), Retry::Never)
+            .await?;
+        // Some firmware answers without `data`; the user we sent is then what was stored.
+        match env.data() {
+            Some(d @ Value::Object(_)) => {
+                serde_json::from_value(d.clone()).map_err(|e| TerminalError::Protocol {
+                    endpoint: path.into(),
+                    reason: e.to_string(),
+                })
+            }
+            _ => Ok(user.clone()),
+        }
+    }
+
+    /// Deletes one user; `"all"` clears every user (the document's convention).
+    pub async fn delete_user(&self, user_id: &str) -> Result<(), TerminalError> {
+        let path = format!("/api/user/delete/{}", path_segment(user_id));
+        self.call(
+            Method::GET,
+            &path,
+            &[("id", user_id.to_string())],
+            Body::Empty,
+            Retry::Never,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn list_users(&self, q: &UserQuery) -> Result<Page<User>, TerminalError> {
+        let path = "/api/user/list";
+        let mut params = vec![
+            ("page", q.page.max(1).to_string()),
+            ("size", q.size.clamp(1, 10).to_string()),
+        ];
+        if let Some(t) = q.person_type {
+            params.push(("type", t.to_string()));
+        }
+        if let Some(id) = &q.user_id {
+            params.push(("userId", id.clone()));
+        }
+        if let Some(n) = &q.name {
+            params.push(("name", n.clone()));
+        }
+        let env = self
+            .call(Method::GET, path, &params, Body::Empty, Retry::Idempotent)
+            .await?;
+        let page = match Page::from_data(self.data(path, &env)?) {
+            Ok(p) => p,
+            Err(reason) => {
+                return Err(TerminalError::Protocol {
+                    endpoint: path.into(),
+                    reason,
+                })
+            }
+        };
+        let mut users = Vec::with_capacity(page.items.len());
+        for item in page.items {
+            users.push(
+                serde_json::from_value(item).map_err(|e| TerminalError::Protocol {
+                    endpoint: path.into(),
+                    reason: e.to_string(),
+                })?,
+            );
+        }
+        Ok(Page {
+            total: page.total,
+            page: page.page,
+            page_size: page.page_size,
+            total_pages: page.total_pages,
+            items: users,
+        })
+    }
+
+    /// Every user, page after page.
+    pub async fn all_users(&self, person_type: Option<i64>) -> Result<Vec<User>, TerminalError> {
+        let mut out = Vec::new();
+        let mut q = UserQuery {
+            person_type,
+            page: 1,
+            size: 10,
+            ..UserQuery::default()
+        };
+        loop {
+            let page = self.list_users(&q).await?;
+            let n = page.items.len();
+            out.extend(page.items);
+            if n == 0 || q.page >= page.total_pages {
+                return Ok(out);
+            }
+            q.page += 1;
+        }
+    }
+
+    // ---- records ----------------------------------------------------------------------------
+
+    /// One page of recognition records (newest first), as the terminal sent them.
+    pub async fn records(
+        &self,
+        q: &RecordQuery,
+    ) -> Result<Page<Map<String, Value>>, TerminalError> {
+        let path = "/api/record";
+        let mut params = vec![
+            ("type", q.person_type.to_string()),
+            ("startTime", q.start.to_string()),
+            ("endTime", q.end.to_string()),
+            ("page", q.page.max(1).to_string()),
+            ("size", q.size.clamp(1, 1000).to_string()),
+        ];
+        if let Some(id) = &q.user_id {
+            params.push(("userId", id.clone()));
+        }
+        if let Some(n) = &q.username {
+            params.push(("username", n.clone()));
+        }
+        let env = match self
+            .call(Method::GET, path, &params, Body::Empty, Retry::Idempotent)
+            .await
+        {
+            Ok(env) => env,
+            // "Search List Null" is how some firmware says "no records in that range".
+            Err(TerminalError::Api {
+                code: ApiCode::SearchListNull,
+                ..
+            }) => return Ok(Page::default()),
+            Err(e) => return Err(e),
+        };
+        let page =
+            Page::from_data(self.data(path, &env)?).map_err(|reason| TerminalError::Protocol {
+                endpoint: path.into(),
+                reason,
+            })?;
+        let items = page
+            .items
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::Object(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        Ok(Page {
+            total: page.total,
+            page: page.page,
+            page_size: page.page_size,
+            total_pages: page.total_pages,
+            items,
+        })
+    }
+}
+
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+fn path_segment(s: &str) -> String {
+    // User ids are short alphanumerics in practice; escape anything else rather than break the path.
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_host_is_bracketed_in_urls() {
+        assert_eq!(host_port("::1", 80), "[::1]:80");
+        assert_eq!(host_port("10.0.0.2", 80), "10.0.0.2:80");
+    }
+
+    #[test]
+    fn user_ids_are_escaped_in_paths() {
+        assert_eq!(path_segment("E 1/x"), "E%201%2Fx");
+        assert_eq!(path_segment("all"), "all");
+    }
+
+    #[test]
+    fn errors_name_the_endpoint_but_not_the_signature() {
+        let e = TerminalError::Api {
+            endpoint: "/api/device/open".into(),
+            code: ApiCode::SignatureFailed,
+            desc: String::new(),
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("/api/device/open: terminal refused: 10005"),
+            "{text}"
+        );
+        assert!(!text.contains("sign="));
+    }
+}

@@ -1,0 +1,9 @@
+//! The terminal's API: request signing, the HTTP client, and the tolerant data model.
+
+pub mod client;
+pub mod model;
+pub mod push;
+pub mod sign;
+
+pub use client::{Endpoint, RecordQuery, TerminalClient, TerminalError, UserQuery};
+pub use model::{ApiCode, DeviceInfo, PersonType, User};

@@ -1,0 +1,341 @@
+//! The signed client against the simulator, for every endpoint and each error path.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use face2mqtt::simulator::SimConfig;
+use face2mqtt::terminal::{push, ApiCode, PersonType, RecordQuery, TerminalError, User, UserQuery};
+use futures_util::StreamExt;
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn open_reaches_the_terminal_with_its_remark() {
+    let s = default_simulator().await;
+    let c = client_for(&s.sim, PASSWORD, T);
+    c.open(Some("delivery at gate")).await.expect("opens");
+    c.open(None).await.expect("opens without remark");
+    let opens = s.sim.opens();
+    assert_eq!(opens.len(), 2);
+    assert_eq!(opens[0].remark.as_deref(), Some("delivery at gate"));
+    assert_eq!(opens[1].remark, None);
+}
+
+#[tokio::test]
+async fn sync_time_sets_the_terminals_clock_to_ours() {
+    let s = default_simulator().await;
+    s.sim.set_clock_skew(-200_000);
+    let c = client_for(&s.sim, PASSWORD, T);
+    c.sync_time().await.expect("syncs");
+    assert_eq!(s.sim.sync_times().len(), 1);
+    assert!(
+        s.sim.clock_skew_ms().abs() < 2_000,
+        "skew after sync: {}",
+        s.sim.clock_skew_ms()
+    );
+}
+
+#[tokio::test]
+async fn reboot_is_counted_and_the_ports_go_down_and_come_back() {
+    let s = simulator(SimConfig {
+        reboot_downtime: Duration::from_millis(300),
+        ..SimConfig::default()
+    })
+    .await;
+    let c = client_for(&s.sim, PASSWORD, T);
+    let mut up = s.sim.up();
+    c.reboot().await.expect("reboot accepted");
+    assert_eq!(s.sim.reboots(), 1);
+    tokio::time::timeout(T, up.wait_for(|u| !*u))
+        .await
+        .expect("goes down")
+        .expect("watch");
+    tokio::time::timeout(T, up.wait_for(|u| *u))
+        .await
+        .expect("comes back")
+        .expect("watch");
+    c.information()
+        .await
+        .expect("answers again after the reboot");
+}
+
+#[tokio::test]
+async fn information_and_settings_objects_round_trip_with_unknown_fields() {
+    let s = default_simulator().await;
+    let c = client_for(&s.sim, PASSWORD, T);
+    let info = c.information().await.expect("information");
+    assert_eq!(info.model.as_deref(), Some("AATSS V2 PRO"));
+    assert!(info.device_id.is_some());
+
+    let mut net = c.network().await.expect("network");
+    assert!(net.contains_key("ipAddress"));
+    net.insert("ipAddress".into(), json!("10.1.2.3"));
+    c.set_network(&net).await.expect("networkcfg");
+    assert_eq!(
+        c.network().await.expect("network")["ipAddress"],
+        json!("10.1.2.3")
+    );
+
+    let mut face = c.smart_face().await.expect("smartface");
+    assert!(
+        face.contains_key("Hacknessenble"),
+        "firmware spelling is kept"
+    );
+    face.insert("futureFirmwareKnob".into(), json!(7));
+    c.set_smart_face(&face).await.expect("smartfacecfg");
+    assert_eq!(
+        c.smart_face().await.expect("smartface")["futureFirmwareKnob"],
+        json!(7)
+    );
+
+    let mut per = c.peripheral().await.expect("perpara");
+    per.insert("unlockOuttime".into(), json!(50));
+    c.set_peripheral(&per).await.expect("perparacfg");
+    assert_eq!(
+        c.peripheral().await.expect("perpara")["unlockOuttime"],
+        json!(50)
+    );
+
+    assert_eq!(
+        c.json_cmd(&json!({"cmd": "ping"})).await.expect("jsonCmd"),
+        json!({})
+    );
+}
+
+#[tokio::test]
+async fn users_are_added_updated_listed_by_page_and_deleted() {
+    let s = default_simulator().await;
+    let c = client_for(&s.sim, PASSWORD, T);
+    let before = c.all_users(None).await.expect("list").len();
+    let user = User {
+        user_id: "V100".into(),
+        user_type: 2,
+        name: "Visitor Vera".into(),
+        ..User::default()
+    };
+    c.add_user(&user).await.expect("add");
+    let err = c.add_user(&user).await.expect_err("duplicate refused");
+    assert_eq!(err.api_code(), Some(ApiCode::ParamInvalid));
+
+    let mut changed = user.clone();
+    changed.name = "Vera V.".into();
+    c.update_user(&changed).await.expect("update");
+
+    let page = c
+        .list_users(&UserQuery {
+            page: 1,
+            size: 10,
+            ..UserQuery::default()
+        })
+        .await
+        .expect("page 1");
+    assert_eq!(page.items.len(), 10, "pages hold at most 10");
+    assert_eq!(page.total as usize, before + 1);
+    let all = c.all_users(None).await.expect("all pages");
+    assert_eq!(all.len(), before + 1);
+    assert!(all
+        .iter()
+        .any(|u| u.user_id == "V100" && u.name == "Vera V."));
+    let visitors = c
+        .all_users(Some(PersonType::Visitor.code()))
+        .await
+        .expect("visitors");
+    assert!(
+        visitors.iter().all(|u| u.user_type == 2) && visitors.iter().any(|u| u.user_id == "V100")
+    );
+
+    c.delete_user("V100").await.expect("delete");
+    let err = c.delete_user("V100").await.expect_err("already gone");
+    assert_eq!(err.api_code(), Some(ApiCode::UserNotExists));
+    let err = c
+        .update_user(&changed)
+        .await
+        .expect_err("update of a missing user");
+    assert_eq!(err.api_code(), Some(ApiCode::UserNotExists));
+    c.delete_user("all").await.expect("delete all");
+    assert!(c.all_users(None).await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn records_are_listed_newest_first_across_pages() {
+    let s = default_simulator().await;
+    let c = client_for(&s.sim, PASSWORD, T);
+    for _ in 0..25 {
+        s.sim.push(Some(PersonType::Staff));
+    }
+    s.sim.push(Some(PersonType::Stranger));
+    let now = face2mqtt::terminal::sign::now_ms() / 1000;
+    let mut q = RecordQuery::between(now - 60, now + 60);
+    q.size = 10;
+    let first = c.records(&q).await.expect("page 1");
+    assert_eq!(first.total, 26);
+    assert_eq!(first.total_pages, 3);
+    assert_eq!(
+        first.items[0]["type"],
+        json!(-1),
+        "newest (the stranger) first"
+    );
+    q.page = 3;
+    let last = c.records(&q).await.expect("page 3");
+    assert_eq!(last.items.len(), 6);
+    assert_eq!(last.items.last().map(|r| r["id"].clone()), Some(json!(1)));
+    q.person_type = PersonType::Stranger.code();
+    q.page = 1;
+    assert_eq!(c.records(&q).await.expect("strangers").total, 1);
+    let empty = c
+        .records(&RecordQuery::between(1, 2))
+        .await
+        .expect("empty range");
+    assert_eq!(empty.total, 0);
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_reported_as_code_10005() {
+    let s = default_simulator().await;
+    let c = client_for(&s.sim, "wrong", T);
+    let err = c.open(None).await.expect_err("refused");
+    assert_eq!(err.api_code(), Some(ApiCode::SignatureFailed));
+    assert!(err.to_string().contains("password is wrong"), "{err}");
+    assert!(
+        s.sim.opens().is_empty(),
+        "a refused open never reaches the door"
+    );
+}
+
+#[tokio::test]
+async fn a_skewed_terminal_clock_is_reported_as_code_10003() {
+    let s = default_simulator().await;
+    s.sim.set_clock_skew(6 * 60 * 1000);
+    let c = client_for(&s.sim, PASSWORD, T);
+    let err = c.information().await.expect_err("expired");
+    assert_eq!(err.api_code(), Some(ApiCode::RequestExpired));
+    assert!(err.to_string().contains("clocks"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_terminal_is_reported_as_such() {
+    let port = free_port();
+    let c = face2mqtt::terminal::TerminalClient::new(face2mqtt::terminal::Endpoint {
+        host: "127.0.0.1".into(),
+        http_port: port,
+        ws_port: port,
+        password: face2mqtt::secret::Secret::new(PASSWORD),
+        timeout: T,
+    });
+    let err = c.open(None).await.expect_err("unreachable");
+    assert!(matches!(err, TerminalError::Unreachable { .. }), "{err:?}");
+    let err = push::connect(&c, T).await.expect_err("unreachable");
+    assert!(
+        matches!(err, push::PushError::Unreachable { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_terminal_times_out_at_the_deadline() {
+    let s = default_simulator().await;
+    s.sim.set_http_delay(Duration::from_secs(3));
+    let c = client_for(&s.sim, PASSWORD, Duration::from_millis(300));
+    let err = c.open(None).await.expect_err("times out");
+    assert!(matches!(err, TerminalError::Timeout { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_injected_error_code_is_typed_and_idempotent_reads_retry_with_fresh_signatures() {
+    let s = default_simulator().await;
+    let c = client_for(&s.sim, PASSWORD, T);
+    s.sim.fail_http(40001, 1);
+    let err = c.open(None).await.expect_err("not supported");
+    assert_eq!(err.api_code(), Some(ApiCode::NotSupport));
+    // Two transient failures, then success: the read is retried (each attempt signed anew).
+    s.sim.fail_http(503, 2);
+    c.information().await.expect("retried through two 503s");
+    // An open is never retried.
+    s.sim.fail_http(503, 1);
+    let err = c.open(None).await.expect_err("not retried");
+    assert!(
+        matches!(err, TerminalError::HttpStatus { status: 503, .. }),
+        "{err:?}"
+    );
+    assert!(s.sim.opens().is_empty());
+}
+
+#[tokio::test]
+async fn the_record_push_answers_20000_then_pushes_cjson_frames() {
+    let s = default_simulator().await;
+    let c = client_for(&s.sim, PASSWORD, T);
+    let mut ws = push::connect(&c, T).await.expect("connects");
+    let mut clients = s.sim.ws_clients();
+    tokio::time::timeout(T, clients.wait_for(|n| *n == 1))
+        .await
+        .expect("registered")
+        .expect("watch");
+    s.sim.push(Some(PersonType::Stranger));
+    let frame = loop {
+        match tokio::time::timeout(T, ws.next())
+            .await
+            .expect("a frame")
+            .expect("open")
+            .expect("ok")
+        {
+            tokio_tungstenite::tungstenite::Message::Text(t) => break t.to_string(),
+            _ => continue,
+        }
+    };
+    assert!(frame.starts_with("{\n\t\"code\":\t30000,\n\t\"message\":\t\"push\u{a0}record\",\n\t\"desc\":\t\"\",\n\t\"data\":\t{\n\t\t\"startTime\":\t0,\n\t\t\"userId\":\t\"\","), "{}", &frame[..200]);
+    assert!(frame.ends_with("\n\t}\n}"), "no final newline");
+    assert!(frame.contains("\t\t\"photo\":\t\"null\",\n\t\t\"id\":\t0,\n"));
+    assert!(frame.contains("\t\t\"Temperatureunit\":\t"));
+    let v: serde_json::Value = serde_json::from_str(&frame).expect("valid JSON");
+    let photo = v["data"]["signAvatar"].as_str().expect("bare base64 photo");
+    assert!(!photo.starts_with("data:") && !photo.contains('\n'));
+    let jpeg = face2mqtt::record::decode_photo(photo).expect("a JPEG");
+    assert!(
+        (36_000..52_000).contains(&jpeg.len()),
+        "photo of {} bytes",
+        jpeg.len()
+    );
+    let t = v["data"]["temperature"].as_f64().expect("temperature");
+    let printed = frame
+        .split("\"temperature\":\t")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .expect("printed");
+    assert_eq!(printed, format!("{t:.6}"), "six decimals, float32 noise");
+}
+
+#[tokio::test]
+async fn the_record_push_refuses_a_wrong_password_with_20002() {
+    let s = default_simulator().await;
+    let c = client_for(&s.sim, "wrong", T);
+    let err = push::connect(&c, T).await.expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            push::PushError::Refused {
+                code: ApiCode::UserNotMatch,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    s.sim.set_refuse_auth(true);
+    let err = push::connect(&client_for(&s.sim, PASSWORD, T), T)
+        .await
+        .expect_err("refused by fault");
+    assert!(err.is_auth());
+}
+
+#[tokio::test]
+async fn a_silent_terminal_never_answers_the_handshake() {
+    let s = default_simulator().await;
+    s.sim.set_silent(true);
+    let c = client_for(&s.sim, PASSWORD, T);
+    let err = push::connect(&c, Duration::from_millis(300))
+        .await
+        .expect_err("silent");
+    assert!(matches!(err, push::PushError::Timeout { .. }), "{err:?}");
+}
