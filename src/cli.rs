@@ -67,6 +67,14 @@ fn print_json(v: &impl serde::Serialize) {
     );
 }
 
+// ---- run ------------------------------------------------------------------------------------
+
+pub async fn run(path: &Path) -> Result<(), Failure> {
+    let config = load(path)?;
+    crate::service::init_logging(&config.log.level);
+    crate::daemon::run(config, crate::service::shutdown_signal()).await
+}
+
 // ---- check ----------------------------------------------------------------------------------
 
 pub async fn check(path: &Path) -> Result<(), Failure> {

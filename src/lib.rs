@@ -2,11 +2,18 @@
 //!
 //! See README.md for the layout and the invariants the code keeps.
 
+pub mod backfill;
+pub mod backoff;
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod ingest;
 pub mod mqtt;
+pub mod publish;
 pub mod record;
 pub mod secret;
 pub mod service;
 pub mod simulator;
+pub mod spool;
+pub mod spool_writer;
 pub mod terminal;

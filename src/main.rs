@@ -37,6 +37,8 @@ struct TerminalArg {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The daemon: ingest, spool, publish, commands, buttons, Home Assistant discovery.
+    Run(ConfigArg),
     /// Validate the config, then test each terminal and the broker.
     Check(ConfigArg),
     /// Run the terminal simulator (HTTP API, record WebSocket and a control API).
@@ -105,6 +107,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match args.command {
+            Command::Run(c) => cli::run(&c.config).await,
             Command::Check(c) => cli::check(&c.config).await,
             Command::Simulate(a) => cli::simulate(a).await,
             Command::Open { t, remark } => {

@@ -93,9 +93,17 @@ pub fn stable_hash(data: &[u8]) -> u64 {
     h
 }
 
-/// `<terminal>-<signTime>-<record id>`; records with id 0 (strangers) get `s` and a hash of the
-/// fields that identify the capture (not the photo: backfill may not carry it).
-pub fn event_id(terminal: &str, data: &Map<String, Value>, sign_time: u64) -> String {
+/// `<terminal>-<signTime>-<record id>`. Records with id 0 (strangers) get `s` and a hash of the
+/// fields that describe the capture and of the capture photo itself: two strangers in the same
+/// second must not collapse into one (dedupe would then drop a real event). A terminal whose
+/// record list omits photos would make such a record's backfilled id differ from its live one:
+/// a duplicate, which is the lesser harm.
+pub fn event_id(
+    terminal: &str,
+    data: &Map<String, Value>,
+    sign_time: u64,
+    photo: Option<&[u8]>,
+) -> String {
     let id = data.get("id").and_then(lenient_i64).unwrap_or(0);
     if id != 0 {
         return format!("{terminal}-{sign_time}-{id}");
@@ -121,6 +129,9 @@ pub fn event_id(terminal: &str, data: &Map<String, Value>, sign_time: u64) -> St
         key.push('=');
         key.push_str(&field(k).unwrap_or_default());
         key.push(';');
+    }
+    if let Some(p) = photo {
+        key.push_str(&format!("photo={:016x};", stable_hash(p)));
     }
     format!(
         "{terminal}-{sign_time}-s{:08x}",
@@ -164,7 +175,6 @@ pub fn normalize(
     source: Source,
 ) -> Result<Normalized, NormalizeError> {
     let sign_time = sign_time(data.get("signTime")).ok_or(NormalizeError::NoSignTime)?;
-    let event_id = event_id(terminal, data, sign_time);
     let text = |k: &str| data.get(k).and_then(lenient_string).unwrap_or_default();
     let int = |k: &str| data.get(k).and_then(lenient_i64);
 
@@ -212,6 +222,7 @@ pub fn normalize(
         },
     };
 
+    let event_id = event_id(terminal, data, sign_time, photo.as_deref());
     let extra: Map<String, Value> = data
         .iter()
         .filter(|(k, _)| !MAPPED.contains(&k.as_str()))
@@ -345,13 +356,22 @@ mod tests {
     }
 
     #[test]
-    fn the_stranger_id_ignores_the_photo_and_number_spelling() {
+    fn the_stranger_id_ignores_number_spelling() {
         let a = normalize("t", &stranger(), Source::Live).expect("normalizes");
         let mut s = stranger();
-        s.remove("signAvatar");
         s.insert("temperature".into(), json!("97.4"));
+        s.insert("similarity".into(), json!("0"));
         let b = normalize("t", &s, Source::Backfill).expect("normalizes");
         assert_eq!(a.event_id, b.event_id);
+    }
+
+    #[test]
+    fn two_strangers_alike_but_for_the_capture_get_different_ids() {
+        let a = normalize("t", &stranger(), Source::Live).expect("normalizes");
+        let mut s = stranger();
+        s.insert("signAvatar".into(), json!("/9j/4AAQSkZJRgAB"));
+        let b = normalize("t", &s, Source::Live).expect("normalizes");
+        assert_ne!(a.event_id, b.event_id);
     }
 
     #[test]

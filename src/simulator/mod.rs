@@ -104,7 +104,8 @@ impl Simulator {
                 config.seed,
                 config.max_records,
             )),
-            pushes: broadcast::channel(1024).0,
+            // Deep enough that a burst of pushes never makes a link lag (and silently skip frames).
+            pushes: broadcast::channel(16 * 1024).0,
             close_links: watch::channel(0).0,
             silent: watch::channel(false).0,
             ws_clients: watch::channel(0).0,

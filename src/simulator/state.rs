@@ -60,24 +60,49 @@ const FIRST_NAMES: &[&str] = &[
 ];
 const DEPARTMENTS: &[&str] = &["R&D", "Sales", "Operations", "Support"];
 
-/// A stored recognition record. The capture photo is shared, not copied per record.
+/// A person's face: the JPEG, and its base64 for the `photo` field, drawn once and shared.
+#[derive(Debug, Clone)]
+pub struct Face {
+    pub jpeg: Arc<[u8]>,
+    pub base64: Arc<str>,
+}
+
+impl Face {
+    fn draw(seed: u64) -> Face {
+        let jpeg: Arc<[u8]> = Arc::from(avatar::jpeg(seed, avatar::GRAIN));
+        let base64 = Arc::from(base64::engine::general_purpose::STANDARD.encode(&jpeg[..]));
+        Face { jpeg, base64 }
+    }
+}
+
+/// A stored recognition record. Photos are shared, not copied per record, and rendered to base64
+/// only when the record is sent.
 #[derive(Debug, Clone)]
 pub struct StoredRecord {
+    /// Every field but the photos, in the terminal's order (`photo` holds a placeholder).
     pub fields: Map<String, Value>,
-    pub avatar: Option<Arc<str>>,
+    /// The registered photo (`photo`); strangers have none and send the string "null".
+    pub registered: Option<Arc<str>>,
+    /// The capture (`signAvatar`).
+    pub capture: Option<Arc<[u8]>>,
+    /// Makes each capture's bytes unique, as a camera's are (a JPEG comment).
+    pub capture_no: u64,
     pub sign_time: u64,
     pub person_type: i64,
 }
 
 impl StoredRecord {
-    /// The SignObject with the photo in place, in the terminal's field order.
+    /// The SignObject with the photos in place, in the terminal's field order.
     pub fn to_value(&self) -> Value {
         let mut m = self.fields.clone();
-        let photo = match &self.avatar {
-            Some(a) => Value::String(a.to_string()),
-            None => Value::String(String::new()),
+        let registered = self.registered.as_deref().unwrap_or("null");
+        m.insert("photo".into(), Value::String(registered.to_string()));
+        let capture = match &self.capture {
+            Some(jpeg) => base64::engine::general_purpose::STANDARD
+                .encode(with_comment(jpeg, self.capture_no)),
+            None => String::new(),
         };
-        m.insert("signAvatar".into(), photo);
+        m.insert("signAvatar".into(), Value::String(capture));
         Value::Object(m)
     }
 
@@ -146,13 +171,27 @@ pub struct State {
     pub faults: Faults,
     rng: fastrand::Rng,
     /// Photos are drawn on first use (a few ms each) and then shared.
-    stranger_photos: Vec<Arc<str>>,
-    user_photos: BTreeMap<String, Arc<str>>,
+    stranger_photos: Vec<Face>,
+    user_photos: BTreeMap<String, Face>,
+    captures: u64,
     seed: u64,
 }
 
-pub fn b64_jpeg(seed: u64) -> Arc<str> {
-    Arc::from(base64::engine::general_purpose::STANDARD.encode(avatar::jpeg(seed, avatar::GRAIN)))
+/// The JPEG with a COM segment after SOI: still a valid JPEG, but no two captures are the same
+/// bytes (consumers and the bridge may rely on that, as they can with a real camera).
+pub fn with_comment(jpeg: &[u8], n: u64) -> Vec<u8> {
+    if jpeg.len() < 2 {
+        return jpeg.to_vec();
+    }
+    let text = format!("face2mqtt simulator capture {n}");
+    let len = (text.len() + 2) as u16;
+    let mut out = Vec::with_capacity(jpeg.len() + text.len() + 4);
+    out.extend_from_slice(&jpeg[..2]);
+    out.extend_from_slice(&[0xFF, 0xFE]);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&jpeg[2..]);
+    out
 }
 
 impl State {
@@ -177,6 +216,7 @@ impl State {
             rng: fastrand::Rng::with_seed(seed),
             stranger_photos: Vec::new(),
             user_photos: BTreeMap::new(),
+            captures: 0,
             seed,
         };
         s.seed_roster();
@@ -205,24 +245,24 @@ impl State {
     }
 
     /// The face of a known user, the same picture every time.
-    fn user_photo(&mut self, user_id: &str) -> Arc<str> {
+    fn user_photo(&mut self, user_id: &str) -> Face {
         let seed = self
             .seed
             .wrapping_add(crate::record::stable_hash(user_id.as_bytes()));
         self.user_photos
             .entry(user_id.to_string())
-            .or_insert_with(|| b64_jpeg(seed))
+            .or_insert_with(|| Face::draw(seed))
             .clone()
     }
 
     /// One of a few strangers' faces.
-    fn stranger_photo(&mut self) -> Arc<str> {
+    fn stranger_photo(&mut self) -> Face {
         const STRANGERS: usize = 4;
         let i = self.rng.usize(0..STRANGERS);
         while self.stranger_photos.len() < STRANGERS {
             let n = self.stranger_photos.len() as u64;
             self.stranger_photos
-                .push(b64_jpeg(self.seed.wrapping_add(1000 + n)));
+                .push(Face::draw(self.seed.wrapping_add(1000 + n)));
         }
         self.stranger_photos[i].clone()
     }
@@ -339,13 +379,14 @@ impl State {
         );
         m.insert("idNumber".into(), extra_str(&user, "idNumber"));
         m.insert("comeFrom".into(), extra_str(&user, "comeFrom"));
-        // Strangers carry the *string* "null"; known users their registered photo.
+        // Strangers carry the *string* "null"; known users their registered photo (filled in
+        // when the record is sent, see `to_value`).
         let face = user.as_ref().map(|u| self.user_photo(&u.user_id));
-        let photo = user
+        let registered = user
             .as_ref()
             .and_then(|u| u.photo.clone().map(Arc::<str>::from))
-            .or_else(|| face.clone());
-        m.insert("photo".into(), json!(photo.as_deref().unwrap_or("null")));
+            .or_else(|| face.as_ref().map(|f| f.base64.clone()));
+        m.insert("photo".into(), json!("null"));
         let id = if user.is_some() {
             let id = self.next_record_id;
             self.next_record_id += 1;
@@ -377,13 +418,16 @@ impl State {
         m.insert("temperature".into(), cjson::float32(temperature));
         m.insert("Temperatureunit".into(), json!(fahrenheit as i64));
 
-        let avatar = match face {
-            Some(f) => Some(f),
-            None => Some(self.stranger_photo()),
+        let capture = match face {
+            Some(f) => f.jpeg,
+            None => self.stranger_photo().jpeg,
         };
+        self.captures += 1;
         let rec = StoredRecord {
             fields: m,
-            avatar,
+            registered,
+            capture: Some(capture),
+            capture_no: self.captures,
             sign_time,
             person_type: kind.code(),
         };
@@ -516,7 +560,21 @@ mod tests {
         assert_eq!(r.fields["userId"], json!(""));
         assert_eq!(r.fields["photo"], json!("null"));
         assert_eq!(r.fields["type"], json!(-1));
-        assert!(r.avatar.is_some());
+        assert!(r.capture.is_some());
+        assert_eq!(r.to_value()["photo"], json!("null"));
+    }
+
+    #[test]
+    fn every_capture_is_a_distinct_valid_jpeg() {
+        let mut s = state();
+        let a = s.recognize(PersonType::Stranger).to_value();
+        let b = s.recognize(PersonType::Stranger).to_value();
+        assert_ne!(a["signAvatar"], b["signAvatar"]);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(a["signAvatar"].as_str().unwrap_or(""))
+            .expect("base64");
+        let mut d = jpeg_decoder::Decoder::new(&bytes[..]);
+        d.decode().expect("still decodes with the comment segment");
     }
 
     #[test]

@@ -208,11 +208,14 @@ impl TerminalClient {
     ) -> Result<Envelope, TerminalError> {
         // Signed here, inside the attempt, so a retry carries a fresh timestamp.
         let (_, signed) = sign::signed_query(&self.endpoint.password);
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in params {
-            query.append_pair(k, v);
-        }
-        let extra = query.finish();
+        // Built in a block: the serializer is not `Send` and must not live across an await.
+        let extra = {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in params {
+                query.append_pair(k, v);
+            }
+            query.finish()
+        };
         let sep = if extra.is_empty() { "" } else { "&" };
         let uri = format!("http://{}{path}?{signed}{sep}{extra}", self.http_addr());
 

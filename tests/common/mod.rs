@@ -114,8 +114,9 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 100000\nlog_dest stderr\nlog_type error\n",
-                self.port
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_inflight_messages 0\nmax_queued_messages 100000\nmessage_size_limit 0\nlog_dest stderr\nlog_type error\n",
+                self.port,
+                self.dir.path().display()
             ),
         )
         .expect("write mosquitto.conf");
@@ -142,10 +143,11 @@ impl Mosquitto {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 
+    /// A clean stop (SIGTERM): Mosquitto saves its sessions, so test subscribers with
+    /// persistent sessions miss nothing published while they reconnect after a restart.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            terminate(&mut c, Duration::from_secs(10));
         }
     }
 
@@ -158,5 +160,230 @@ impl Mosquitto {
 impl Drop for Mosquitto {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// SIGTERM, then SIGKILL if the process has not ended by `grace`.
+pub fn terminate(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + grace;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// An MQTT subscriber with a persistent session, collecting every message in arrival order.
+pub struct Subscriber {
+    pub rx: tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>, bool)>,
+    stop: CancellationToken,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub async fn subscribe(port: u16, filter: &str) -> Subscriber {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let id = format!("test-sub-{}", fastrand::u64(..));
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_clean_session(false);
+    o.set_keep_alive(Duration::from_secs(5));
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = AsyncClient::new(o, 100);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let stop = CancellationToken::new();
+    let filter = filter.to_string();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        loop {
+            let ev = tokio::select! {
+                _ = token.cancelled() => return,
+                ev = eventloop.poll() => ev,
+            };
+            match ev {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = client.subscribe(filter.clone(), QoS::AtLeastOnce).await;
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let _ = tx.send((p.topic.clone(), p.payload.to_vec(), p.retain));
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), ready_rx)
+        .await
+        .expect("subscribed in time")
+        .expect("subscriber alive");
+    Subscriber { rx, stop }
+}
+
+/// A `face2mqtt run` process with its own config and spool.
+pub struct Bridge {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+pub struct BridgeSetup<'a> {
+    pub broker_port: u16,
+    pub sim: &'a Simulator,
+    pub password: &'a str,
+    pub extra_terminal_keys: &'a str,
+}
+
+pub fn bridge_config(s: &BridgeSetup<'_>, spool: &Path) -> String {
+    format!(
+        r#"[mqtt]
+url = "mqtt://127.0.0.1:{broker}"
+client_id = "bridge-under-test-{rand}"
+reconnect_min = "50ms"
+reconnect_max = "500ms"
+
+[spool]
+dir = "{spool}"
+
+[log]
+level = "face2mqtt=debug,info"
+
+[[terminal]]
+id = "front-door"
+host = "127.0.0.1"
+http_port = {http}
+ws_port = {ws}
+password = "{pw}"
+request_timeout = "1s"
+ping_interval = "200ms"
+dead_after = "1s"
+reconnect_min = "50ms"
+reconnect_max = "500ms"
+backfill_margin = "5s"
+{extra}
+"#,
+        broker = s.broker_port,
+        rand = fastrand::u32(..),
+        spool = spool.display(),
+        http = s.sim.http_addr().port(),
+        ws = s.sim.ws_addr().port(),
+        pw = s.password,
+        extra = s.extra_terminal_keys,
+    )
+}
+
+impl Bridge {
+    pub fn start(setup: &BridgeSetup<'_>) -> Bridge {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, bridge_config(setup, &dir.path().join("spool")))
+            .expect("write config");
+        let mut b = Bridge {
+            child: None,
+            log: dir.path().join("bridge.log"),
+            dir,
+            config,
+        };
+        b.spawn();
+        b
+    }
+
+    /// Starts (again) on the same config and spool.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_face2mqtt"))
+            .arg("run")
+            .arg("-c")
+            .arg(&self.config)
+            .env_remove("RUST_LOG")
+            .env_remove("JOURNAL_STREAM")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("bridge starts");
+        self.child = Some(child);
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM; returns whether it exited 0 within the grace time.
+    pub fn stop(&mut self) -> bool {
+        match self.child.take() {
+            Some(mut c) => terminate(&mut c, Duration::from_secs(15)).is_some_and(|s| s.success()),
+            None => true,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- bridge log ----\n{}", self.log_text());
+        }
+        self.kill9();
+    }
+}
+
+/// Record messages seen so far, parsed.
+pub fn records_of(messages: &[(String, Vec<u8>, bool)]) -> Vec<serde_json::Value> {
+    messages
+        .iter()
+        .filter(|(t, _, _)| t.ends_with("/record"))
+        .filter_map(|(_, p, _)| serde_json::from_slice(p).ok())
+        .collect()
+}
+
+/// Drains the subscriber into `into` until `done(into)` holds or the deadline passes.
+pub async fn collect_until(
+    sub: &mut Subscriber,
+    into: &mut Vec<(String, Vec<u8>, bool)>,
+    deadline: Duration,
+    what: &str,
+    done: impl Fn(&[(String, Vec<u8>, bool)]) -> bool,
+) {
+    let end = tokio::time::Instant::now() + deadline;
+    while !done(into) {
+        match tokio::time::timeout_at(end, sub.rx.recv()).await {
+            Ok(Some(m)) => into.push(m),
+            Ok(None) => panic!("subscriber ended while waiting for: {what}"),
+            Err(_) => panic!(
+                "timed out after {deadline:?} waiting for: {what} ({} messages so far)",
+                into.len()
+            ),
+        }
     }
 }

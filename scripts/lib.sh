@@ -1,0 +1,18 @@
+# Shared by scripts/test and scripts/demo.
+
+# Installs Mosquitto (broker and clients) from Debian's packages when missing.
+ensure_mosquitto() {
+  local need=()
+  command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+  command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
+  [ ${#need[@]} -eq 0 ] && return 0
+  echo "==> installing ${need[*]} (Debian packages)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+}
+
+mosquitto_bin() {
+  command -v mosquitto 2>/dev/null || echo /usr/sbin/mosquitto
+}

@@ -1,0 +1,292 @@
+//! One task per terminal: keeps the record WebSocket up and feeds every record to the spool.
+//!
+//! The link is pinged every `ping_interval` and dropped after `dead_after` with nothing received
+//! (half-open TCP is the usual failure on site networks); it reconnects forever with backoff. A
+//! frame that is not a record is logged and skipped; nothing a terminal sends ends the task. The
+//! reader never waits on MQTT: the spool sits between them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::config::TerminalConfig;
+use crate::publish::Outbound;
+use crate::record::{self, Source};
+use crate::spool_writer::SpoolCmd;
+use crate::terminal::model::lenient_i64;
+use crate::terminal::{push, TerminalClient};
+
+/// Frames above this are skipped (a real one is ~58 KB; known users add their photo).
+pub const MAX_RECORD_FRAME: usize = 1 << 20;
+
+#[derive(Debug, PartialEq)]
+pub enum Frame {
+    Record(Map<String, Value>),
+    /// A frame with another code (20000 again, or something newer firmware sends).
+    Other(i64),
+    Invalid(String),
+}
+
+/// What a text or binary frame is. Matches on `code`, never on `message` (whose space is a
+/// non-breaking one on real units).
+pub fn classify(bytes: &[u8]) -> Frame {
+    if bytes.len() > MAX_RECORD_FRAME {
+        return Frame::Invalid(format!(
+            "frame of {} bytes exceeds the {} byte limit",
+            bytes.len(),
+            MAX_RECORD_FRAME
+        ));
+    }
+    let value: Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => return Frame::Invalid(format!("not JSON: {e}")),
+    };
+    let Value::Object(mut obj) = value else {
+        return Frame::Invalid("not a JSON object".into());
+    };
+    let Some(code) = obj.get("code").and_then(lenient_i64) else {
+        return Frame::Invalid("no numeric `code`".into());
+    };
+    if code != 30000 {
+        return Frame::Other(code);
+    }
+    match obj.remove("data") {
+        Some(Value::Object(data)) => Frame::Record(data),
+        Some(other) => Frame::Invalid(format!(
+            "push whose `data` is {}, not an object",
+            kind(&other)
+        )),
+        None => Frame::Invalid("push without `data`".into()),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The first bytes of a frame, printable, for a log line.
+pub fn preview(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(80)]);
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Everything one terminal's ingest task needs.
+pub struct Ingest {
+    pub terminal: TerminalConfig,
+    pub client: TerminalClient,
+    pub spool: mpsc::Sender<SpoolCmd>,
+    pub outbound: mpsc::UnboundedSender<Outbound>,
+    /// The link generation, bumped on every link-up: the backfill task then fetches what the gap
+    /// missed.
+    pub backfill: watch::Sender<u64>,
+    /// The newest link generation whose gap backfill has filled. Until it equals ours, live
+    /// records must not move the watermark past a gap that is not yet filled.
+    pub caught_up: Arc<AtomicU64>,
+}
+
+impl Ingest {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let t = &self.terminal;
+        let mut backoff = Backoff::new(t.reconnect_min, t.reconnect_max);
+        loop {
+            let connected = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = push::connect(&self.client, t.request_timeout) => r,
+            };
+            match connected {
+                Ok(ws) => {
+                    backoff.reset();
+                    tracing::info!(terminal = %t.id, "record push link up");
+                    self.backfill.send_modify(|g| *g += 1);
+                    let generation = *self.backfill.borrow();
+                    let _ = self.outbound.send(Outbound::Availability {
+                        terminal: t.id.clone(),
+                        online: true,
+                    });
+                    let reason = self.read(ws, generation, &shutdown).await;
+                    let _ = self.outbound.send(Outbound::Availability {
+                        terminal: t.id.clone(),
+                        online: false,
+                    });
+                    match reason {
+                        None => return,
+                        Some(r) => {
+                            tracing::warn!(terminal = %t.id, "record push link lost: {r}; reconnecting")
+                        }
+                    }
+                }
+                Err(e) if e.is_auth() => {
+                    tracing::error!(terminal = %t.id, code = e_code(&e), "{e}; check the terminal's password in the config");
+                }
+                Err(e) => tracing::warn!(terminal = %t.id, "{e}"),
+            }
+            let wait = backoff.next_delay();
+            tracing::debug!(terminal = %t.id, ?wait, "reconnecting after backoff");
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Reads until the link fails (returns why) or shutdown (returns `None`).
+    async fn read(
+        &self,
+        ws: push::PushStream,
+        generation: u64,
+        shutdown: &CancellationToken,
+    ) -> Option<String> {
+        let t = &self.terminal;
+        let (mut tx, mut rx) = ws.split();
+        let mut last_rx = Instant::now();
+        let mut ping = tokio::time::interval_at(Instant::now() + t.ping_interval, t.ping_interval);
+        loop {
+            // Biased: a frame that is already here counts before the dead-link timer is looked at.
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(Message::Close(None))).await;
+                    return None;
+                }
+                msg = rx.next() => {
+                    match msg {
+                        None => return Some("closed by the terminal".into()),
+                        Some(Err(e)) => return Some(e.to_string()),
+                        Some(Ok(Message::Text(text))) => self.frame(text.as_bytes(), generation).await?,
+                        Some(Ok(Message::Binary(bytes))) => self.frame(&bytes, generation).await?,
+                        Some(Ok(Message::Close(_))) => return Some("closed by the terminal".into()),
+                        Some(Ok(_)) => {} // ping (answered by tungstenite) or pong: liveness only
+                    }
+                    // Measured from after our own handling: time spent waiting on a busy spool is
+                    // not the terminal's silence.
+                    last_rx = Instant::now();
+                }
+                _ = ping.tick() => {
+                    match tokio::time::timeout(t.ping_interval, tx.send(Message::Ping(Vec::new().into()))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Some(format!("ping failed: {e}")),
+                        Err(_) => return Some("ping could not be sent (link stalled)".into()),
+                    }
+                }
+                _ = tokio::time::sleep_until(last_rx + t.dead_after) => {
+                    return Some(format!("nothing received for {}", humantime::format_duration(t.dead_after)));
+                }
+            }
+        }
+    }
+
+    /// Handles one frame. `None` only when the spool is gone (shutdown).
+    async fn frame(&self, bytes: &[u8], generation: u64) -> Option<()> {
+        let t = &self.terminal;
+        match classify(bytes) {
+            Frame::Record(data) => match record::normalize(&t.id, &data, Source::Live) {
+                Ok(rec) => {
+                    if let Some(problem) = &rec.photo_problem {
+                        tracing::warn!(terminal = %t.id, event_id = %rec.event_id, "capture photo dropped: {problem}");
+                    }
+                    tracing::debug!(terminal = %t.id, event_id = %rec.event_id, "record received");
+                    let advance = self.caught_up.load(Ordering::SeqCst) >= generation;
+                    if self
+                        .spool
+                        .send(SpoolCmd::Record {
+                            terminal: t.id.clone(),
+                            record: rec,
+                            advance_watermark: advance,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return None;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(terminal = %t.id, size = bytes.len(), prefix = %preview(bytes), "skipped a record: {e}")
+                }
+            },
+            Frame::Other(20000) => {}
+            Frame::Other(code) => {
+                tracing::debug!(terminal = %t.id, code, "frame with code {code} ignored")
+            }
+            Frame::Invalid(reason) => {
+                tracing::warn!(terminal = %t.id, size = bytes.len(), prefix = %preview(bytes), "skipped a frame: {reason}")
+            }
+        }
+        Some(())
+    }
+}
+
+fn e_code(e: &push::PushError) -> i64 {
+    match e {
+        push::PushError::Refused { code, .. } => code.code(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_push_frame_with_an_object_is_a_record() {
+        let f = classify(b"{\n\t\"code\":\t30000,\n\t\"message\":\t\"push\xc2\xa0record\",\n\t\"data\":\t{\n\t\t\"id\":\t1\n\t}\n}");
+        assert!(matches!(f, Frame::Record(ref m) if m["id"] == 1), "{f:?}");
+    }
+
+    #[test]
+    fn a_push_is_recognized_by_its_code_not_its_message() {
+        assert!(matches!(
+            classify(br#"{"code":"30000","message":"whatever","data":{}}"#),
+            Frame::Record(_)
+        ));
+    }
+
+    #[test]
+    fn the_connected_answer_is_not_a_record() {
+        assert_eq!(
+            classify(br#"{"code":20000,"message":"Connected!"}"#),
+            Frame::Other(20000)
+        );
+    }
+
+    #[test]
+    fn broken_frames_are_invalid_with_a_reason() {
+        assert!(matches!(classify(b"{not json"), Frame::Invalid(r) if r.starts_with("not JSON")));
+        assert!(matches!(classify(b"[1,2]"), Frame::Invalid(r) if r.contains("object")));
+        assert!(matches!(classify(br#"{"message":"x"}"#), Frame::Invalid(r) if r.contains("code")));
+        assert!(
+            matches!(classify(br#"{"code":30000,"data":"oops"}"#), Frame::Invalid(r) if r.contains("a string"))
+        );
+        assert!(
+            matches!(classify(br#"{"code":30000}"#), Frame::Invalid(r) if r.contains("without"))
+        );
+    }
+
+    #[test]
+    fn an_oversized_frame_is_invalid_without_being_parsed() {
+        let big = vec![b' '; MAX_RECORD_FRAME + 1];
+        assert!(matches!(classify(&big), Frame::Invalid(r) if r.contains("exceeds")));
+    }
+
+    #[test]
+    fn a_preview_is_short_and_printable() {
+        let p = preview(b"{\n\t\"code\":\t1\x00\x01 and a long tail that goes on and on and on and on and on and on and on and on");
+        assert!(p.len() <= 80 && !p.chars().any(char::is_control), "{p}");
+    }
+}

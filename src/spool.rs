@@ -1,0 +1,594 @@
+//! The durable FIFO every record passes through (sled). The store of record: an entry leaves only
+//! when the broker has acknowledged the publish that carried it.
+//!
+//! Trees:
+//! - `records`: seq (u64 BE) → [`Entry`] as JSON. One global sequence, so per-terminal order holds.
+//! - `photos`: seq → JPEG bytes. Separate so the cap can drop photos before records.
+//! - `seen`: `<terminal> 0x00 <signTime BE> <event_id>` → empty. Dedupes live vs backfill, kept
+//!   for the backfill window, pruned by time with a range scan.
+//! - `meta`: `wm/<terminal>` → signTime BE, the backfill watermark.
+//!
+//! All methods are synchronous and quick (sled buffers in memory); [`Spool::flush`] is the one
+//! async call and the only thing that makes writes durable (sled otherwise flushes every 500 ms).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::Normalized;
+
+/// sled's default page cache is 1 GiB and ignores cgroup limits; a few MiB is plenty for a FIFO.
+const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool {dir}: {source}")]
+    Db { dir: PathBuf, source: sled::Error },
+    #[error("spool: corrupt entry {seq}: {reason}")]
+    Corrupt { seq: u64, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub terminal: String,
+    pub event_id: String,
+    pub sign_time: u64,
+    /// The record JSON, as published.
+    pub json: String,
+    /// When it entered the spool (Unix ms), for the "age of the oldest queued record" figure.
+    pub spooled_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    Stored(u64),
+    /// Already seen (live and backfill overlap, or a repeat after a crash).
+    Duplicate,
+}
+
+/// What enforcing the size cap threw away.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Trimmed {
+    pub photos: u64,
+    pub records: u64,
+}
+
+pub struct Spool {
+    dir: PathBuf,
+    db: sled::Db,
+    records: sled::Tree,
+    photos: sled::Tree,
+    seen: sled::Tree,
+    meta: sled::Tree,
+    next_seq: AtomicU64,
+    /// Logical bytes queued (record JSON + photos), kept in memory: sled's `len()` scans.
+    bytes: AtomicU64,
+    count: AtomicU64,
+    max_bytes: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+fn key_seq(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
+}
+
+fn seen_prefix(terminal: &str, sign_time: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(terminal.len() + 9 + 48);
+    k.extend_from_slice(terminal.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&sign_time.to_be_bytes());
+    k
+}
+
+fn seen_key(terminal: &str, sign_time: u64, event_id: &str) -> Vec<u8> {
+    let mut k = seen_prefix(terminal, sign_time);
+    k.extend_from_slice(event_id.as_bytes());
+    k
+}
+
+fn wm_key(terminal: &str) -> Vec<u8> {
+    format!("wm/{terminal}").into_bytes()
+}
+
+impl Spool {
+    /// Opens (or creates) the spool. A spool sled cannot open is moved aside with a loud log
+    /// line and a fresh one started: crash-looping under systemd would lose every new record.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Spool, SpoolError> {
+        match Spool::open_once(dir, max_bytes) {
+            Ok(s) => Ok(s),
+            Err(SpoolError::Db {
+                source: sled::Error::Io(io),
+                ..
+            }) => {
+                // Permissions, missing parent, full disk: moving it aside would not help.
+                Err(SpoolError::Db {
+                    dir: dir.into(),
+                    source: sled::Error::Io(io),
+                })
+            }
+            Err(e) => {
+                let aside = dir.with_extension(format!("corrupt-{}", now_ms()));
+                tracing::error!(
+                    spool = %dir.display(), moved_to = %aside.display(), error = %e,
+                    "the spool cannot be opened; moving it aside and starting an empty one (records in it are NOT published)"
+                );
+                std::fs::rename(dir, &aside).map_err(|io| SpoolError::Db {
+                    dir: dir.into(),
+                    source: sled::Error::Io(io),
+                })?;
+                Spool::open_once(dir, max_bytes)
+            }
+        }
+    }
+
+    fn open_once(dir: &Path, max_bytes: u64) -> Result<Spool, SpoolError> {
+        let err = |source| SpoolError::Db {
+            dir: dir.into(),
+            source,
+        };
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(err)?;
+        let records = db.open_tree("records").map_err(err)?;
+        let photos = db.open_tree("photos").map_err(err)?;
+        let seen = db.open_tree("seen").map_err(err)?;
+        let meta = db.open_tree("meta").map_err(err)?;
+        let mut bytes = 0u64;
+        let mut count = 0u64;
+        for item in records.iter() {
+            let (_, v) = item.map_err(err)?;
+            bytes += v.len() as u64;
+            count += 1;
+        }
+        for item in photos.iter() {
+            let (_, v) = item.map_err(err)?;
+            bytes += v.len() as u64;
+        }
+        let next = records
+            .last()
+            .map_err(err)?
+            .map(|(k, _)| key_seq(&k) + 1)
+            .unwrap_or(1);
+        Ok(Spool {
+            dir: dir.into(),
+            db,
+            records,
+            photos,
+            seen,
+            meta,
+            next_seq: AtomicU64::new(next),
+            bytes: AtomicU64::new(bytes),
+            count: AtomicU64::new(count),
+            max_bytes,
+        })
+    }
+
+    fn err(&self, source: sled::Error) -> SpoolError {
+        SpoolError::Db {
+            dir: self.dir.clone(),
+            source,
+        }
+    }
+
+    /// Queues a record unless it was seen before. Not durable until [`Spool::flush`] returns.
+    /// With `advance_watermark`, the terminal's watermark moves up to its signTime (written after
+    /// the record, so a crash can never keep the watermark and lose the record).
+    pub fn append(
+        &self,
+        terminal: &str,
+        rec: &Normalized,
+        photo: Option<&[u8]>,
+        advance_watermark: bool,
+    ) -> Result<Appended, SpoolError> {
+        let seen = seen_key(terminal, rec.sign_time, &rec.event_id);
+        if self.seen.contains_key(&seen).map_err(|e| self.err(e))? {
+            return Ok(Appended::Duplicate);
+        }
+        let entry = Entry {
+            terminal: terminal.to_string(),
+            event_id: rec.event_id.clone(),
+            sign_time: rec.sign_time,
+            json: rec.json.to_string(),
+            spooled_ms: now_ms(),
+        };
+        let value = serde_json::to_vec(&entry).map_err(|e| SpoolError::Corrupt {
+            seq: 0,
+            reason: e.to_string(),
+        })?;
+        let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+        self.records
+            .insert(seq_key(seq), value.as_slice())
+            .map_err(|e| self.err(e))?;
+        let mut added = value.len() as u64;
+        if let Some(p) = photo {
+            self.photos
+                .insert(seq_key(seq), p)
+                .map_err(|e| self.err(e))?;
+            added += p.len() as u64;
+        }
+        self.seen.insert(seen, &[]).map_err(|e| self.err(e))?;
+        if advance_watermark {
+            self.advance_watermark(terminal, rec.sign_time)?;
+        }
+        self.bytes.fetch_add(added, Ordering::SeqCst);
+        self.count.fetch_add(1, Ordering::SeqCst);
+        Ok(Appended::Stored(seq))
+    }
+
+    /// Moves the terminal's watermark up (never down).
+    pub fn advance_watermark(&self, terminal: &str, sign_time: u64) -> Result<(), SpoolError> {
+        let key = wm_key(terminal);
+        self.meta
+            .fetch_and_update(&key, |old| {
+                let old = old.map(key_seq).unwrap_or(0);
+                Some(old.max(sign_time).to_be_bytes().to_vec())
+            })
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The last signTime known to be spooled or published for this terminal.
+    pub fn watermark(&self, terminal: &str) -> Result<Option<u64>, SpoolError> {
+        Ok(self
+            .meta
+            .get(wm_key(terminal))
+            .map_err(|e| self.err(e))?
+            .map(|v| key_seq(&v)))
+    }
+
+    /// Makes every earlier write durable (fsync). Group commit: call once per batch.
+    pub async fn flush(&self) -> Result<(), SpoolError> {
+        self.db.flush_async().await.map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Up to `limit` entries after `after` (from the start with `None`), oldest first.
+    pub fn next_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Entry)>, SpoolError> {
+        let start = after.map(|s| s.saturating_add(1)).unwrap_or(0);
+        let mut out = Vec::with_capacity(limit);
+        for item in self.records.range(seq_key(start)..).take(limit) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let seq = key_seq(&k);
+            let entry = serde_json::from_slice(&v).map_err(|e| SpoolError::Corrupt {
+                seq,
+                reason: e.to_string(),
+            })?;
+            out.push((seq, entry));
+        }
+        Ok(out)
+    }
+
+    /// The newest entry's sequence number.
+    pub fn last_seq(&self) -> Result<Option<u64>, SpoolError> {
+        Ok(self
+            .records
+            .last()
+            .map_err(|e| self.err(e))?
+            .map(|(k, _)| key_seq(&k)))
+    }
+
+    pub fn photo(&self, seq: u64) -> Result<Option<Vec<u8>>, SpoolError> {
+        Ok(self
+            .photos
+            .get(seq_key(seq))
+            .map_err(|e| self.err(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// The broker acknowledged the entry: it leaves the spool. No flush needed: a delete lost in a
+    /// crash is a duplicate publish, never a loss.
+    pub fn ack(&self, seq: u64) -> Result<(), SpoolError> {
+        let mut freed = 0;
+        if let Some(v) = self.records.remove(seq_key(seq)).map_err(|e| self.err(e))? {
+            freed += v.len() as u64;
+            self.count.fetch_sub(1, Ordering::SeqCst);
+        }
+        if let Some(p) = self.photos.remove(seq_key(seq)).map_err(|e| self.err(e))? {
+            freed += p.len() as u64;
+        }
+        self.sub_bytes(freed);
+        Ok(())
+    }
+
+    /// Drops an entry that can never be published (unreadable); counted like a trimmed record.
+    pub fn discard(&self, seq: u64) -> Result<(), SpoolError> {
+        self.ack(seq)
+    }
+
+    fn sub_bytes(&self, n: u64) {
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                Some(b.saturating_sub(n))
+            });
+    }
+
+    pub fn len(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::SeqCst)
+    }
+
+    /// How long the oldest queued record has waited.
+    pub fn oldest_age(&self) -> Result<Option<Duration>, SpoolError> {
+        Ok(self
+            .next_after(None, 1)?
+            .first()
+            .map(|(_, e)| Duration::from_millis(now_ms().saturating_sub(e.spooled_ms))))
+    }
+
+    /// Keeps the spool under `max_size`: photos of the oldest records go first, then the oldest
+    /// records themselves.
+    pub fn enforce_cap(&self) -> Result<Trimmed, SpoolError> {
+        let mut t = Trimmed::default();
+        if self.bytes() <= self.max_bytes {
+            return Ok(t);
+        }
+        for item in self.photos.iter() {
+            if self.bytes() <= self.max_bytes {
+                return Ok(t);
+            }
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            self.photos.remove(&k).map_err(|e| self.err(e))?;
+            self.sub_bytes(v.len() as u64);
+            t.photos += 1;
+        }
+        for item in self.records.iter() {
+            if self.bytes() <= self.max_bytes {
+                break;
+            }
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            self.ack(key_seq(&k))?;
+            t.records += 1;
+        }
+        Ok(t)
+    }
+
+    /// Forgets dedupe keys of records older than `before` (signTime): backfill never looks back
+    /// that far again.
+    pub fn prune_seen(&self, terminal: &str, before: u64) -> Result<u64, SpoolError> {
+        let mut n = 0;
+        for item in self
+            .seen
+            .range(seen_prefix(terminal, 0)..seen_prefix(terminal, before))
+        {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            self.seen.remove(k).map_err(|e| self.err(e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rec(id: &str, t: u64) -> Normalized {
+        Normalized {
+            event_id: id.into(),
+            sign_time: t,
+            json: json!({"event_id": id}),
+            photo: None,
+            photo_problem: None,
+        }
+    }
+
+    fn open(dir: &Path) -> Spool {
+        Spool::open(dir, 64 << 20).expect("opens")
+    }
+
+    #[test]
+    fn entries_come_out_in_the_order_they_went_in() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        for i in 0..5 {
+            s.append("t", &rec(&format!("t-{i}"), 100 + i), None, true)
+                .expect("append");
+        }
+        let ids: Vec<String> = s
+            .next_after(None, 10)
+            .expect("read")
+            .into_iter()
+            .map(|(_, e)| e.event_id)
+            .collect();
+        assert_eq!(ids, ["t-0", "t-1", "t-2", "t-3", "t-4"]);
+        let (first, _) = s.next_after(None, 1).expect("read")[0].clone();
+        let rest = s.next_after(Some(first), 10).expect("read");
+        assert_eq!(rest.len(), 4);
+    }
+
+    #[test]
+    fn a_record_seen_before_is_a_duplicate() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        assert!(matches!(
+            s.append("t", &rec("t-1", 100), None, true),
+            Ok(Appended::Stored(_))
+        ));
+        assert_eq!(
+            s.append("t", &rec("t-1", 100), None, true).expect("append"),
+            Appended::Duplicate
+        );
+        // Still a duplicate after it was published and acknowledged.
+        let (seq, _) = s.next_after(None, 1).expect("read")[0].clone();
+        s.ack(seq).expect("ack");
+        assert_eq!(
+            s.append("t", &rec("t-1", 100), None, true).expect("append"),
+            Appended::Duplicate
+        );
+    }
+
+    #[test]
+    fn an_acknowledged_entry_leaves_with_its_photo() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let Appended::Stored(seq) = s
+            .append("t", &rec("t-1", 1), Some(&[0xFF, 0xD8, 1, 2]), true)
+            .expect("append")
+        else {
+            panic!("stored")
+        };
+        assert_eq!(s.photo(seq).expect("photo"), Some(vec![0xFF, 0xD8, 1, 2]));
+        assert_eq!(s.len(), 1);
+        s.ack(seq).expect("ack");
+        assert_eq!(s.len(), 0);
+        assert_eq!(s.bytes(), 0);
+        assert_eq!(s.photo(seq).expect("photo"), None);
+    }
+
+    #[test]
+    fn the_spool_survives_a_reopen_and_keeps_counting_up() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let first_seq;
+        {
+            let s = open(d.path());
+            first_seq = match s
+                .append("t", &rec("t-1", 1), Some(&[0xFF, 0xD8]), true)
+                .expect("append")
+            {
+                Appended::Stored(q) => q,
+                Appended::Duplicate => panic!("new"),
+            };
+            futures_block(s.flush()).expect("flush");
+        }
+        let s = open(d.path());
+        assert_eq!(s.len(), 1);
+        assert!(s.bytes() > 0);
+        assert_eq!(s.watermark("t").expect("wm"), Some(1));
+        let Appended::Stored(next) = s.append("t", &rec("t-2", 2), None, true).expect("append")
+        else {
+            panic!("new")
+        };
+        assert!(next > first_seq);
+    }
+
+    #[test]
+    fn the_watermark_only_moves_forward_and_only_when_asked() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        s.append("t", &rec("a", 200), None, true).expect("append");
+        s.append("t", &rec("b", 100), None, true).expect("append");
+        assert_eq!(s.watermark("t").expect("wm"), Some(200));
+        s.append("t", &rec("c", 300), None, false).expect("append");
+        assert_eq!(s.watermark("t").expect("wm"), Some(200));
+        assert_eq!(s.watermark("other").expect("wm"), None);
+    }
+
+    #[test]
+    fn over_the_cap_photos_of_the_oldest_go_first_then_the_oldest_records() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = Spool::open(d.path(), 10_000).expect("opens");
+        let photo = vec![0xFFu8; 3000];
+        for i in 0..4 {
+            s.append("t", &rec(&format!("t-{i}"), i), Some(&photo), true)
+                .expect("append");
+        }
+        let t = s.enforce_cap().expect("cap");
+        assert_eq!(
+            t,
+            Trimmed {
+                photos: 1,
+                records: 0
+            },
+            "one photo frees enough"
+        );
+        assert!(s.bytes() <= 10_000);
+        let entries = s.next_after(None, 10).expect("read");
+        assert_eq!(
+            s.photo(entries[0].0).expect("photo"),
+            None,
+            "the oldest lost its photo"
+        );
+        assert!(
+            s.photo(entries[3].0).expect("photo").is_some(),
+            "the newest kept its photo"
+        );
+
+        let s2dir = tempfile::tempdir().expect("tempdir");
+        let s2 = Spool::open(s2dir.path(), 200).expect("opens");
+        for i in 0..10 {
+            s2.append("t", &rec(&format!("t-{i}"), i), None, true)
+                .expect("append");
+        }
+        let t = s2.enforce_cap().expect("cap");
+        assert!(
+            t.records > 0 && s2.bytes() <= 200,
+            "{t:?}, {} bytes",
+            s2.bytes()
+        );
+        let left: Vec<String> = s2
+            .next_after(None, 10)
+            .expect("read")
+            .into_iter()
+            .map(|(_, e)| e.event_id)
+            .collect();
+        assert_eq!(
+            left.last().map(String::as_str),
+            Some("t-9"),
+            "the newest survive"
+        );
+    }
+
+    #[test]
+    fn pruning_forgets_only_old_dedupe_keys_of_that_terminal() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        s.append("a", &rec("a-old", 100), None, true)
+            .expect("append");
+        s.append("a", &rec("a-new", 500), None, true)
+            .expect("append");
+        s.append("b", &rec("b-old", 100), None, true)
+            .expect("append");
+        assert_eq!(s.prune_seen("a", 300).expect("prune"), 1);
+        assert!(matches!(
+            s.append("a", &rec("a-old", 100), None, true),
+            Ok(Appended::Stored(_))
+        ));
+        assert_eq!(
+            s.append("a", &rec("a-new", 500), None, true)
+                .expect("append"),
+            Appended::Duplicate
+        );
+        assert_eq!(
+            s.append("b", &rec("b-old", 100), None, true)
+                .expect("append"),
+            Appended::Duplicate
+        );
+    }
+
+    fn futures_block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+}

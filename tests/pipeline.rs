@@ -1,0 +1,424 @@
+//! The durable pipeline end to end: simulator → bridge process → real Mosquitto → subscriber.
+//! Every wait is on the event itself, with a deadline.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::*;
+use face2mqtt::terminal::PersonType;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+fn ids(records: &[Value]) -> BTreeSet<String> {
+    records
+        .iter()
+        .filter_map(|r| r["event_id"].as_str().map(String::from))
+        .collect()
+}
+
+/// Record ids in first-arrival order, duplicates (resends) removed.
+fn first_arrival_record_ids(records: &[Value]) -> Vec<i64> {
+    let mut seen = BTreeSet::new();
+    records
+        .iter()
+        .filter(|r| seen.insert(r["event_id"].as_str().unwrap_or("").to_string()))
+        .filter_map(|r| r["record_id"].as_i64())
+        .collect()
+}
+
+/// Waits until every id in `want` was published; on timeout says which are missing and whether
+/// the bridge had received them (a loss in the bridge) or not (a loss before it).
+async fn collect_records(
+    sub: &mut Subscriber,
+    seen: &mut Vec<(String, Vec<u8>, bool)>,
+    want: &BTreeSet<String>,
+    deadline: Duration,
+    bridge: &Bridge,
+) {
+    let end = tokio::time::Instant::now() + deadline;
+    while !ids(&records_of(seen)).is_superset(want) {
+        match tokio::time::timeout_at(end, sub.rx.recv()).await {
+            Ok(Some(m)) => seen.push(m),
+            _ => {
+                let got = ids(&records_of(seen));
+                let missing: Vec<&String> = want.difference(&got).collect();
+                let log = bridge.log_text();
+                let received = missing
+                    .iter()
+                    .filter(|id| log.contains(id.as_str()))
+                    .count();
+                panic!(
+                    "after {deadline:?}, {} of {} records missing ({} of them received by the bridge), e.g. {:?}",
+                    missing.len(), want.len(), received, &missing[..missing.len().min(5)]
+                );
+            }
+        }
+    }
+}
+
+fn pushed_ids(pushed: &[Value]) -> BTreeSet<String> {
+    pushed
+        .iter()
+        .map(|r| format!("front-door-{}-{}", r["signTime"], r["id"]))
+        .collect()
+}
+
+async fn wait_link(sim: &face2mqtt::simulator::Simulator, n: usize) {
+    let mut c = sim.ws_clients();
+    tokio::time::timeout(Duration::from_secs(20), c.wait_for(|k| *k == n))
+        .await
+        .expect("link state in time")
+        .expect("watch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_records_survive_a_broker_outage_in_order() {
+    let mut broker = Mosquitto::start();
+    let s = default_simulator().await;
+    let mut sub = subscribe(broker.port, "face2mqtt/#").await;
+    let bridge = Bridge::start(&BridgeSetup {
+        broker_port: broker.port,
+        sim: &s.sim,
+        password: PASSWORD,
+        extra_terminal_keys: "",
+    });
+    wait_link(&s.sim, 1).await;
+
+    let mut pushed = Vec::new();
+    let mut seen = Vec::new();
+    for i in 0..1000 {
+        if i == 300 {
+            broker.stop();
+        }
+        if i == 700 {
+            broker.restart();
+        }
+        pushed.push(s.sim.push(Some(PersonType::Staff)));
+        if i % 50 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let want = pushed_ids(&pushed);
+    collect_records(
+        &mut sub,
+        &mut seen,
+        &want,
+        Duration::from_secs(120),
+        &bridge,
+    )
+    .await;
+    let records = records_of(&seen);
+    let order = first_arrival_record_ids(&records);
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "records arrived out of order"
+    );
+    // The reader never waits on MQTT: the broker outage must not cost the terminal link.
+    // (Records may still say "backfill": the backfill at link-up covers "now" and can fetch the
+    // first pushes before their live copies are spooled; dedupe keeps one copy.)
+    let log = bridge.log_text();
+    assert!(
+        !log.contains("record push link lost"),
+        "the link dropped:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_killed_mid_stream_loses_nothing_after_restart() {
+    let broker = Mosquitto::start();
+    let s = default_simulator().await;
+    let mut sub = subscribe(broker.port, "face2mqtt/+/record").await;
+    let mut bridge = Bridge::start(&BridgeSetup {
+        broker_port: broker.port,
+        sim: &s.sim,
+        password: PASSWORD,
+        extra_terminal_keys: "",
+    });
+    wait_link(&s.sim, 1).await;
+
+    let mut pushed = Vec::new();
+    for i in 0..400 {
+        if i == 200 {
+            bridge.kill9();
+        }
+        if i == 300 {
+            bridge.spawn();
+        }
+        pushed.push(s.sim.push(if i % 5 == 0 {
+            Some(PersonType::Stranger)
+        } else {
+            Some(PersonType::Staff)
+        }));
+        if i % 20 == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    // Strangers have id 0: their event ids are hashes, so count rather than compare names.
+    let known: BTreeSet<String> = pushed_ids(&pushed)
+        .into_iter()
+        .filter(|id| !id.ends_with("-0"))
+        .collect();
+    let strangers = pushed.iter().filter(|r| r["id"] == 0).count();
+    let mut seen = Vec::new();
+    collect_until(
+        &mut sub,
+        &mut seen,
+        Duration::from_secs(120),
+        "every record after the SIGKILL",
+        |m| {
+            let got = ids(&records_of(m));
+            got.is_superset(&known)
+                && got.iter().filter(|id| id.contains("-s")).count() >= strangers
+        },
+    )
+    .await;
+    let records = records_of(&seen);
+    assert!(
+        records.iter().any(|r| r["source"] == "backfill"),
+        "the records pushed while it was dead came by backfill"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_link_is_detected_and_the_gap_is_backfilled() {
+    let broker = Mosquitto::start();
+    let s = default_simulator().await;
+    let mut sub = subscribe(broker.port, "face2mqtt/#").await;
+    let bridge = Bridge::start(&BridgeSetup {
+        broker_port: broker.port,
+        sim: &s.sim,
+        password: PASSWORD,
+        extra_terminal_keys: "",
+    });
+    wait_link(&s.sim, 1).await;
+    let before: Vec<Value> = (0..3)
+        .map(|_| s.sim.push(Some(PersonType::Visitor)))
+        .collect();
+    let mut seen = Vec::new();
+    collect_records(
+        &mut sub,
+        &mut seen,
+        &pushed_ids(&before),
+        Duration::from_secs(20),
+        &bridge,
+    )
+    .await;
+
+    s.sim.set_silent(true);
+    let silent_at = Instant::now();
+    let during: Vec<Value> = (0..5)
+        .map(|_| s.sim.push(Some(PersonType::Staff)))
+        .collect();
+    let mark = seen.len();
+    collect_until(
+        &mut sub,
+        &mut seen,
+        Duration::from_secs(20),
+        "availability offline",
+        |m| {
+            m[mark..]
+                .iter()
+                .any(|(t, p, _)| t == "face2mqtt/front-door/availability" && p == b"offline")
+        },
+    )
+    .await;
+    let detected = silent_at.elapsed();
+    // dead_after is 1 s in this config; allow generous scheduling slack on a loaded CI machine.
+    assert!(
+        detected < Duration::from_secs(6),
+        "dead link detected only after {detected:?}"
+    );
+    s.sim.set_silent(false);
+
+    let want = pushed_ids(&during);
+    collect_records(&mut sub, &mut seen, &want, Duration::from_secs(30), &bridge).await;
+    for r in records_of(&seen)
+        .iter()
+        .filter(|r| want.contains(r["event_id"].as_str().unwrap_or("")))
+    {
+        assert_eq!(r["source"], "backfill", "{r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_pushed_while_the_bridge_was_stopped_arrive_by_backfill() {
+    let broker = Mosquitto::start();
+    let s = default_simulator().await;
+    let mut sub = subscribe(broker.port, "face2mqtt/+/record").await;
+    let mut bridge = Bridge::start(&BridgeSetup {
+        broker_port: broker.port,
+        sim: &s.sim,
+        password: PASSWORD,
+        extra_terminal_keys: "",
+    });
+    wait_link(&s.sim, 1).await;
+    let first = vec![s.sim.push(Some(PersonType::Staff))];
+    let mut seen = Vec::new();
+    collect_records(
+        &mut sub,
+        &mut seen,
+        &pushed_ids(&first),
+        Duration::from_secs(20),
+        &bridge,
+    )
+    .await;
+
+    assert!(bridge.stop(), "a clean stop exits 0");
+    wait_link(&s.sim, 0).await;
+    let offline: Vec<Value> = (0..5)
+        .map(|_| s.sim.push(Some(PersonType::Blacklist)))
+        .collect();
+    bridge.spawn();
+    let want = pushed_ids(&offline);
+    collect_records(&mut sub, &mut seen, &want, Duration::from_secs(30), &bridge).await;
+    let records = records_of(&seen);
+    for r in records
+        .iter()
+        .filter(|r| want.contains(r["event_id"].as_str().unwrap_or("")))
+    {
+        assert_eq!(r["source"], "backfill");
+    }
+    // The first record was not published a second time by the backfill of the restart.
+    let firsts = records
+        .iter()
+        .filter(|r| pushed_ids(&first).contains(r["event_id"].as_str().unwrap_or("")))
+        .count();
+    assert_eq!(firsts, 1, "a record seen live is not backfilled again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_oversized_and_mistyped_frames_are_skipped_and_the_stream_goes_on() {
+    let broker = Mosquitto::start();
+    let s = default_simulator().await;
+    let mut sub = subscribe(broker.port, "face2mqtt/#").await;
+    let bridge = Bridge::start(&BridgeSetup {
+        broker_port: broker.port,
+        sim: &s.sim,
+        password: PASSWORD,
+        extra_terminal_keys: "",
+    });
+    wait_link(&s.sim, 1).await;
+    let mut seen = Vec::new();
+    collect_until(
+        &mut sub,
+        &mut seen,
+        Duration::from_secs(20),
+        "availability online",
+        |m| {
+            m.iter()
+                .any(|(t, p, _)| t == "face2mqtt/front-door/availability" && p == b"online")
+        },
+    )
+    .await;
+
+    s.sim.push_raw(Message::text("{this is not json"));
+    s.sim.push_raw(Message::text(
+        r#"{"code":30000,"message":"push record","data":"not an object"}"#,
+    ));
+    s.sim.push_raw(Message::text(
+        r#"{"code":30000,"data":{"id":"abc","signTime":"yesterday"}}"#,
+    ));
+    s.sim.push_raw(Message::binary(vec![0xFF, 0x00, 0x13]));
+    s.sim.push_raw(Message::text("x".repeat(2 * 1024 * 1024)));
+    let good = vec![s.sim.push(Some(PersonType::Staff))];
+    collect_records(
+        &mut sub,
+        &mut seen,
+        &pushed_ids(&good),
+        Duration::from_secs(20),
+        &bridge,
+    )
+    .await;
+    let online_at = seen
+        .iter()
+        .position(|(t, p, _)| t == "face2mqtt/front-door/availability" && p == b"online")
+        .expect("online seen");
+    assert!(
+        !seen[online_at..]
+            .iter()
+            .any(|(t, p, _)| t == "face2mqtt/front-door/availability" && p == b"offline"),
+        "bad frames must not cost the link"
+    );
+    let log = bridge.log_text();
+    assert!(
+        log.matches("skipped a").count() >= 5,
+        "each bad frame is logged:\n{log}"
+    );
+    assert!(
+        log.contains("exceeds"),
+        "the oversized frame says so:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_json_and_snapshot_are_published_as_documented() {
+    let broker = Mosquitto::start();
+    let s = default_simulator().await;
+    let mut sub = subscribe(broker.port, "face2mqtt/#").await;
+    let _bridge = Bridge::start(&BridgeSetup {
+        broker_port: broker.port,
+        sim: &s.sim,
+        password: PASSWORD,
+        extra_terminal_keys: "",
+    });
+    wait_link(&s.sim, 1).await;
+    let pushed = s.sim.push(Some(PersonType::Stranger));
+    let mut seen = Vec::new();
+    collect_until(
+        &mut sub,
+        &mut seen,
+        Duration::from_secs(20),
+        "a record and its snapshot",
+        |m| !records_of(m).is_empty() && m.iter().any(|(t, _, _)| t.ends_with("/snapshot")),
+    )
+    .await;
+    let r = &records_of(&seen)[0];
+    assert_eq!(r["person"]["type"], "stranger");
+    assert_eq!(r["record_id"], 0);
+    assert_eq!(r["timestamp"], pushed["signTime"]);
+    assert_eq!(r["snapshot"], true);
+    assert!(r["event_id"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("front-door-") && id.contains("-s")));
+    let (_, jpeg, _) = seen
+        .iter()
+        .find(|(t, _, _)| t == "face2mqtt/front-door/snapshot")
+        .expect("snapshot");
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "raw JPEG bytes, not base64");
+    assert!(jpeg.len() > 30_000);
+    let (_, state, _) = seen
+        .iter()
+        .find(|(t, _, _)| t == "face2mqtt/bridge/state")
+        .expect("bridge state");
+    assert_eq!(state, br#"{"state":"online"}"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_logged_as_such_and_never_leaks() {
+    let broker = Mosquitto::start();
+    let s = default_simulator().await;
+    let bridge = Bridge::start(&BridgeSetup {
+        broker_port: broker.port,
+        sim: &s.sim,
+        password: "sup3r-s3cret-pw",
+        extra_terminal_keys: "",
+    });
+    let log_path = bridge.log.clone();
+    eventually("the refusal is logged", Duration::from_secs(20), || {
+        let p = log_path.clone();
+        async move {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .contains("password is wrong")
+        }
+    })
+    .await;
+    let log = bridge.log_text();
+    assert!(log.contains("20002"), "{log}");
+    assert!(
+        !log.contains("sup3r-s3cret-pw") && !log.contains("sign="),
+        "a secret reached the log:\n{log}"
+    );
+}
