@@ -422,3 +422,42 @@ async fn a_wrong_password_is_logged_as_such_and_never_leaks() {
         "a secret reached the log:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_terminals_trouble_never_stalls_another() {
+    let broker = Mosquitto::start();
+    let good = default_simulator().await;
+    let bad = default_simulator().await;
+    bad.sim.set_silent(true);
+    bad.sim.set_http_delay(Duration::from_secs(30));
+    let second = format!(
+        "\n[[terminal]]\nid = \"back-door\"\nhost = \"127.0.0.1\"\nhttp_port = {}\nws_port = {}\npassword = \"{PASSWORD}\"\nrequest_timeout = \"1s\"\n",
+        bad.sim.http_addr().port(),
+        bad.sim.ws_addr().port()
+    );
+    let mut sub = subscribe(broker.port, "face2mqtt/+/record").await;
+    let bridge = Bridge::start(&BridgeSetup {
+        broker_port: broker.port,
+        sim: &good.sim,
+        password: PASSWORD,
+        extra_terminal_keys: &second,
+    });
+    wait_link(&good.sim, 1).await;
+    let pushed: Vec<Value> = (0..20)
+        .map(|_| good.sim.push(Some(PersonType::Staff)))
+        .collect();
+    let mut seen = Vec::new();
+    collect_records(
+        &mut sub,
+        &mut seen,
+        &pushed_ids(&pushed),
+        Duration::from_secs(20),
+        &bridge,
+    )
+    .await;
+    assert_eq!(
+        *bad.sim.ws_clients().borrow(),
+        0,
+        "the other terminal was down all along"
+    );
+}
