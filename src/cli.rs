@@ -72,7 +72,10 @@ fn print_json(v: &impl serde::Serialize) {
 pub async fn run(path: &Path) -> Result<(), Failure> {
     let config = load(path)?;
     crate::service::init_logging(&config.log.level);
-    crate::daemon::run(config, crate::service::shutdown_signal()).await
+    let pins: crate::daemon::PinsFactory = Box::new(|| {
+        crate::gpio::RppalPins::new().map(|p| Box::new(p) as Box<dyn crate::gpio::Pins>)
+    });
+    crate::daemon::run(config, pins, crate::service::shutdown_signal()).await
 }
 
 // ---- check ----------------------------------------------------------------------------------
@@ -552,6 +555,9 @@ pub struct SimulateArgs {
     /// Seed for the people, photos and recognitions.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Send records without photos (smaller frames, for load tests).
+    #[arg(long)]
+    pub no_photos: bool,
     /// Start with the WebSocket silent (open but answering nothing).
     #[arg(long)]
     pub silent: bool,
@@ -581,6 +587,7 @@ pub async fn simulate(a: SimulateArgs) -> Result<(), Failure> {
         reboot_downtime: a.reboot_downtime,
         max_records: a.max_records,
         seed: a.seed,
+        photos: !a.no_photos,
     };
     let bind_err = |what: &str, addr: SocketAddr, e: std::io::Error| {
         Failure::Runtime(format!("cannot listen on {addr} ({what}): {e}"))

@@ -42,6 +42,8 @@ pub struct Config {
     pub spool: SpoolConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub commands: CommandsConfig,
     #[serde(default, rename = "terminal")]
     pub terminals: Vec<TerminalConfig>,
     #[serde(default, rename = "button")]
@@ -133,6 +135,31 @@ impl Default for LogConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct CommandsConfig {
+    /// A request older than this (by its `time`, or by how long it waited for a busy terminal)
+    /// is refused.
+    #[serde(default = "default_max_age", with = "humantime_serde")]
+    pub max_age: Duration,
+    /// A second `open` within this time of the last one runs once.
+    #[serde(default = "default_open_hold", with = "humantime_serde")]
+    pub open_hold: Duration,
+    /// Push this machine's time to terminals only while the kernel says NTP synchronized it.
+    #[serde(default = "yes")]
+    pub require_synchronized_clock: bool,
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        CommandsConfig {
+            max_age: default_max_age(),
+            open_hold: default_open_hold(),
+            require_synchronized_clock: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TerminalConfig {
     pub id: String,
     #[serde(default)]
@@ -168,9 +195,19 @@ pub struct TerminalConfig {
     /// On the very first start (no record seen yet), how far back to fetch.
     #[serde(default = "default_backfill_first", with = "humantime_serde")]
     pub backfill_first: Duration,
+    /// Commands this terminal accepts over MQTT and from buttons; `[]` makes it read-only.
+    #[serde(default = "default_commands")]
+    pub commands: Vec<String>,
 }
 
 impl TerminalConfig {
+    pub fn allowed_commands(&self) -> std::collections::BTreeSet<crate::command::Cmd> {
+        self.commands
+            .iter()
+            .filter_map(|c| crate::command::Cmd::parse(c))
+            .collect()
+    }
+
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id)
     }
@@ -345,6 +382,15 @@ fn default_backfill_margin() -> Duration {
 }
 fn default_backfill_first() -> Duration {
     Duration::from_secs(3600)
+}
+fn default_max_age() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_open_hold() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_commands() -> Vec<String> {
+    vec!["open".into(), "reboot".into(), "sync_time".into()]
 }
 fn default_long_press() -> ButtonAction {
     ButtonAction::None
@@ -529,6 +575,9 @@ impl Config {
                 self.home_assistant.discovery_prefix
             ));
         }
+        if self.commands.max_age < Duration::from_secs(1) {
+            p.push("commands.max_age: must be at least 1s".into());
+        }
         if self.spool.max_size.0 < (1 << 20) {
             p.push(format!(
                 "spool.max_size: {} is too small; give at least 1MiB",
@@ -592,6 +641,14 @@ impl Config {
                     "{}: must be above zero and at most reconnect_max",
                     key("reconnect_min")
                 ));
+            }
+            for c in &t.commands {
+                if crate::command::Cmd::parse(c).is_none() {
+                    p.push(format!(
+                        "{}: `{c}` is not open, reboot or sync_time",
+                        key("commands")
+                    ));
+                }
             }
             if !t.time_sync_interval.is_zero() && t.time_sync_interval < Duration::from_secs(60) {
                 p.push(format!(

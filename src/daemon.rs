@@ -2,6 +2,7 @@
 //! nothing: inputs first (ingest, backfill), then the spool writer (final flush), then the
 //! publisher (a few seconds for in-flight publishes, then `offline`), then the MQTT driver.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,9 @@ use tokio_util::task::TaskTracker;
 use crate::backfill::Backfill;
 use crate::backoff::Backoff;
 use crate::cli::Failure;
+use crate::command::{self, Executor, Gate, Responder, Route};
 use crate::config::Config;
+use crate::gpio::{self, GpioError, Pins};
 use crate::ingest::Ingest;
 use crate::publish::{self, Publisher, Stats};
 use crate::spool::Spool;
@@ -24,16 +27,28 @@ use crate::terminal::TerminalClient;
 /// Time a shutdown gives in-flight publishes.
 const DRAIN: Duration = Duration::from_secs(5);
 
+/// Opens the GPIO pins, only when buttons are configured (a config without buttons runs anywhere).
+pub type PinsFactory = Box<dyn FnOnce() -> Result<Box<dyn Pins>, GpioError> + Send>;
+
 pub async fn run(
     config: Config,
+    pins: PinsFactory,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Failure> {
-    if !config.buttons.is_empty() {
-        tracing::warn!(
-            buttons = config.buttons.len(),
-            "[[button]] is configured, but this build does not drive GPIO buttons yet; they are ignored"
-        );
-    }
+    // Buttons first: a machine without GPIO must fail at start, not after minutes of running.
+    let mut button_edges = Vec::new();
+    let _pins = if config.buttons.is_empty() {
+        None
+    } else {
+        let mut p = pins().map_err(|e| Failure::Runtime(format!("[[button]]: {e}")))?;
+        for b in &config.buttons {
+            let edges = p
+                .watch(b.pin, b.pull)
+                .map_err(|e| Failure::Runtime(format!("[[button]]: {e}")))?;
+            button_edges.push((b.clone(), edges));
+        }
+        Some(p)
+    };
     let dir = config.spool.dir.clone();
     let max = config.spool.max_size.0;
     let spool = tokio::task::spawn_blocking(move || Spool::open(&dir, max))
@@ -60,6 +75,7 @@ pub async fn run(
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     let (durable_tx, durable_rx) = watch::channel(last.unwrap_or(0));
     let stats = Arc::new(Stats::default());
+    let (router_tx, router_rx) = mpsc::channel(64);
 
     let inputs = CancellationToken::new();
     let outputs = CancellationToken::new();
@@ -82,16 +98,59 @@ pub async fn run(
             durable: durable_rx,
             stats: stats.clone(),
             drain: DRAIN,
+            commands: Some(router_tx.clone()),
         }
         .run(outputs.clone()),
     );
     let writer = tokio::spawn(spool_writer::run(spool.clone(), spool_rx, durable_tx));
 
     let terminals = TaskTracker::new();
+    let mut routes = HashMap::new();
+    let clock: Arc<dyn Fn() -> Result<bool, String> + Send + Sync> =
+        Arc::new(command::clock::kernel_clock_synchronized);
     for t in &config.terminals {
         let client = TerminalClient::new(t.endpoint());
         let (trigger_tx, trigger_rx) = watch::channel(0u64);
         let caught_up = Arc::new(AtomicU64::new(0));
+
+        // Commands: one executor per terminal, so a terminal that never answers delays only itself.
+        let gate = Gate::new(
+            config.commands.max_age,
+            config.commands.open_hold,
+            t.allowed_commands(),
+        );
+        let responder = Responder {
+            base: config.mqtt.base_topic.clone(),
+            terminal: t.id.clone(),
+            out: out_tx.clone(),
+        };
+        let (jobs_tx, jobs_rx) = mpsc::channel(8);
+        terminals.spawn(
+            Executor {
+                client: client.clone(),
+                jobs: jobs_rx,
+                responder: responder.clone(),
+                max_age: config.commands.max_age,
+                require_synchronized_clock: config.commands.require_synchronized_clock,
+                clock_synchronized: clock.clone(),
+            }
+            .run(inputs.clone()),
+        );
+        terminals.spawn(command::time_sync(
+            t.time_sync_interval,
+            trigger_tx.subscribe(),
+            jobs_tx.clone(),
+            inputs.clone(),
+        ));
+        routes.insert(
+            t.id.clone(),
+            Route {
+                gate,
+                jobs: jobs_tx,
+                responder,
+            },
+        );
+
         terminals.spawn(
             Ingest {
                 terminal: t.clone(),
@@ -115,12 +174,38 @@ pub async fn run(
             .run(inputs.clone()),
         );
     }
+    terminals.spawn(command::route(
+        config.mqtt.base_topic.clone(),
+        routes,
+        router_rx,
+        inputs.clone(),
+    ));
+    for (b, edges) in button_edges {
+        tracing::info!(pin = b.pin, terminal = %b.terminal, "exit button on GPIO{}", b.pin);
+        terminals.spawn(gpio::run_button(
+            b,
+            edges,
+            router_tx.clone(),
+            out_tx.clone(),
+            config.mqtt.base_topic.clone(),
+            inputs.clone(),
+        ));
+    }
     terminals.close();
+    drop(router_tx);
     drop(spool_tx);
     drop(out_tx);
     tracing::info!(terminals = config.terminals.len(), broker = %config.mqtt.url, "face2mqtt running");
+    // Every task is spawned and the spool is open: ready. (Terminal links and the broker come
+    // and go; waiting for them would make a boot with the broker down look like a failed start.)
+    crate::service::notify_ready(&format!(
+        "running: {} terminal(s), broker {}",
+        config.terminals.len(),
+        config.mqtt.url
+    ));
 
     shutdown.await;
+    crate::service::notify_stopping();
     tracing::info!("stopping: no new records are taken");
     inputs.cancel();
     terminals.wait().await;

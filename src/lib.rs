@@ -5,8 +5,10 @@
 pub mod backfill;
 pub mod backoff;
 pub mod cli;
+pub mod command;
 pub mod config;
 pub mod daemon;
+pub mod gpio;
 pub mod ingest;
 pub mod mqtt;
 pub mod publish;

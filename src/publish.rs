@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::command::{Incoming, RouterMsg};
 use crate::mqtt::{self, MAX_PACKET, WINDOW};
 use crate::spool::{Entry, Spool};
 
@@ -189,6 +190,8 @@ pub struct Publisher {
     pub stats: Arc<Stats>,
     /// How long a shutdown waits for in-flight publishes.
     pub drain: Duration,
+    /// Where command requests go (`<base>/+/request/+` is subscribed after every CONNACK).
+    pub commands: Option<mpsc::Sender<RouterMsg>>,
 }
 
 struct State {
@@ -294,6 +297,7 @@ impl Publisher {
             }
         }
         let topic = format!("{}/{}/record", self.base, entry.terminal);
+        tracing::trace!(seq, event_id = %entry.event_id, "publishing");
         self.submit(
             st,
             &topic,
@@ -345,6 +349,26 @@ impl Publisher {
                 st.cursor = None;
                 st.tracker.reset();
                 self.publish_status(st);
+                if self.commands.is_some() {
+                    // Clean sessions: the subscription is gone after every reconnect.
+                    let filter = format!("{}/+/request/+", self.base);
+                    if let Err(e) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
+                        tracing::error!("cannot subscribe to command requests: {e}");
+                    }
+                }
+            }
+            MqttEvent::Event(Event::Incoming(Packet::Publish(p))) => {
+                if let Some(tx) = &self.commands {
+                    let msg = RouterMsg::Mqtt(Incoming {
+                        topic: p.topic.clone(),
+                        payload: p.payload.to_vec(),
+                        retain: p.retain,
+                        at: std::time::Instant::now(),
+                    });
+                    if tx.try_send(msg).is_err() {
+                        tracing::warn!(topic = %p.topic, "too many command requests at once; one was dropped");
+                    }
+                }
             }
             MqttEvent::Event(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 if !st.tracker.sent(pkid) && !st.desynced {
@@ -356,6 +380,11 @@ impl Publisher {
             MqttEvent::Event(Event::Incoming(Packet::PubAck(ack))) => {
                 if let Some(seq) = st.tracker.acked(ack.pkid) {
                     self.stats.published.fetch_add(1, Ordering::Relaxed);
+                    tracing::trace!(
+                        seq,
+                        pkid = ack.pkid,
+                        "broker acknowledged; leaves the spool"
+                    );
                     if let Err(e) = self.spool.ack(seq) {
                         tracing::error!("cannot remove a published record from the spool: {e}");
                     }

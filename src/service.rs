@@ -41,6 +41,22 @@ pub fn init_logging(level: &str) {
         .try_init();
 }
 
+/// Tells systemd (Type=notify) that every task is running. Outside systemd it does nothing.
+pub fn notify_ready(status: &str) {
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(status),
+    ]);
+}
+
+/// Tells systemd the service is stopping (so `systemctl status` says so while we drain).
+pub fn notify_stopping() {
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("stopping"),
+    ]);
+}
+
 /// Resolves on SIGTERM (`systemctl stop`) or SIGINT (Ctrl-C). `ctrl_c()` alone misses SIGTERM.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};

@@ -233,7 +233,6 @@ async fn check_says_the_clocks_differ() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_says_the_terminal_is_unreachable() {
-    let s = default_simulator().await;
     let lines = check_reason(PASSWORD, free_port(), free_port()).await;
     assert!(
         lines

@@ -49,9 +49,32 @@ async fn collect_records(
                     .iter()
                     .filter(|id| log.contains(id.as_str()))
                     .count();
+                // Which side lost them: the bridge traces each publish (seq, event_id) and each
+                // PUBACK (seq). Acknowledged-but-missing points at the broker, not the bridge.
+                let acked: std::collections::BTreeSet<&str> = log
+                    .lines()
+                    .filter(|l| l.contains("broker acknowledged"))
+                    .filter_map(|l| l.split("seq=").nth(1)?.split_whitespace().next())
+                    .collect();
+                let acked_missing = missing
+                    .iter()
+                    .filter(|id| {
+                        log.lines()
+                            .filter(|l| {
+                                l.contains("publishing")
+                                    && l.split_whitespace().any(|w| w == format!("event_id={id}"))
+                            })
+                            .any(|l| {
+                                l.split("seq=")
+                                    .nth(1)
+                                    .and_then(|r| r.split_whitespace().next())
+                                    .is_some_and(|q| acked.contains(q))
+                            })
+                    })
+                    .count();
                 panic!(
-                    "after {deadline:?}, {} of {} records missing ({} of them received by the bridge), e.g. {:?}",
-                    missing.len(), want.len(), received, &missing[..missing.len().min(5)]
+                    "after {deadline:?}, {} of {} records missing ({} of them received by the bridge, {} acknowledged by the broker), e.g. {:?}",
+                    missing.len(), want.len(), received, acked_missing, &missing[..missing.len().min(5)]
                 );
             }
         }
@@ -78,12 +101,7 @@ async fn a_thousand_records_survive_a_broker_outage_in_order() {
     let mut broker = Mosquitto::start();
     let s = default_simulator().await;
     let mut sub = subscribe(broker.port, "face2mqtt/#").await;
-    let bridge = Bridge::start(&BridgeSetup {
-        broker_port: broker.port,
-        sim: &s.sim,
-        password: PASSWORD,
-        extra_terminal_keys: "",
-    });
+    let bridge = Bridge::start(&BridgeSetup::new(broker.port, &s.sim, PASSWORD));
     wait_link(&s.sim, 1).await;
 
     let mut pushed = Vec::new();
@@ -130,12 +148,7 @@ async fn a_bridge_killed_mid_stream_loses_nothing_after_restart() {
     let broker = Mosquitto::start();
     let s = default_simulator().await;
     let mut sub = subscribe(broker.port, "face2mqtt/+/record").await;
-    let mut bridge = Bridge::start(&BridgeSetup {
-        broker_port: broker.port,
-        sim: &s.sim,
-        password: PASSWORD,
-        extra_terminal_keys: "",
-    });
+    let mut bridge = Bridge::start(&BridgeSetup::new(broker.port, &s.sim, PASSWORD));
     wait_link(&s.sim, 1).await;
 
     let mut pushed = Vec::new();
@@ -186,12 +199,7 @@ async fn a_silent_link_is_detected_and_the_gap_is_backfilled() {
     let broker = Mosquitto::start();
     let s = default_simulator().await;
     let mut sub = subscribe(broker.port, "face2mqtt/#").await;
-    let bridge = Bridge::start(&BridgeSetup {
-        broker_port: broker.port,
-        sim: &s.sim,
-        password: PASSWORD,
-        extra_terminal_keys: "",
-    });
+    let bridge = Bridge::start(&BridgeSetup::new(broker.port, &s.sim, PASSWORD));
     wait_link(&s.sim, 1).await;
     let before: Vec<Value> = (0..3)
         .map(|_| s.sim.push(Some(PersonType::Visitor)))
@@ -246,13 +254,8 @@ async fn a_silent_link_is_detected_and_the_gap_is_backfilled() {
 async fn records_pushed_while_the_bridge_was_stopped_arrive_by_backfill() {
     let broker = Mosquitto::start();
     let s = default_simulator().await;
-    let mut sub = subscribe(broker.port, "face2mqtt/+/record").await;
-    let mut bridge = Bridge::start(&BridgeSetup {
-        broker_port: broker.port,
-        sim: &s.sim,
-        password: PASSWORD,
-        extra_terminal_keys: "",
-    });
+    let mut sub = subscribe(broker.port, "face2mqtt/#").await;
+    let mut bridge = Bridge::start(&BridgeSetup::new(broker.port, &s.sim, PASSWORD));
     wait_link(&s.sim, 1).await;
     let first = vec![s.sim.push(Some(PersonType::Staff))];
     let mut seen = Vec::new();
@@ -267,6 +270,19 @@ async fn records_pushed_while_the_bridge_was_stopped_arrive_by_backfill() {
 
     assert!(bridge.stop(), "a clean stop exits 0");
     wait_link(&s.sim, 0).await;
+    let mark = seen.len();
+    collect_until(
+        &mut sub,
+        &mut seen,
+        Duration::from_secs(10),
+        "offline after a clean stop",
+        |m| {
+            m[mark..]
+                .iter()
+                .any(|(t, p, _)| t == "face2mqtt/bridge/state" && p == br#"{"state":"offline"}"#)
+        },
+    )
+    .await;
     let offline: Vec<Value> = (0..5)
         .map(|_| s.sim.push(Some(PersonType::Blacklist)))
         .collect();
@@ -293,12 +309,7 @@ async fn malformed_oversized_and_mistyped_frames_are_skipped_and_the_stream_goes
     let broker = Mosquitto::start();
     let s = default_simulator().await;
     let mut sub = subscribe(broker.port, "face2mqtt/#").await;
-    let bridge = Bridge::start(&BridgeSetup {
-        broker_port: broker.port,
-        sim: &s.sim,
-        password: PASSWORD,
-        extra_terminal_keys: "",
-    });
+    let bridge = Bridge::start(&BridgeSetup::new(broker.port, &s.sim, PASSWORD));
     wait_link(&s.sim, 1).await;
     let mut seen = Vec::new();
     collect_until(
@@ -322,7 +333,16 @@ async fn malformed_oversized_and_mistyped_frames_are_skipped_and_the_stream_goes
     ));
     s.sim.push_raw(Message::binary(vec![0xFF, 0x00, 0x13]));
     s.sim.push_raw(Message::text("x".repeat(2 * 1024 * 1024)));
-    let good = vec![s.sim.push(Some(PersonType::Staff))];
+    // A valid record in a 300 KB frame (later firmware may send more): it must pass.
+    let mut big = s.sim.push(Some(PersonType::Staff));
+    big["description"] = Value::String("d".repeat(300 * 1024));
+    big["id"] = Value::from(9_000_001);
+    s.sim.push_raw(Message::text(
+        serde_json::json!({"code": 30000, "message": "push\u{a0}record", "desc": "", "data": big})
+            .to_string(),
+    ));
+    let mut good = vec![s.sim.push(Some(PersonType::Staff))];
+    good.push(serde_json::json!({"signTime": big["signTime"], "id": 9_000_001}));
     collect_records(
         &mut sub,
         &mut seen,
@@ -357,12 +377,7 @@ async fn the_record_json_and_snapshot_are_published_as_documented() {
     let broker = Mosquitto::start();
     let s = default_simulator().await;
     let mut sub = subscribe(broker.port, "face2mqtt/#").await;
-    let _bridge = Bridge::start(&BridgeSetup {
-        broker_port: broker.port,
-        sim: &s.sim,
-        password: PASSWORD,
-        extra_terminal_keys: "",
-    });
+    let _bridge = Bridge::start(&BridgeSetup::new(broker.port, &s.sim, PASSWORD));
     wait_link(&s.sim, 1).await;
     let pushed = s.sim.push(Some(PersonType::Stranger));
     let mut seen = Vec::new();
@@ -399,12 +414,7 @@ async fn the_record_json_and_snapshot_are_published_as_documented() {
 async fn a_wrong_password_is_logged_as_such_and_never_leaks() {
     let broker = Mosquitto::start();
     let s = default_simulator().await;
-    let bridge = Bridge::start(&BridgeSetup {
-        broker_port: broker.port,
-        sim: &s.sim,
-        password: "sup3r-s3cret-pw",
-        extra_terminal_keys: "",
-    });
+    let bridge = Bridge::start(&BridgeSetup::new(broker.port, &s.sim, "sup3r-s3cret-pw"));
     let log_path = bridge.log.clone();
     eventually("the refusal is logged", Duration::from_secs(20), || {
         let p = log_path.clone();
@@ -437,10 +447,8 @@ async fn one_terminals_trouble_never_stalls_another() {
     );
     let mut sub = subscribe(broker.port, "face2mqtt/+/record").await;
     let bridge = Bridge::start(&BridgeSetup {
-        broker_port: broker.port,
-        sim: &good.sim,
-        password: PASSWORD,
         extra_terminal_keys: &second,
+        ..BridgeSetup::new(broker.port, &good.sim, PASSWORD)
     });
     wait_link(&good.sim, 1).await;
     let pushed: Vec<Value> = (0..20)

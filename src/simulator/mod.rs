@@ -39,6 +39,8 @@ pub struct SimConfig {
     /// Records kept for `GET /api/record` (oldest dropped first).
     pub max_records: usize,
     pub seed: u64,
+    /// Send capture and registered photos (off: records without photos, for benchmarks).
+    pub photos: bool,
 }
 
 impl Default for SimConfig {
@@ -49,6 +51,7 @@ impl Default for SimConfig {
             reboot_downtime: Duration::ZERO,
             max_records: 100_000,
             seed: 42,
+            photos: true,
         }
     }
 }
@@ -99,11 +102,10 @@ impl Simulator {
         let ws_addr = ws.local_addr()?;
         let (reboot_tx, reboot_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(
-                config.password.clone(),
-                config.seed,
-                config.max_records,
-            )),
+            state: Mutex::new(
+                State::new(config.password.clone(), config.seed, config.max_records)
+                    .with_photos(config.photos),
+            ),
             // Deep enough that a burst of pushes never makes a link lag (and silently skip frames).
             pushes: broadcast::channel(16 * 1024).0,
             close_links: watch::channel(0).0,

@@ -174,6 +174,7 @@ pub struct State {
     stranger_photos: Vec<Face>,
     user_photos: BTreeMap<String, Face>,
     captures: u64,
+    photos: bool,
     seed: u64,
 }
 
@@ -217,6 +218,7 @@ impl State {
             stranger_photos: Vec::new(),
             user_photos: BTreeMap::new(),
             captures: 0,
+            photos: true,
             seed,
         };
         s.seed_roster();
@@ -242,6 +244,11 @@ impl State {
             };
             self.users.insert(id, user);
         }
+    }
+
+    pub fn with_photos(mut self, photos: bool) -> State {
+        self.photos = photos;
+        self
     }
 
     /// The face of a known user, the same picture every time.
@@ -381,7 +388,10 @@ impl State {
         m.insert("comeFrom".into(), extra_str(&user, "comeFrom"));
         // Strangers carry the *string* "null"; known users their registered photo (filled in
         // when the record is sent, see `to_value`).
-        let face = user.as_ref().map(|u| self.user_photo(&u.user_id));
+        let face = match &user {
+            Some(u) if self.photos => Some(self.user_photo(&u.user_id)),
+            _ => None,
+        };
         let registered = user
             .as_ref()
             .and_then(|u| u.photo.clone().map(Arc::<str>::from))
@@ -419,14 +429,15 @@ impl State {
         m.insert("Temperatureunit".into(), json!(fahrenheit as i64));
 
         let capture = match face {
-            Some(f) => f.jpeg,
-            None => self.stranger_photo().jpeg,
+            Some(f) => Some(f.jpeg),
+            None if self.photos => Some(self.stranger_photo().jpeg),
+            None => None,
         };
         self.captures += 1;
         let rec = StoredRecord {
             fields: m,
             registered,
-            capture: Some(capture),
+            capture,
             capture_no: self.captures,
             sign_time,
             person_type: kind.code(),
@@ -575,6 +586,16 @@ mod tests {
             .expect("base64");
         let mut d = jpeg_decoder::Decoder::new(&bytes[..]);
         d.decode().expect("still decodes with the comment segment");
+    }
+
+    #[test]
+    fn without_photos_records_carry_none() {
+        let mut s = state().with_photos(false);
+        for kind in [PersonType::Staff, PersonType::Stranger] {
+            let v = s.recognize(kind).to_value();
+            assert_eq!(v["signAvatar"], json!(""));
+            assert_eq!(v["photo"], json!("null"));
+        }
     }
 
     #[test]

@@ -252,6 +252,22 @@ pub struct BridgeSetup<'a> {
     pub sim: &'a Simulator,
     pub password: &'a str,
     pub extra_terminal_keys: &'a str,
+    pub log_level: &'a str,
+    /// Whole sections placed before `[[terminal]]` (e.g. `[commands]`).
+    pub extra_sections: &'a str,
+}
+
+impl<'a> BridgeSetup<'a> {
+    pub fn new(broker_port: u16, sim: &'a Simulator, password: &'a str) -> BridgeSetup<'a> {
+        BridgeSetup {
+            broker_port,
+            sim,
+            password,
+            extra_terminal_keys: "",
+            log_level: "face2mqtt=trace,info",
+            extra_sections: "",
+        }
+    }
 }
 
 pub fn bridge_config(s: &BridgeSetup<'_>, spool: &Path) -> String {
@@ -266,7 +282,9 @@ reconnect_max = "500ms"
 dir = "{spool}"
 
 [log]
-level = "face2mqtt=debug,info"
+level = "{log}"
+
+{sections}
 
 [[terminal]]
 id = "front-door"
@@ -289,6 +307,8 @@ backfill_margin = "5s"
         ws = s.sim.ws_addr().port(),
         pw = s.password,
         extra = s.extra_terminal_keys,
+        log = s.log_level,
+        sections = s.extra_sections,
     )
 }
 
@@ -327,6 +347,10 @@ impl Bridge {
             .spawn()
             .expect("bridge starts");
         self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn kill9(&mut self) {
@@ -386,4 +410,30 @@ pub async fn collect_until(
             ),
         }
     }
+}
+
+/// Publishes one message (QoS 1) and waits for the broker's PUBACK.
+pub async fn publish(port: u16, topic: &str, payload: &[u8], retain: bool) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+    let mut o = MqttOptions::new(format!("test-pub-{}", fastrand::u64(..)), "127.0.0.1", port);
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = AsyncClient::new(o, 10);
+    client
+        .publish(topic, QoS::AtLeastOnce, retain, payload.to_vec())
+        .await
+        .expect("queued");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => break,
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+                Ok(_) => {}
+                Err(e) => panic!("test publisher: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("published in time");
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
 }

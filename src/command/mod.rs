@@ -1,0 +1,395 @@
+//! Commands: MQTT requests, exit buttons and the time-sync timer, turned into the terminal's
+//! signed calls one at a time per terminal.
+//!
+//! The router applies the safety rules ([`request::Gate`]) as requests arrive; each terminal has
+//! its own executor task and queue, so a terminal that never answers delays only itself.
+
+pub mod clock;
+pub mod request;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Map, Value};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::publish::Outbound;
+use crate::terminal::{TerminalClient, TerminalError};
+pub use request::{Cmd, Gate, Payload, Refusal};
+
+/// Where a command came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Mqtt {
+        transaction: Option<String>,
+    },
+    Button {
+        pin: u8,
+    },
+    /// The record link came up (the terminal may have rebooted with a wrong clock).
+    LinkUp,
+    Timer,
+}
+
+impl Origin {
+    fn label(&self) -> &'static str {
+        match self {
+            Origin::Mqtt { .. } => "mqtt",
+            Origin::Button { .. } => "button",
+            Origin::LinkUp => "link-up",
+            Origin::Timer => "timer",
+        }
+    }
+
+    /// Requests from people are answered on the response topic and expire; internal ones not.
+    fn by_a_person(&self) -> bool {
+        matches!(self, Origin::Mqtt { .. } | Origin::Button { .. })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub cmd: Cmd,
+    pub remark: Option<String>,
+    pub origin: Origin,
+    pub received: Instant,
+}
+
+/// `{"status":"ok"}` or `{"status":"error","error":..,"code":..,"reason":..}`, with the
+/// transaction echoed when the request had one.
+pub fn response(
+    result: Result<(), (String, Option<i64>, &str)>,
+    transaction: Option<&str>,
+) -> Vec<u8> {
+    let mut m = Map::new();
+    match result {
+        Ok(()) => {
+            m.insert("status".into(), json!("ok"));
+        }
+        Err((error, code, reason)) => {
+            m.insert("status".into(), json!("error"));
+            m.insert("error".into(), json!(error));
+            m.insert("code".into(), code.map(Value::from).unwrap_or(Value::Null));
+            m.insert("reason".into(), json!(reason));
+        }
+    }
+    if let Some(t) = transaction {
+        m.insert("transaction".into(), json!(t));
+    }
+    Value::Object(m).to_string().into_bytes()
+}
+
+fn terminal_failure(e: &TerminalError) -> (String, Option<i64>, &'static str) {
+    let reason = match e {
+        TerminalError::Api { .. } => "terminal",
+        TerminalError::Timeout { .. } => "timeout",
+        TerminalError::Unreachable { .. } => "unreachable",
+        TerminalError::HttpStatus { .. } | TerminalError::Protocol { .. } => "terminal",
+    };
+    (e.to_string(), e.api_code().map(|c| c.code()), reason)
+}
+
+/// Answers for one terminal.
+#[derive(Clone)]
+pub struct Responder {
+    pub base: String,
+    pub terminal: String,
+    pub out: mpsc::UnboundedSender<Outbound>,
+}
+
+impl Responder {
+    pub fn send(&self, cmd: &str, payload: Vec<u8>) {
+        let topic = format!("{}/{}/response/{cmd}", self.base, self.terminal);
+        let _ = self.out.send(Outbound::Message {
+            topic,
+            payload,
+            retain: false,
+        });
+    }
+
+    fn refuse(&self, cmd: Cmd, refusal: &Refusal, transaction: Option<&str>) {
+        let text = refusal.text(cmd);
+        tracing::warn!(terminal = %self.terminal, command = cmd.as_str(), reason = refusal.reason(), "{text}");
+        self.send(
+            cmd.as_str(),
+            response(Err((text, None, refusal.reason())), transaction),
+        );
+    }
+}
+
+/// Runs one terminal's commands, one at a time.
+pub struct Executor {
+    pub client: TerminalClient,
+    pub jobs: mpsc::Receiver<Job>,
+    pub responder: Responder,
+    /// Person-made requests that waited longer than this behind a busy terminal are dropped.
+    pub max_age: Duration,
+    /// Refuse `sync_time` while this machine's clock is not synchronized.
+    pub require_synchronized_clock: bool,
+    pub clock_synchronized: Arc<dyn Fn() -> Result<bool, String> + Send + Sync>,
+}
+
+impl Executor {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            let job = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                j = self.jobs.recv() => match j {
+                    Some(j) => j,
+                    None => return,
+                },
+            };
+            tokio::select! {
+                // A command cut off by shutdown is not retried: the door must not open late.
+                _ = shutdown.cancelled() => return,
+                _ = self.execute(job) => {}
+            }
+        }
+    }
+
+    async fn execute(&self, job: Job) {
+        let terminal = &self.responder.terminal;
+        let transaction = match &job.origin {
+            Origin::Mqtt { transaction } => transaction.clone(),
+            _ => None,
+        };
+        if job.origin.by_a_person() {
+            if let Err(r) = request::still_fresh(job.received, Instant::now(), self.max_age) {
+                return self.responder.refuse(job.cmd, &r, transaction.as_deref());
+            }
+        }
+        if job.cmd == Cmd::SyncTime && self.require_synchronized_clock {
+            match (self.clock_synchronized)() {
+                Ok(true) => {}
+                Ok(false) => {
+                    if job.origin.by_a_person() {
+                        return self.responder.refuse(
+                            job.cmd,
+                            &Refusal::ClockUnsynchronized,
+                            transaction.as_deref(),
+                        );
+                    }
+                    tracing::warn!(terminal = %terminal, origin = job.origin.label(), "{}", Refusal::ClockUnsynchronized.text(job.cmd));
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(terminal = %terminal, "cannot tell whether the clock is synchronized ({e}); syncing anyway")
+                }
+            }
+        }
+        let result = match job.cmd {
+            Cmd::Open => self.client.open(job.remark.as_deref()).await,
+            Cmd::Reboot => self.client.reboot().await,
+            Cmd::SyncTime => self.client.sync_time().await,
+        };
+        let origin = job.origin.label();
+        match &result {
+            Ok(()) => {
+                tracing::info!(terminal = %terminal, command = job.cmd.as_str(), origin, "{} done", job.cmd.as_str())
+            }
+            Err(e) => tracing::warn!(
+                terminal = %terminal, command = job.cmd.as_str(), origin,
+                code = e.api_code().map(|c| c.code()).unwrap_or(0), "{} failed: {e}", job.cmd.as_str()
+            ),
+        }
+        if job.origin.by_a_person() {
+            let payload = response(
+                result.as_ref().map(|_| ()).map_err(terminal_failure),
+                transaction.as_deref(),
+            );
+            self.responder.send(job.cmd.as_str(), payload);
+        }
+    }
+}
+
+/// A request as it came off MQTT.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+    pub at: Instant,
+}
+
+/// What the router takes.
+#[derive(Debug)]
+pub enum RouterMsg {
+    Mqtt(Incoming),
+    Button {
+        terminal: String,
+        cmd: Cmd,
+        pin: u8,
+        at: Instant,
+    },
+}
+
+/// One terminal as the router sees it.
+pub struct Route {
+    pub gate: Gate,
+    pub jobs: mpsc::Sender<Job>,
+    pub responder: Responder,
+}
+
+/// Applies the safety rules and hands admitted commands to the terminal's executor.
+pub async fn route(
+    base: String,
+    mut routes: HashMap<String, Route>,
+    mut rx: mpsc::Receiver<RouterMsg>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let msg = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            m = rx.recv() => match m {
+                Some(m) => m,
+                None => return,
+            },
+        };
+        match msg {
+            RouterMsg::Mqtt(inc) => {
+                let Some((terminal, cmd_word)) = request::parse_topic(&base, &inc.topic) else {
+                    continue;
+                };
+                let Some(route) = routes.get_mut(terminal) else {
+                    tracing::warn!(topic = %inc.topic, "request for a terminal that is not configured; ignored");
+                    continue;
+                };
+                let Some(cmd) = Cmd::parse(cmd_word) else {
+                    let text = format!("unknown command `{cmd_word}` (open, reboot, sync_time)");
+                    tracing::warn!(terminal, "{text}");
+                    route
+                        .responder
+                        .send(cmd_word, response(Err((text, None, "bad_request")), None));
+                    continue;
+                };
+                let payload = match request::parse_payload(&inc.payload) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        route.responder.refuse(cmd, &Refusal::BadPayload(e), None);
+                        continue;
+                    }
+                };
+                if let Err(r) =
+                    route
+                        .gate
+                        .admit(cmd, &payload, inc.retain, inc.at, SystemTime::now())
+                {
+                    route
+                        .responder
+                        .refuse(cmd, &r, payload.transaction.as_deref());
+                    continue;
+                }
+                let job = Job {
+                    cmd,
+                    remark: payload.remark,
+                    origin: Origin::Mqtt {
+                        transaction: payload.transaction.clone(),
+                    },
+                    received: inc.at,
+                };
+                enqueue(route, job, payload.transaction.as_deref());
+            }
+            RouterMsg::Button {
+                terminal,
+                cmd,
+                pin,
+                at,
+            } => {
+                let Some(route) = routes.get_mut(&terminal) else {
+                    continue;
+                };
+                if let Err(r) = route.gate.admit_local(cmd, at) {
+                    route.responder.refuse(cmd, &r, None);
+                    continue;
+                }
+                let remark = Some(format!("exit button (GPIO{pin})"));
+                enqueue(
+                    route,
+                    Job {
+                        cmd,
+                        remark,
+                        origin: Origin::Button { pin },
+                        received: at,
+                    },
+                    None,
+                );
+            }
+        }
+    }
+}
+
+fn enqueue(route: &Route, job: Job, transaction: Option<&str>) {
+    let cmd = job.cmd;
+    if route.jobs.try_send(job).is_err() {
+        let text = "the terminal is busy with earlier commands; refused".to_string();
+        tracing::warn!(terminal = %route.responder.terminal, command = cmd.as_str(), "{text}");
+        route.responder.send(
+            cmd.as_str(),
+            response(Err((text, None, "busy")), transaction),
+        );
+    }
+}
+
+/// Syncs the terminal's clock on every link-up and every `interval`.
+pub async fn time_sync(
+    interval: Duration,
+    mut link_up: watch::Receiver<u64>,
+    jobs: mpsc::Sender<Job>,
+    shutdown: CancellationToken,
+) {
+    if interval.is_zero() {
+        return;
+    }
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let origin = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = link_up.changed() => match changed {
+                Ok(()) => Origin::LinkUp,
+                Err(_) => return,
+            },
+            _ = tick.tick() => Origin::Timer,
+        };
+        // A full queue means commands are waiting anyway; the next tick or link-up syncs.
+        let _ = jobs.try_send(Job {
+            cmd: Cmd::SyncTime,
+            remark: None,
+            origin,
+            received: Instant::now(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ok_response_echoes_the_transaction() {
+        let v: Value = serde_json::from_slice(&response(Ok(()), Some("t-1"))).expect("json");
+        assert_eq!(v, json!({"status": "ok", "transaction": "t-1"}));
+    }
+
+    #[test]
+    fn an_error_response_carries_the_terminal_code_and_a_reason() {
+        let v: Value = serde_json::from_slice(&response(
+            Err(("wrong password".into(), Some(10005), "terminal")),
+            None,
+        ))
+        .expect("json");
+        assert_eq!(
+            v,
+            json!({"status": "error", "error": "wrong password", "code": 10005, "reason": "terminal"})
+        );
+    }
+
+    #[test]
+    fn a_refusal_has_a_null_code() {
+        let v: Value = serde_json::from_slice(&response(Err(("x".into(), None, "stale")), None))
+            .expect("json");
+        assert_eq!(v["code"], Value::Null);
+    }
+}

@@ -1,0 +1,136 @@
+//! Exit buttons on GPIO pins. The press logic is pure ([`press`]); the pins are behind the
+//! [`Pins`] trait so tests drive edges, with rppal behind it on a Raspberry Pi.
+
+pub mod press;
+
+use std::time::Instant;
+
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::command::{Cmd, RouterMsg};
+use crate::config::{ButtonAction, ButtonConfig, Pull};
+use crate::publish::Outbound;
+use press::{ButtonLogic, Press};
+
+/// A level change: true = high.
+pub type Edge = (bool, Instant);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GpioError {
+    #[error("this machine has no usable GPIO ({0}); remove the [[button]] entries or run on a Raspberry Pi")]
+    Unavailable(String),
+    #[error("GPIO{pin}: {reason}")]
+    Pin { pin: u8, reason: String },
+}
+
+/// Input pins that report their edges.
+pub trait Pins: Send {
+    fn watch(&mut self, pin: u8, pull: Pull) -> Result<mpsc::UnboundedReceiver<Edge>, GpioError>;
+}
+
+/// The Raspberry Pi's GPIO through rppal (the maintained `rpi-pal` fork).
+pub struct RppalPins {
+    gpio: rppal::gpio::Gpio,
+    /// Interrupts stop when their pin is dropped: keep them.
+    inputs: Vec<rppal::gpio::InputPin>,
+}
+
+impl RppalPins {
+    pub fn new() -> Result<RppalPins, GpioError> {
+        let gpio = rppal::gpio::Gpio::new().map_err(|e| GpioError::Unavailable(e.to_string()))?;
+        Ok(RppalPins {
+            gpio,
+            inputs: Vec::new(),
+        })
+    }
+}
+
+impl Pins for RppalPins {
+    fn watch(&mut self, pin: u8, pull: Pull) -> Result<mpsc::UnboundedReceiver<Edge>, GpioError> {
+        use rppal::gpio::Trigger;
+        let err = |reason: String| GpioError::Pin { pin, reason };
+        let p = self.gpio.get(pin).map_err(|e| err(e.to_string()))?;
+        let mut input = match pull {
+            Pull::Up => p.into_input_pullup(),
+            Pull::Down => p.into_input_pulldown(),
+            Pull::None => p.into_input(),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        // Debounce is ours (pure and tested), so rppal reports every edge.
+        input
+            .set_async_interrupt(Trigger::Both, None, move |event| {
+                let _ = tx.send((event.trigger == Trigger::RisingEdge, Instant::now()));
+            })
+            .map_err(|e| err(e.to_string()))?;
+        self.inputs.push(input);
+        Ok(rx)
+    }
+}
+
+fn cmd_of(action: ButtonAction) -> Option<Cmd> {
+    match action {
+        ButtonAction::Open => Some(Cmd::Open),
+        ButtonAction::Reboot => Some(Cmd::Reboot),
+        ButtonAction::SyncTime => Some(Cmd::SyncTime),
+        ButtonAction::None => None,
+    }
+}
+
+/// One button: edges in, commands to the router and events to `<base>/bridge/button/<pin>` out.
+pub async fn run_button(
+    cfg: ButtonConfig,
+    mut edges: mpsc::UnboundedReceiver<Edge>,
+    router: mpsc::Sender<RouterMsg>,
+    out: mpsc::UnboundedSender<Outbound>,
+    base: String,
+    shutdown: CancellationToken,
+) {
+    let long_enabled = cfg.long_press != ButtonAction::None;
+    let mut logic = ButtonLogic::new(
+        cfg.debounce,
+        cfg.long_press_after,
+        long_enabled,
+        cfg.active_low,
+    );
+    loop {
+        let deadline = logic.next_deadline();
+        let press = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            e = edges.recv() => match e {
+                Some((level, at)) => logic.edge(level, at),
+                None => {
+                    tracing::error!(pin = cfg.pin, "GPIO edge reports stopped; the button no longer works");
+                    return;
+                }
+            },
+            _ = tokio::time::sleep_until(deadline.map(tokio::time::Instant::from_std).unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                logic.tick(Instant::now())
+            }
+        };
+        let Some(press) = press else { continue };
+        let (word, action) = match press {
+            Press::Short => ("press", cfg.press),
+            Press::Long => ("long_press", cfg.long_press),
+        };
+        tracing::info!(pin = cfg.pin, terminal = %cfg.terminal, action = word, "exit button");
+        let topic = format!("{base}/bridge/button/{}", cfg.pin);
+        let _ = out.send(Outbound::Message {
+            topic,
+            payload: json!({"action": word}).to_string().into_bytes(),
+            retain: false,
+        });
+        if let Some(cmd) = cmd_of(action) {
+            let msg = RouterMsg::Button {
+                terminal: cfg.terminal.clone(),
+                cmd,
+                pin: cfg.pin,
+                at: Instant::now(),
+            };
+            if router.send(msg).await.is_err() {
+                return;
+            }
+        }
+    }
+}

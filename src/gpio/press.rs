@@ -1,0 +1,209 @@
+//! From raw pin edges to presses: debounce and short/long classification. Pure: the caller
+//! passes the times in, so tests drive it with made-up edges.
+//!
+//! Debounce is a lockout: the first edge counts at once (the door opens without waiting), edges
+//! within `debounce` after it are contact bounce; when the lockout ends, the pin's last reported
+//! level is taken again, so a tap shorter than the lockout still completes.
+
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Press {
+    Short,
+    Long,
+}
+
+#[derive(Debug, Clone)]
+pub struct ButtonLogic {
+    debounce: Duration,
+    long_after: Duration,
+    /// Without a long-press action, a press acts on the way down instead of on release.
+    long_enabled: bool,
+    active_low: bool,
+    pressed: bool,
+    last_accepted: Option<Instant>,
+    /// The level of an edge that came during the lockout.
+    pending: Option<bool>,
+    pressed_at: Option<Instant>,
+    long_fired: bool,
+}
+
+impl ButtonLogic {
+    pub fn new(
+        debounce: Duration,
+        long_after: Duration,
+        long_enabled: bool,
+        active_low: bool,
+    ) -> ButtonLogic {
+        ButtonLogic {
+            debounce,
+            long_after,
+            long_enabled,
+            active_low,
+            pressed: false,
+            last_accepted: None,
+            pending: None,
+            pressed_at: None,
+            long_fired: false,
+        }
+    }
+
+    /// The pin changed to `level` (true = high) at `at`.
+    pub fn edge(&mut self, level: bool, at: Instant) -> Option<Press> {
+        if let Some(last) = self.last_accepted {
+            if at.saturating_duration_since(last) < self.debounce {
+                self.pending = Some(level);
+                return None;
+            }
+        }
+        self.accept(level, at)
+    }
+
+    /// Time passed: ends a lockout, or makes a held press long.
+    pub fn tick(&mut self, at: Instant) -> Option<Press> {
+        if let (Some(level), Some(last)) = (self.pending, self.last_accepted) {
+            if at.saturating_duration_since(last) >= self.debounce {
+                self.pending = None;
+                if let Some(p) = self.accept(level, at) {
+                    return Some(p);
+                }
+            }
+        }
+        if self.pressed && self.long_enabled && !self.long_fired {
+            if let Some(t0) = self.pressed_at {
+                if at.saturating_duration_since(t0) >= self.long_after {
+                    self.long_fired = true;
+                    return Some(Press::Long);
+                }
+            }
+        }
+        None
+    }
+
+    /// When `tick` next has something to decide, if ever.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let lockout = self
+            .pending
+            .and(self.last_accepted)
+            .map(|t| t + self.debounce);
+        let long = match (
+            self.pressed && self.long_enabled && !self.long_fired,
+            self.pressed_at,
+        ) {
+            (true, Some(t0)) => Some(t0 + self.long_after),
+            _ => None,
+        };
+        match (lockout, long) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn accept(&mut self, level: bool, at: Instant) -> Option<Press> {
+        let pressed = level != self.active_low;
+        if pressed == self.pressed {
+            return None;
+        }
+        self.pressed = pressed;
+        self.last_accepted = Some(at);
+        if pressed {
+            self.pressed_at = Some(at);
+            self.long_fired = false;
+            return if self.long_enabled {
+                None
+            } else {
+                Some(Press::Short)
+            };
+        }
+        let held = self
+            .pressed_at
+            .map(|t0| at.saturating_duration_since(t0))
+            .unwrap_or_default();
+        if self.long_enabled && !self.long_fired && held < self.long_after {
+            Some(Press::Short)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+    const LOW: bool = false;
+    const HIGH: bool = true;
+
+    fn button(long: bool) -> ButtonLogic {
+        ButtonLogic::new(50 * MS, 3000 * MS, long, true)
+    }
+
+    #[test]
+    fn a_press_without_a_long_action_fires_on_the_way_down() {
+        let mut b = button(false);
+        let t0 = Instant::now();
+        assert_eq!(b.edge(LOW, t0), Some(Press::Short));
+        assert_eq!(b.edge(HIGH, t0 + 200 * MS), None);
+    }
+
+    #[test]
+    fn bounces_within_the_debounce_window_count_once() {
+        let mut b = button(false);
+        let t0 = Instant::now();
+        let mut presses = 0;
+        for (i, level) in [LOW, HIGH, LOW, HIGH, LOW].into_iter().enumerate() {
+            presses += b.edge(level, t0 + (i as u32 * 8) * MS).is_some() as u32;
+        }
+        presses += b.tick(t0 + 100 * MS).is_some() as u32;
+        presses += b.edge(HIGH, t0 + 400 * MS).is_some() as u32;
+        assert_eq!(presses, 1);
+    }
+
+    #[test]
+    fn a_short_press_with_a_long_action_fires_on_release() {
+        let mut b = button(true);
+        let t0 = Instant::now();
+        assert_eq!(b.edge(LOW, t0), None);
+        assert_eq!(b.tick(t0 + 100 * MS), None);
+        assert_eq!(b.edge(HIGH, t0 + 300 * MS), Some(Press::Short));
+    }
+
+    #[test]
+    fn a_hold_fires_the_long_press_while_still_held_and_nothing_on_release() {
+        let mut b = button(true);
+        let t0 = Instant::now();
+        b.edge(LOW, t0);
+        assert_eq!(b.next_deadline(), Some(t0 + 3000 * MS));
+        assert_eq!(b.tick(t0 + 2999 * MS), None);
+        assert_eq!(b.tick(t0 + 3000 * MS), Some(Press::Long));
+        assert_eq!(b.tick(t0 + 3500 * MS), None, "fires once");
+        assert_eq!(b.edge(HIGH, t0 + 4000 * MS), None);
+    }
+
+    #[test]
+    fn a_tap_shorter_than_the_lockout_still_completes() {
+        let mut b = button(true);
+        let t0 = Instant::now();
+        b.edge(LOW, t0);
+        assert_eq!(b.edge(HIGH, t0 + 20 * MS), None, "inside the lockout");
+        assert_eq!(b.next_deadline(), Some(t0 + 50 * MS));
+        assert_eq!(b.tick(t0 + 50 * MS), Some(Press::Short));
+    }
+
+    #[test]
+    fn an_active_high_button_presses_on_the_rising_edge() {
+        let mut b = ButtonLogic::new(50 * MS, 3000 * MS, false, false);
+        let t0 = Instant::now();
+        assert_eq!(b.edge(LOW, t0), None, "already released");
+        assert_eq!(b.edge(HIGH, t0 + 100 * MS), Some(Press::Short));
+    }
+
+    #[test]
+    fn a_repeated_level_is_not_a_new_press() {
+        let mut b = button(false);
+        let t0 = Instant::now();
+        assert_eq!(b.edge(LOW, t0), Some(Press::Short));
+        assert_eq!(b.edge(LOW, t0 + 500 * MS), None);
+    }
+}
