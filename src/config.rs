@@ -48,6 +48,8 @@ pub struct Config {
     pub terminals: Vec<TerminalConfig>,
     #[serde(default, rename = "button")]
     pub buttons: Vec<ButtonConfig>,
+    #[serde(default)]
+    pub status_led: Option<StatusLedConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -79,6 +81,9 @@ pub struct MqttConfig {
     pub reconnect_min: Duration,
     #[serde(default = "default_reconnect_max", with = "humantime_serde")]
     pub reconnect_max: Duration,
+    /// How often `<base>/bridge/diagnostics` is published (also on every connect).
+    #[serde(default = "default_diagnostics_interval", with = "humantime_serde")]
+    pub diagnostics_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +93,10 @@ pub struct HomeAssistantConfig {
     pub enabled: bool,
     #[serde(default = "default_discovery_prefix")]
     pub discovery_prefix: String,
+    /// Records older than this (backfilled, or held back by an outage) still go to the record
+    /// topic but do not fire the Home Assistant event entity.
+    #[serde(default = "default_max_event_age", with = "humantime_serde")]
+    pub max_event_age: Duration,
 }
 
 impl Default for HomeAssistantConfig {
@@ -95,8 +104,20 @@ impl Default for HomeAssistantConfig {
         HomeAssistantConfig {
             enabled: true,
             discovery_prefix: default_discovery_prefix(),
+            max_event_age: default_max_event_age(),
         }
     }
+}
+
+/// A LED on an output pin that shows the bridge's health.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusLedConfig {
+    /// BCM numbering.
+    pub pin: u8,
+    /// The LED lights when the pin is low. [false]
+    #[serde(default)]
+    pub active_low: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,6 +185,9 @@ pub struct TerminalConfig {
     pub id: String,
     #[serde(default)]
     pub name: Option<String>,
+    /// Shown in Home Assistant's device card (the terminal's API does not say).
+    #[serde(default)]
+    pub manufacturer: Option<String>,
     pub host: String,
     #[serde(default = "default_http_port")]
     pub http_port: u16,
@@ -337,6 +361,12 @@ fn yes() -> bool {
 }
 fn default_base_topic() -> String {
     "face2mqtt".into()
+}
+fn default_max_event_age() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_diagnostics_interval() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_discovery_prefix() -> String {
     "homeassistant".into()
@@ -596,6 +626,11 @@ impl Config {
                     t.id
                 ));
             }
+            if t.id == "bridge" {
+                p.push(format!(
+                    "terminal[{i}].id: `bridge` is taken by the bridge's own topics (<base>/bridge/...)"
+                ));
+            }
             if !ids.insert(t.id.as_str()) {
                 p.push(format!(
                     "{}: `{}` is used by more than one terminal",
@@ -657,7 +692,22 @@ impl Config {
                 ));
             }
         }
+        if self.home_assistant.max_event_age < Duration::from_secs(1) {
+            p.push("home_assistant.max_event_age: must be at least 1s".into());
+        }
+        if self.mqtt.diagnostics_interval < Duration::from_secs(1) {
+            p.push("mqtt.diagnostics_interval: must be at least 1s".into());
+        }
         let mut pins = BTreeSet::new();
+        if let Some(led) = &self.status_led {
+            if led.pin > 27 {
+                p.push(format!(
+                    "status_led.pin: {} is not a BCM GPIO pin of a Raspberry Pi header (0-27)",
+                    led.pin
+                ));
+            }
+            pins.insert(led.pin);
+        }
         for (i, b) in self.buttons.iter().enumerate() {
             if b.pin > 27 {
                 p.push(format!(
@@ -667,7 +717,7 @@ impl Config {
             }
             if !pins.insert(b.pin) {
                 p.push(format!(
-                    "button[{i}].pin: pin {} is used by more than one button",
+                    "button[{i}].pin: pin {} is used by more than one button (or the status LED)",
                     b.pin
                 ));
             }

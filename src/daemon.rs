@@ -17,9 +17,12 @@ use crate::backoff::Backoff;
 use crate::cli::Failure;
 use crate::command::{self, Executor, Gate, Responder, Route};
 use crate::config::Config;
+use crate::gpio::led::{self, Health};
 use crate::gpio::{self, GpioError, Pins};
+use crate::homeassistant::event::FreshEvents;
+use crate::homeassistant::{self, Diagnostics, HomeAssistant};
 use crate::ingest::Ingest;
-use crate::publish::{self, Publisher, Stats};
+use crate::publish::{self, HaLink, Publisher, Stats};
 use crate::spool::Spool;
 use crate::spool_writer;
 use crate::terminal::TerminalClient;
@@ -27,7 +30,8 @@ use crate::terminal::TerminalClient;
 /// Time a shutdown gives in-flight publishes.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// Opens the GPIO pins, only when buttons are configured (a config without buttons runs anywhere).
+/// Opens the GPIO pins, only when buttons or a status LED are configured (a config without them
+/// runs anywhere).
 pub type PinsFactory = Box<dyn FnOnce() -> Result<Box<dyn Pins>, GpioError> + Send>;
 
 pub async fn run(
@@ -35,17 +39,29 @@ pub async fn run(
     pins: PinsFactory,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Failure> {
-    // Buttons first: a machine without GPIO must fail at start, not after minutes of running.
+    // GPIO first: a machine without it must fail at start, not after minutes of running.
     let mut button_edges = Vec::new();
-    let _pins = if config.buttons.is_empty() {
+    let mut led_pin = None;
+    let _pins = if config.buttons.is_empty() && config.status_led.is_none() {
         None
     } else {
-        let mut p = pins().map_err(|e| Failure::Runtime(format!("[[button]]: {e}")))?;
+        let what = if config.buttons.is_empty() {
+            "[status_led]"
+        } else {
+            "[[button]]"
+        };
+        let mut p = pins().map_err(|e| Failure::Runtime(format!("{what}: {e}")))?;
         for b in &config.buttons {
             let edges = p
                 .watch(b.pin, b.pull)
                 .map_err(|e| Failure::Runtime(format!("[[button]]: {e}")))?;
             button_edges.push((b.clone(), edges));
+        }
+        if let Some(l) = &config.status_led {
+            let out = p
+                .output(l.pin, l.active_low)
+                .map_err(|e| Failure::Runtime(format!("[status_led]: {e}")))?;
+            led_pin = Some(out);
         }
         Some(p)
     };
@@ -76,6 +92,8 @@ pub async fn run(
     let (durable_tx, durable_rx) = watch::channel(last.unwrap_or(0));
     let stats = Arc::new(Stats::default());
     let (router_tx, router_rx) = mpsc::channel(64);
+    let (ha_tx, ha_rx) = mpsc::channel(256);
+    let ha_config = &config.home_assistant;
 
     let inputs = CancellationToken::new();
     let outputs = CancellationToken::new();
@@ -99,6 +117,13 @@ pub async fn run(
             stats: stats.clone(),
             drain: DRAIN,
             commands: Some(router_tx.clone()),
+            ha: Some(HaLink {
+                prefix: ha_config.discovery_prefix.clone(),
+                tx: ha_tx.clone(),
+                fresh: ha_config
+                    .enabled
+                    .then(|| FreshEvents::new(ha_config.max_event_age)),
+            }),
         }
         .run(outputs.clone()),
     );
@@ -162,6 +187,14 @@ pub async fn run(
             }
             .run(inputs.clone()),
         );
+        if ha_config.enabled {
+            terminals.spawn(homeassistant::fetch_details(
+                t.id.clone(),
+                client.clone(),
+                ha_tx.clone(),
+                inputs.clone(),
+            ));
+        }
         terminals.spawn(
             Backfill {
                 terminal: t.clone(),
@@ -190,6 +223,39 @@ pub async fn run(
             config.mqtt.base_topic.clone(),
             inputs.clone(),
         ));
+    }
+    terminals.spawn(
+        HomeAssistant {
+            config: config.home_assistant.clone(),
+            base: config.mqtt.base_topic.clone(),
+            terminals: config.terminals.clone(),
+            buttons: config.buttons.clone(),
+            inbox: ha_rx,
+            out: out_tx.clone(),
+            diagnostics: Diagnostics {
+                spool: spool.clone(),
+                max_bytes: max,
+                stats: stats.clone(),
+                terminals: config.terminals.len(),
+            },
+            diagnostics_interval: config.mqtt.diagnostics_interval,
+        }
+        .run(inputs.clone()),
+    );
+    drop(ha_tx);
+    if let Some(pin) = led_pin {
+        let (spool, stats, links) = (spool.clone(), stats.clone(), config.terminals.len());
+        let health = move || Health {
+            broker_up: stats.broker_up.load(std::sync::atomic::Ordering::Relaxed),
+            links_up: stats.links_up.load(std::sync::atomic::Ordering::Relaxed) as usize,
+            links,
+            spool_filling: led::spool_filling(
+                spool.bytes(),
+                max,
+                spool.oldest_age().ok().flatten(),
+            ),
+        };
+        terminals.spawn(led::run_led(pin, health, inputs.clone()));
     }
     terminals.close();
     drop(router_tx);

@@ -9,6 +9,7 @@ pub mod command;
 pub mod config;
 pub mod daemon;
 pub mod gpio;
+pub mod homeassistant;
 pub mod ingest;
 pub mod mqtt;
 pub mod publish;

@@ -13,7 +13,7 @@
 //! each CONNACK everything still spooled is sent again, oldest first.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::command::{Incoming, RouterMsg};
+use crate::homeassistant::event::FreshEvents;
+use crate::homeassistant::{discovery, HaMsg};
 use crate::mqtt::{self, MAX_PACKET, WINDOW};
 use crate::spool::{Entry, Spool};
 
@@ -120,11 +122,23 @@ pub enum MqttEvent {
     },
 }
 
-/// Counters for diagnostics.
+/// Counters and states for diagnostics and the status LED.
 #[derive(Debug, Default)]
 pub struct Stats {
     pub connects: AtomicU64,
     pub published: AtomicU64,
+    pub broker_up: AtomicBool,
+    /// Terminals whose record link is up.
+    pub links_up: AtomicU64,
+}
+
+/// The publisher's side of Home Assistant.
+pub struct HaLink {
+    pub prefix: String,
+    /// Where HA's status and our retained discovery configs go (see [`crate::homeassistant`]).
+    pub tx: mpsc::Sender<HaMsg>,
+    /// Decides which records fire the event entity; `None` when HA is off.
+    pub fresh: Option<FreshEvents>,
 }
 
 /// Polls rumqttc's event loop until `stop`, with backoff between failed connections (rumqttc has
@@ -192,6 +206,7 @@ pub struct Publisher {
     pub drain: Duration,
     /// Where command requests go (`<base>/+/request/+` is subscribed after every CONNACK).
     pub commands: Option<mpsc::Sender<RouterMsg>>,
+    pub ha: Option<HaLink>,
 }
 
 struct State {
@@ -207,6 +222,7 @@ struct State {
     /// The ack mapping went out of step (a bug): trust no ack and send nothing until the next
     /// connection. Entries stay spooled and are resent then: duplicates, never a loss.
     desynced: bool,
+    fresh: Option<FreshEvents>,
 }
 
 impl Publisher {
@@ -220,6 +236,7 @@ impl Publisher {
             outbound_open: true,
             durable_open: true,
             desynced: false,
+            fresh: self.ha.as_mut().and_then(|h| h.fresh.take()),
         };
         loop {
             if st.connected && !st.desynced {
@@ -298,13 +315,41 @@ impl Publisher {
         }
         let topic = format!("{}/{}/record", self.base, entry.terminal);
         tracing::trace!(seq, event_id = %entry.event_id, "publishing");
-        self.submit(
+        if !self.submit(
             st,
             &topic,
             entry.json.clone().into_bytes(),
             false,
             Tag::Entry(seq),
-        )
+        ) {
+            return false;
+        }
+        self.fire_event(st, entry);
+        true
+    }
+
+    /// The Home Assistant event for a fresh record (after the record itself, so an automation
+    /// that reads the record topic finds it).
+    fn fire_event(&self, st: &mut State, entry: &Entry) {
+        let Some(fresh) = st.fresh.as_mut() else {
+            return;
+        };
+        let Ok(record) = serde_json::from_str::<serde_json::Value>(&entry.json) else {
+            return;
+        };
+        let now = crate::terminal::sign::now_ms() / 1000;
+        match fresh.fire(&record, now) {
+            Some(payload) => {
+                let topic = discovery::event_topic(&self.base, &entry.terminal);
+                self.submit(st, &topic, payload, false, Tag::Other);
+            }
+            None if record["source"] == "live" && now.saturating_sub(entry.sign_time) > 300 => {
+                tracing::warn!(terminal = %entry.terminal, event_id = %entry.event_id, age_s = now.saturating_sub(entry.sign_time), "a live record is old: the terminal's clock may be wrong (time sync needs this machine's clock synchronized)");
+            }
+            None => {
+                tracing::debug!(event_id = %entry.event_id, "record too old (or already fired) for the Home Assistant event");
+            }
+        }
     }
 
     fn submit(
@@ -344,6 +389,7 @@ impl Publisher {
                     );
                 }
                 let _ = ack;
+                self.stats.broker_up.store(true, Ordering::Relaxed);
                 st.connected = true;
                 st.desynced = false;
                 st.cursor = None;
@@ -356,9 +402,36 @@ impl Publisher {
                         tracing::error!("cannot subscribe to command requests: {e}");
                     }
                 }
+                if let Some(ha) = &self.ha {
+                    for filter in [
+                        discovery::status_topic(&ha.prefix),
+                        discovery::sweep_filter(&ha.prefix, &self.base),
+                    ] {
+                        if let Err(e) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
+                            tracing::error!("cannot subscribe to Home Assistant topics: {e}");
+                        }
+                    }
+                    if ha.tx.try_send(HaMsg::Connected).is_err() {
+                        tracing::warn!("the Home Assistant task is behind; discovery waits for the next connect");
+                    }
+                }
             }
             MqttEvent::Event(Event::Incoming(Packet::Publish(p))) => {
-                if let Some(tx) = &self.commands {
+                tracing::trace!(topic = %p.topic, retain = p.retain, bytes = p.payload.len(), "received");
+                if let Some(ha) = self.ha.as_ref().filter(|h| {
+                    p.topic
+                        .strip_prefix(h.prefix.as_str())
+                        .is_some_and(|r| r.starts_with('/'))
+                }) {
+                    let msg = HaMsg::Incoming {
+                        topic: p.topic.clone(),
+                        payload: p.payload.to_vec(),
+                        retain: p.retain,
+                    };
+                    if ha.tx.try_send(msg).is_err() {
+                        tracing::warn!(topic = %p.topic, "the Home Assistant task is behind; a message was dropped");
+                    }
+                } else if let Some(tx) = &self.commands {
                     let msg = RouterMsg::Mqtt(Incoming {
                         topic: p.topic.clone(),
                         payload: p.payload.to_vec(),
@@ -390,6 +463,9 @@ impl Publisher {
                     }
                 }
             }
+            MqttEvent::Event(Event::Incoming(Packet::SubAck(ack))) => {
+                tracing::debug!(pkid = ack.pkid, codes = ?ack.return_codes, "subscribed");
+            }
             MqttEvent::Event(_) => {}
             MqttEvent::Down { reason, quiet } => {
                 if st.connected {
@@ -398,6 +474,7 @@ impl Publisher {
                     tracing::warn!("cannot connect to the broker: {reason}");
                 }
                 st.connected = false;
+                self.stats.broker_up.store(false, Ordering::Relaxed);
                 st.cursor = None;
                 st.tracker.reset();
                 let _ = quiet.send(());
@@ -409,6 +486,8 @@ impl Publisher {
         match out {
             Outbound::Availability { terminal, online } => {
                 st.availability.insert(terminal.clone(), online);
+                let up = st.availability.values().filter(|v| **v).count();
+                self.stats.links_up.store(up as u64, Ordering::Relaxed);
                 if st.connected {
                     self.publish_availability(st, &terminal, online);
                 }

@@ -1,6 +1,8 @@
-//! Exit buttons on GPIO pins. The press logic is pure ([`press`]); the pins are behind the
-//! [`Pins`] trait so tests drive edges, with rppal behind it on a Raspberry Pi.
+//! Exit buttons and the status LED on GPIO pins. The press and blink logic is pure ([`press`],
+//! [`led`]); the pins are behind the [`Pins`] trait so tests drive edges and read levels, with
+//! rppal behind it on a Raspberry Pi.
 
+pub mod led;
 pub mod press;
 
 use std::time::Instant;
@@ -12,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::command::{Cmd, RouterMsg};
 use crate::config::{ButtonAction, ButtonConfig, Pull};
 use crate::publish::Outbound;
+use led::OutputPin;
 use press::{ButtonLogic, Press};
 
 /// A level change: true = high.
@@ -25,9 +28,11 @@ pub enum GpioError {
     Pin { pin: u8, reason: String },
 }
 
-/// Input pins that report their edges.
+/// The machine's GPIO: input pins that report their edges, output pins we set.
 pub trait Pins: Send {
     fn watch(&mut self, pin: u8, pull: Pull) -> Result<mpsc::UnboundedReceiver<Edge>, GpioError>;
+    /// An output, dark to start with. `active_low`: the LED lights when the pin is low.
+    fn output(&mut self, pin: u8, active_low: bool) -> Result<Box<dyn OutputPin>, GpioError>;
 }
 
 /// The Raspberry Pi's GPIO through rppal (the maintained `rpi-pal` fork).
@@ -66,6 +71,34 @@ impl Pins for RppalPins {
             .map_err(|e| err(e.to_string()))?;
         self.inputs.push(input);
         Ok(rx)
+    }
+
+    fn output(&mut self, pin: u8, active_low: bool) -> Result<Box<dyn OutputPin>, GpioError> {
+        let p = self.gpio.get(pin).map_err(|e| GpioError::Pin {
+            pin,
+            reason: e.to_string(),
+        })?;
+        let out = if active_low {
+            p.into_output_high()
+        } else {
+            p.into_output_low()
+        };
+        Ok(Box::new(RppalOutput { out, active_low }))
+    }
+}
+
+struct RppalOutput {
+    out: rppal::gpio::OutputPin,
+    active_low: bool,
+}
+
+impl OutputPin for RppalOutput {
+    fn set(&mut self, lit: bool) {
+        if lit != self.active_low {
+            self.out.set_high();
+        } else {
+            self.out.set_low();
+        }
     }
 }
 
@@ -118,7 +151,10 @@ pub async fn run_button(
         let topic = format!("{base}/bridge/button/{}", cfg.pin);
         let _ = out.send(Outbound::Message {
             topic,
-            payload: json!({"action": word}).to_string().into_bytes(),
+            // `event_type` makes the payload a Home Assistant event as it is.
+            payload: json!({"action": word, "event_type": word})
+                .to_string()
+                .into_bytes(),
             retain: false,
         });
         if let Some(cmd) = cmd_of(action) {

@@ -2,6 +2,8 @@
 //! and waiting on events with deadlines (never sleeping "long enough").
 #![allow(dead_code)]
 
+pub mod inproc;
+
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
@@ -153,6 +155,14 @@ impl Mosquitto {
 
     pub fn restart(&mut self) {
         self.stop();
+        self.spawn();
+    }
+
+    /// A restart that loses every retained message and session, like a broker without
+    /// persistence (or a new one).
+    pub fn restart_forgetting(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_file(self.dir.path().join("mosquitto.db"));
         self.spawn();
     }
 }

@@ -1,55 +1,12 @@
-//! Exit buttons: edges driven through the `Pins` trait into the real daemon (in process), with a
-//! real Mosquitto and the simulator behind it.
+//! Exit buttons and the status LED: edges driven through the `Pins` trait into the real daemon
+//! (in process) and output levels read back, with a real Mosquitto and the simulator behind it.
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::inproc::{Daemon, FakePins};
 use common::*;
-use face2mqtt::config::{Config, Pull};
-use face2mqtt::gpio::{Edge, GpioError, Pins};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-
-#[derive(Clone, Default)]
-struct FakePins(Arc<Mutex<HashMap<u8, mpsc::UnboundedSender<Edge>>>>);
-
-impl Pins for FakePins {
-    fn watch(&mut self, pin: u8, _pull: Pull) -> Result<mpsc::UnboundedReceiver<Edge>, GpioError> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(pin, tx);
-        Ok(rx)
-    }
-}
-
-impl FakePins {
-    /// Sets the pin's level (true = high) now.
-    fn level(&self, pin: u8, high: bool) {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&pin)
-            .expect("pin watched")
-            .send((high, Instant::now()))
-            .expect("daemon listening");
-    }
-}
-
-struct Daemon {
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        self.task.abort();
-    }
-}
 
 const BUTTONS: &str = r#"
 [[button]]
@@ -61,30 +18,13 @@ long_press_after = "400ms"
 debounce = "50ms"
 "#;
 
-async fn daemon(broker: &Mosquitto, sim: &Sim, pins: FakePins) -> Daemon {
-    let dir = tempfile::tempdir().expect("tempdir");
+fn daemon(broker: &Mosquitto, sim: &Sim, pins: FakePins) -> Daemon {
     let setup = BridgeSetup {
         extra_sections: "[commands]\nrequire_synchronized_clock = false\nopen_hold = \"100ms\"\n",
         extra_terminal_keys: BUTTONS,
         ..BridgeSetup::new(broker.port, &sim.sim, PASSWORD)
     };
-    let config =
-        Config::parse(&bridge_config(&setup, &dir.path().join("spool"))).expect("config parses");
-    assert_eq!(config.validate(), Vec::<String>::new());
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    let task = tokio::spawn(async move {
-        let factory: face2mqtt::daemon::PinsFactory =
-            Box::new(move || Ok(Box::new(pins) as Box<dyn Pins>));
-        if let Err(e) = face2mqtt::daemon::run(config, factory, token.cancelled_owned()).await {
-            panic!("daemon failed: {e:?}");
-        }
-    });
-    Daemon {
-        stop,
-        task,
-        _dir: dir,
-    }
+    Daemon::start(&setup, pins)
 }
 
 async fn ready(sim: &Sim, pins: &FakePins) {
@@ -94,7 +34,7 @@ async fn ready(sim: &Sim, pins: &FakePins) {
         .expect("link")
         .expect("watch");
     eventually("pin 17 watched", Duration::from_secs(10), || {
-        let ok = pins.0.lock().map(|m| m.contains_key(&17)).unwrap_or(false);
+        let ok = pins.watched(17);
         async move { ok }
     })
     .await;
@@ -106,7 +46,7 @@ async fn a_press_opens_and_a_hold_runs_the_long_press_action() {
     let s = default_simulator().await;
     let mut sub = subscribe(broker.port, "face2mqtt/bridge/button/#").await;
     let pins = FakePins::default();
-    let _d = daemon(&broker, &s, pins.clone()).await;
+    let _d = daemon(&broker, &s, pins.clone());
     ready(&s, &pins).await;
 
     // Active low with a pull-up: pressed is low.
@@ -157,7 +97,7 @@ async fn bounces_within_the_debounce_window_count_once() {
     let s = default_simulator().await;
     let mut sub = subscribe(broker.port, "face2mqtt/bridge/button/#").await;
     let pins = FakePins::default();
-    let _d = daemon(&broker, &s, pins.clone()).await;
+    let _d = daemon(&broker, &s, pins.clone());
     ready(&s, &pins).await;
 
     for level in [false, true, false, true, false] {
@@ -222,5 +162,68 @@ async fn a_button_on_a_machine_without_gpio_fails_at_start_with_a_clear_message(
     assert!(
         err.contains("[[button]]") && err.contains("no usable GPIO"),
         "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_led_is_steady_while_all_is_up_and_blinks_when_a_terminal_link_is_down() {
+    let broker = Mosquitto::start();
+    let s = default_simulator().await;
+    let mut state = subscribe(broker.port, "face2mqtt/bridge/state").await;
+    let pins = FakePins::default();
+    let setup = BridgeSetup {
+        extra_sections: "[status_led]\npin = 27\n",
+        ..BridgeSetup::new(broker.port, &s.sim, PASSWORD)
+    };
+    let _d = Daemon::start(&setup, pins.clone());
+    let mut seen = Vec::new();
+    collect_until(
+        &mut state,
+        &mut seen,
+        Duration::from_secs(10),
+        "online",
+        |m| {
+            m.iter()
+                .any(|(_, p, _)| p.as_slice() == br#"{"state":"online"}"#)
+        },
+    )
+    .await;
+    let mut c = s.sim.ws_clients();
+    tokio::time::timeout(Duration::from_secs(20), c.wait_for(|n| *n == 1))
+        .await
+        .expect("link")
+        .expect("watch");
+    let mut led = pins
+        .output_levels(27)
+        .expect("the LED pin was claimed at start");
+    let lit = tokio::time::timeout(
+        Duration::from_secs(5),
+        led.wait_for(|v| v.last() == Some(&true)),
+    )
+    .await
+    .expect("the LED lights")
+    .expect("watch")
+    .len();
+    // Steady means no dark phase over more than two slow-blink half-periods.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after: Vec<bool> = led.borrow()[lit..].to_vec();
+    assert!(
+        after.iter().all(|l| *l),
+        "steady while all is up, saw {after:?}"
+    );
+
+    s.sim.set_refuse_auth(true);
+    s.sim.close_links();
+    let history = tokio::time::timeout(
+        Duration::from_secs(10),
+        led.wait_for(|v| v.len() >= lit + 2 && v[lit..].contains(&false)),
+    )
+    .await
+    .expect("the LED blinks with the link down")
+    .expect("watch")
+    .clone();
+    assert!(
+        history[lit..].windows(2).all(|w| w[0] != w[1]),
+        "{history:?}"
     );
 }

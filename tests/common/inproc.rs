@@ -1,0 +1,124 @@
+//! The daemon in this process, with fake GPIO pins that tests drive (inputs) and read (outputs).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use face2mqtt::config::{Config, Pull};
+use face2mqtt::gpio::led::OutputPin;
+use face2mqtt::gpio::{Edge, GpioError, Pins};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::{bridge_config, BridgeSetup};
+
+#[derive(Clone, Default)]
+pub struct FakePins {
+    pub inputs: Arc<Mutex<HashMap<u8, mpsc::UnboundedSender<Edge>>>>,
+    /// Each output pin's level changes (true = lit), in order.
+    pub outputs: Arc<Mutex<HashMap<u8, watch::Sender<Vec<bool>>>>>,
+}
+
+impl Pins for FakePins {
+    fn watch(&mut self, pin: u8, _pull: Pull) -> Result<mpsc::UnboundedReceiver<Edge>, GpioError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.inputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pin, tx);
+        Ok(rx)
+    }
+
+    fn output(&mut self, pin: u8, _active_low: bool) -> Result<Box<dyn OutputPin>, GpioError> {
+        let (tx, _) = watch::channel(Vec::new());
+        self.outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pin, tx.clone());
+        Ok(Box::new(FakeOutput(tx)))
+    }
+}
+
+struct FakeOutput(watch::Sender<Vec<bool>>);
+
+impl OutputPin for FakeOutput {
+    fn set(&mut self, lit: bool) {
+        self.0.send_modify(|v| v.push(lit));
+    }
+}
+
+impl FakePins {
+    /// Sets the input pin's level (true = high) now.
+    pub fn level(&self, pin: u8, high: bool) {
+        let map = self.inputs.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&pin)
+            .expect("pin watched")
+            .send((high, Instant::now()))
+            .expect("daemon listening");
+    }
+
+    pub fn watched(&self, pin: u8) -> bool {
+        self.inputs
+            .lock()
+            .map(|m| m.contains_key(&pin))
+            .unwrap_or(false)
+    }
+
+    /// The output pin's level history, once the daemon has claimed it.
+    pub fn output_levels(&self, pin: u8) -> Option<watch::Receiver<Vec<bool>>> {
+        self.outputs.lock().ok()?.get(&pin).map(|tx| tx.subscribe())
+    }
+}
+
+pub struct Daemon {
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    pub fn start(setup: &BridgeSetup<'_>, pins: FakePins) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(setup, pins, dir)
+    }
+
+    /// Starts on an existing spool directory (a restart with a new config).
+    pub fn start_in(setup: &BridgeSetup<'_>, pins: FakePins, dir: tempfile::TempDir) -> Daemon {
+        let config =
+            Config::parse(&bridge_config(setup, &dir.path().join("spool"))).expect("config parses");
+        assert_eq!(config.validate(), Vec::<String>::new());
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let task = tokio::spawn(async move {
+            let factory: face2mqtt::daemon::PinsFactory =
+                Box::new(move || Ok(Box::new(pins) as Box<dyn Pins>));
+            if let Err(e) = face2mqtt::daemon::run(config, factory, token.cancelled_owned()).await {
+                panic!("daemon failed: {e:?}");
+            }
+        });
+        Daemon {
+            stop,
+            task: Some(task),
+            dir,
+        }
+    }
+
+    /// Graceful stop (as on SIGTERM); returns the spool directory for a restart.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.stop.cancel();
+        if let Some(t) = self.task.take() {
+            t.await.expect("daemon stopped cleanly");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
