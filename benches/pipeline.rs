@@ -213,6 +213,46 @@ fn machine() -> String {
     )
 }
 
+/// Process start to systemd's READY=1 (spool open, every task running), over a notify socket
+/// of our own; the median of `runs`.
+async fn start_to_ready(runs: usize) -> Duration {
+    use std::os::unix::net::UnixDatagram;
+    let broker = Mosquitto::start();
+    let s = simulator(SimConfig::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).expect("notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let notify = path.to_string_lossy().into_owned();
+    let env = [("NOTIFY_SOCKET", notify.as_str())];
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let setup = BridgeSetup {
+            env: &env,
+            log_level: "warn",
+            ..BridgeSetup::new(broker.port, &s.sim, PASSWORD)
+        };
+        let started = Instant::now();
+        let mut bridge = Bridge::start(&setup);
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = sock.recv(&mut buf).expect("READY=1 within 30 s");
+            if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
+                break;
+            }
+        }
+        times.push(started.elapsed());
+        bridge.stop();
+        while sock
+            .recv(&mut buf)
+            .is_ok_and(|n| !String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"))
+        {}
+    }
+    times.sort();
+    times[times.len() / 2]
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -221,6 +261,8 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         println!("machine: {}", machine());
+        let ready = start_to_ready(5).await;
+        println!("start to READY=1 (empty spool, median of 5): {:.0} ms", ready.as_secs_f64() * 1e3);
         let n_lat = scale(300);
         for photos in [true, false] {
             let (p50, p99) = latency(photos, n_lat, Duration::from_millis(20)).await;

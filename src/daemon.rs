@@ -91,6 +91,7 @@ pub async fn run(
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     let (durable_tx, durable_rx) = watch::channel(last.unwrap_or(0));
     let stats = Arc::new(Stats::default());
+    let beats = crate::watchdog::Beats::default();
     let (router_tx, router_rx) = mpsc::channel(64);
     let (ha_tx, ha_rx) = mpsc::channel(256);
     let ha_config = &config.home_assistant;
@@ -124,10 +125,16 @@ pub async fn run(
                     .enabled
                     .then(|| FreshEvents::new(ha_config.max_event_age)),
             }),
+            heartbeat: beats.register("publisher"),
         }
         .run(outputs.clone()),
     );
-    let writer = tokio::spawn(spool_writer::run(spool.clone(), spool_rx, durable_tx));
+    let writer = tokio::spawn(spool_writer::run(
+        spool.clone(),
+        spool_rx,
+        durable_tx,
+        beats.register("spool writer"),
+    ));
 
     let terminals = TaskTracker::new();
     let mut routes = HashMap::new();
@@ -257,6 +264,12 @@ pub async fn run(
         };
         terminals.spawn(led::run_led(pin, health, inputs.clone()));
     }
+    let watchdog_stop = CancellationToken::new();
+    let watchdog = tokio::spawn(crate::watchdog::run(
+        beats,
+        sd_notify::watchdog_enabled(),
+        watchdog_stop.clone(),
+    ));
     terminals.close();
     drop(router_tx);
     drop(spool_tx);
@@ -272,6 +285,9 @@ pub async fn run(
 
     shutdown.await;
     crate::service::notify_stopping();
+    // Stopping takes a few seconds of draining; the watchdog is for a running service.
+    watchdog_stop.cancel();
+    let _ = watchdog.await;
     tracing::info!("stopping: no new records are taken");
     inputs.cancel();
     terminals.wait().await;

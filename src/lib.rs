@@ -20,3 +20,4 @@ pub mod simulator;
 pub mod spool;
 pub mod spool_writer;
 pub mod terminal;
+pub mod watchdog;

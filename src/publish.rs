@@ -28,6 +28,7 @@ use crate::homeassistant::event::FreshEvents;
 use crate::homeassistant::{discovery, HaMsg};
 use crate::mqtt::{self, MAX_PACKET, WINDOW};
 use crate::spool::{Entry, Spool};
+use crate::watchdog::{Heartbeat, BEAT};
 
 /// What a publish carried, to know what its PUBACK confirms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +208,7 @@ pub struct Publisher {
     /// Where command requests go (`<base>/+/request/+` is subscribed after every CONNACK).
     pub commands: Option<mpsc::Sender<RouterMsg>>,
     pub ha: Option<HaLink>,
+    pub heartbeat: Heartbeat,
 }
 
 struct State {
@@ -238,12 +240,15 @@ impl Publisher {
             desynced: false,
             fresh: self.ha.as_mut().and_then(|h| h.fresh.take()),
         };
+        let mut tick = tokio::time::interval(BEAT);
         loop {
+            self.heartbeat.beat();
             if st.connected && !st.desynced {
                 self.fill(&mut st);
             }
             tokio::select! {
                 _ = stop.cancelled() => break,
+                _ = tick.tick() => {}
                 ev = self.events.recv() => match ev {
                     Some(ev) => self.on_event(&mut st, ev),
                     None => return, // the driver ended: nothing more can be published
@@ -394,7 +399,8 @@ impl Publisher {
                 st.desynced = false;
                 st.cursor = None;
                 st.tracker.reset();
-                self.publish_status(st);
+                // Subscribe before saying `online`: the broker handles our packets in order, so
+                // whoever sees `online` can be sure a request sent now is heard.
                 if self.commands.is_some() {
                     // Clean sessions: the subscription is gone after every reconnect.
                     let filter = format!("{}/+/request/+", self.base);
@@ -415,6 +421,7 @@ impl Publisher {
                         tracing::warn!("the Home Assistant task is behind; discovery waits for the next connect");
                     }
                 }
+                self.publish_status(st);
             }
             MqttEvent::Event(Event::Incoming(Packet::Publish(p))) => {
                 tracing::trace!(topic = %p.topic, retain = p.retain, bytes = p.payload.len(), "received");

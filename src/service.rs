@@ -29,7 +29,12 @@ pub fn init_logging(level: &str) {
         if let Ok(journald) = tracing_journald::layer() {
             let _ = tracing_subscriber::registry()
                 .with(filter)
-                .with(journald.with_syslog_identifier("face2mqtt".into()))
+                // No field prefix: `journalctl -u face2mqtt TERMINAL=front-door` works.
+                .with(
+                    journald
+                        .with_syslog_identifier("face2mqtt".into())
+                        .with_field_prefix(None),
+                )
                 .try_init();
             return;
         }

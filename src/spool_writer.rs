@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::record::Normalized;
 use crate::spool::{Appended, Spool};
+use crate::watchdog::{Heartbeat, BEAT};
 
 pub enum SpoolCmd {
     Record {
@@ -24,10 +25,22 @@ const BATCH: usize = 256;
 
 /// Runs until every sender is gone, then flushes one last time.
 /// `durable` carries the highest sequence number known to be on disk.
-pub async fn run(spool: Arc<Spool>, mut rx: mpsc::Receiver<SpoolCmd>, durable: watch::Sender<u64>) {
+pub async fn run(
+    spool: Arc<Spool>,
+    mut rx: mpsc::Receiver<SpoolCmd>,
+    durable: watch::Sender<u64>,
+    heartbeat: Heartbeat,
+) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut tick = tokio::time::interval(BEAT);
     loop {
-        if rx.recv_many(&mut batch, BATCH).await == 0 {
+        heartbeat.beat();
+        // `recv_many` is cancel-safe: a tick loses nothing.
+        let n = tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => n,
+            _ = tick.tick() => continue,
+        };
+        if n == 0 {
             break;
         }
         let mut high = None;

@@ -161,9 +161,14 @@ impl Executor {
             }
         }
         if job.cmd == Cmd::SyncTime && self.require_synchronized_clock {
-            match (self.clock_synchronized)() {
-                Ok(true) => {}
-                Ok(false) => {
+            // Unknown counts as unsynchronized: never push a clock we cannot vouch for.
+            let synced = (self.clock_synchronized)().unwrap_or_else(|e| {
+                tracing::warn!(terminal = %terminal, "cannot tell whether this machine's clock is synchronized ({e}); not syncing the terminal");
+                false
+            });
+            match synced {
+                true => {}
+                false => {
                     if job.origin.by_a_person() {
                         return self.responder.refuse(
                             job.cmd,
@@ -173,9 +178,6 @@ impl Executor {
                     }
                     tracing::warn!(terminal = %terminal, origin = job.origin.label(), "{}", Refusal::ClockUnsynchronized.text(job.cmd));
                     return;
-                }
-                Err(e) => {
-                    tracing::warn!(terminal = %terminal, "cannot tell whether the clock is synchronized ({e}); syncing anyway")
                 }
             }
         }

@@ -255,6 +255,23 @@ pub struct Bridge {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub log: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+/// The bridge binary: this build's, or the one in `FACE2MQTT_TEST_BIN` run through
+/// `FACE2MQTT_TEST_WRAPPER` (the cross-built aarch64 binary under qemu, in CI).
+pub fn bridge_command() -> Command {
+    let bin = std::env::var_os("FACE2MQTT_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_face2mqtt")));
+    match std::env::var("FACE2MQTT_TEST_WRAPPER") {
+        Ok(w) if !w.is_empty() => {
+            let mut c = Command::new(w);
+            c.arg(bin);
+            c
+        }
+        _ => Command::new(bin),
+    }
 }
 
 pub struct BridgeSetup<'a> {
@@ -265,6 +282,8 @@ pub struct BridgeSetup<'a> {
     pub log_level: &'a str,
     /// Whole sections placed before `[[terminal]]` (e.g. `[commands]`).
     pub extra_sections: &'a str,
+    /// Extra environment for the bridge process.
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 impl<'a> BridgeSetup<'a> {
@@ -276,6 +295,7 @@ impl<'a> BridgeSetup<'a> {
             extra_terminal_keys: "",
             log_level: "face2mqtt=trace,info",
             extra_sections: "",
+            env: &[],
         }
     }
 }
@@ -333,6 +353,11 @@ impl Bridge {
             log: dir.path().join("bridge.log"),
             dir,
             config,
+            env: setup
+                .env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         b.spawn();
         b
@@ -345,13 +370,16 @@ impl Bridge {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_face2mqtt"))
+        let child = bridge_command()
             .arg("run")
             .arg("-c")
             .arg(&self.config)
             .env_remove("RUST_LOG")
             .env_remove("JOURNAL_STREAM")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
