@@ -219,6 +219,8 @@ struct State {
     availability: BTreeMap<String, bool>,
     /// Newest capture time whose photo went to the retained snapshot topic, per terminal.
     snapshot_time: HashMap<String, u64>,
+    /// Newest recognition time on the retained `<base>/<t>/last_record`, per terminal.
+    last_record_time: HashMap<String, u64>,
     outbound_open: bool,
     durable_open: bool,
     /// The ack mapping went out of step (a bug): trust no ack and send nothing until the next
@@ -235,6 +237,7 @@ impl Publisher {
             tracker: AckTracker::default(),
             availability: self.terminals.iter().map(|t| (t.clone(), false)).collect(),
             snapshot_time: HashMap::new(),
+            last_record_time: HashMap::new(),
             outbound_open: true,
             durable_open: true,
             desynced: false,
@@ -328,6 +331,24 @@ impl Publisher {
             Tag::Entry(seq),
         ) {
             return false;
+        }
+        // The latest record, retained, so a dashboard (or HA after a restart) shows the last
+        // person at once. Backfilled older records never replace a newer one.
+        let newest = st
+            .last_record_time
+            .get(&entry.terminal)
+            .is_none_or(|t| entry.sign_time >= *t);
+        if newest {
+            let topic = discovery::last_record_topic(&self.base, &entry.terminal);
+            self.submit(
+                st,
+                &topic,
+                entry.json.clone().into_bytes(),
+                true,
+                Tag::Other,
+            );
+            st.last_record_time
+                .insert(entry.terminal.clone(), entry.sign_time);
         }
         self.fire_event(st, entry);
         true

@@ -477,4 +477,19 @@ async fn a_backfilled_record_older_than_the_limit_reaches_the_record_topic_but_n
     assert_eq!(events[0]["event_id"], live_id.as_str());
     assert_eq!(events[0]["event_type"], "blacklist");
     assert_eq!(events[0]["source"], "live");
+    // The retained latest record (what HA's state sensors read) is the live one, the newest.
+    let last: Vec<Value> = seen
+        .iter()
+        .filter(|(t, _, _)| t == "face2mqtt/front-door/last_record")
+        .map(|(_, p, _)| serde_json::from_slice(p).expect("record JSON"))
+        .collect();
+    assert_eq!(
+        last.last().expect("last_record published")["event_id"],
+        live_id.as_str()
+    );
+    assert!(
+        last.windows(2)
+            .all(|w| w[0]["timestamp"].as_u64() <= w[1]["timestamp"].as_u64()),
+        "last_record never goes back in time: {last:#?}"
+    );
 }

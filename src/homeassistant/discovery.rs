@@ -64,6 +64,10 @@ pub fn event_topic(base: &str, terminal: &str) -> String {
     format!("{base}/{terminal}/event")
 }
 
+pub fn last_record_topic(base: &str, terminal: &str) -> String {
+    format!("{base}/{terminal}/last_record")
+}
+
 pub fn diagnostics_topic(base: &str) -> String {
     format!("{base}/bridge/diagnostics")
 }
@@ -279,7 +283,9 @@ pub fn entities(site: &Site<'_>, details: &dyn Fn(&str) -> Option<DeviceDetails>
         let fahrenheit = details.as_ref().is_some_and(|d| d.fahrenheit);
         let dev = terminal_device(&b.node, t, details.as_ref());
         let avail = || terminal_availability(base, id);
-        let record = format!("{base}/{id}/record");
+        // State sensors read the retained latest record: after an HA restart they show the last
+        // person at once instead of "unknown" until the next recognition.
+        let record = last_record_topic(base, id);
         let request = |cmd: &str| format!("{base}/{id}/request/{cmd}");
         b.add(
             "event",
