@@ -298,7 +298,7 @@ impl Publisher {
 
     /// Publishes one entry's photo (when it is the newest capture) and record.
     fn send_entry(&self, st: &mut State, seq: u64, entry: &Entry) -> bool {
-        let photo = match self.spool.photo(seq) {
+        let photo = match self.spool.photo(seq, entry) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(event_id = %entry.event_id, "cannot read the photo from the spool: {e}");

@@ -3,7 +3,8 @@
 //!
 //! Trees:
 //! - `records`: seq (u64 BE) → [`Entry`] as JSON. One global sequence, so per-terminal order holds.
-//! - `photos`: seq → JPEG bytes. Separate so the cap can drop photos before records.
+//! - photos are files in `photos/` ([`photos`]), not in sled: written once, unlinked on PUBACK,
+//!   dropped before records when the cap is reached.
 //! - `seen`: `<terminal> 0x00 <signTime BE> <event_id>` → empty. Dedupes live vs backfill, kept
 //!   for the backfill window, pruned by time with a range scan.
 //! - `meta`: `wm/<terminal>` → signTime BE, the backfill watermark.
@@ -11,8 +12,11 @@
 //! All methods are synchronous and quick (sled buffers in memory); [`Spool::flush`] is the one
 //! async call and the only thing that makes writes durable (sled otherwise flushes every 500 ms).
 
+mod photos;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +32,18 @@ pub enum SpoolError {
     Db { dir: PathBuf, source: sled::Error },
     #[error("spool: corrupt entry {seq}: {reason}")]
     Corrupt { seq: u64, reason: String },
+    #[error("spool photos in {dir}: {source}")]
+    Photos {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What an entry's photo file must be: a torn write after a power cut shows as a mismatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoRef {
+    pub len: u64,
+    pub hash: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +55,8 @@ pub struct Entry {
     pub json: String,
     /// When it entered the spool (Unix ms), for the "age of the oldest queued record" figure.
     pub spooled_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo: Option<PhotoRef>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +77,7 @@ pub struct Spool {
     dir: PathBuf,
     db: sled::Db,
     records: sled::Tree,
-    photos: sled::Tree,
+    photos: Arc<photos::Photos>,
     seen: sled::Tree,
     meta: sled::Tree,
     next_seq: AtomicU64,
@@ -147,9 +165,13 @@ impl Spool {
             .open()
             .map_err(err)?;
         let records = db.open_tree("records").map_err(err)?;
-        let photos = db.open_tree("photos").map_err(err)?;
         let seen = db.open_tree("seen").map_err(err)?;
         let meta = db.open_tree("meta").map_err(err)?;
+        let photo_dir = dir.join("photos");
+        let photos = photos::Photos::open(&photo_dir).map_err(|source| SpoolError::Photos {
+            dir: photo_dir.clone(),
+            source,
+        })?;
         let mut bytes = 0u64;
         let mut count = 0u64;
         for item in records.iter() {
@@ -157,9 +179,18 @@ impl Spool {
             bytes += v.len() as u64;
             count += 1;
         }
-        for item in photos.iter() {
-            let (_, v) = item.map_err(err)?;
-            bytes += v.len() as u64;
+        // Photos whose entry is gone (a delete lost in a crash, or a write that beat its record
+        // to the disk) are orphans.
+        let on_disk = photos.list().map_err(|source| SpoolError::Photos {
+            dir: photo_dir.clone(),
+            source,
+        })?;
+        for (seq, len) in on_disk {
+            if records.contains_key(seq_key(seq)).map_err(err)? {
+                bytes += len;
+            } else if let Err(e) = photos.remove(seq) {
+                tracing::warn!("cannot remove an orphaned spool photo: {e}");
+            }
         }
         let next = records
             .last()
@@ -170,7 +201,7 @@ impl Spool {
             dir: dir.into(),
             db,
             records,
-            photos,
+            photos: Arc::new(photos),
             seen,
             meta,
             next_seq: AtomicU64::new(next),
@@ -183,6 +214,13 @@ impl Spool {
     fn err(&self, source: sled::Error) -> SpoolError {
         SpoolError::Db {
             dir: self.dir.clone(),
+            source,
+        }
+    }
+
+    fn photo_err(&self, source: std::io::Error) -> SpoolError {
+        SpoolError::Photos {
+            dir: self.dir.join("photos"),
             source,
         }
     }
@@ -207,22 +245,25 @@ impl Spool {
             sign_time: rec.sign_time,
             json: rec.json.to_string(),
             spooled_ms: now_ms(),
+            photo: photo.map(|p| PhotoRef {
+                len: p.len() as u64,
+                hash: crate::record::stable_hash(p),
+            }),
         };
         let value = serde_json::to_vec(&entry).map_err(|e| SpoolError::Corrupt {
             seq: 0,
             reason: e.to_string(),
         })?;
         let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+        let mut added = value.len() as u64;
+        // The photo first: a record on disk whose photo is not is caught by its PhotoRef.
+        if let Some(p) = photo {
+            self.photos.put(seq, p).map_err(|e| self.photo_err(e))?;
+            added += p.len() as u64;
+        }
         self.records
             .insert(seq_key(seq), value.as_slice())
             .map_err(|e| self.err(e))?;
-        let mut added = value.len() as u64;
-        if let Some(p) = photo {
-            self.photos
-                .insert(seq_key(seq), p)
-                .map_err(|e| self.err(e))?;
-            added += p.len() as u64;
-        }
         self.seen.insert(seen, &[]).map_err(|e| self.err(e))?;
         if advance_watermark {
             self.advance_watermark(terminal, rec.sign_time)?;
@@ -253,8 +294,14 @@ impl Spool {
             .map(|v| key_seq(&v)))
     }
 
-    /// Makes every earlier write durable (fsync). Group commit: call once per batch.
+    /// Makes every earlier write durable (fsync): the batch's photos, then sled. Group commit:
+    /// call once per batch.
     pub async fn flush(&self) -> Result<(), SpoolError> {
+        let photos = self.photos.clone();
+        tokio::task::spawn_blocking(move || photos.sync())
+            .await
+            .map_err(|e| self.photo_err(std::io::Error::other(e)))?
+            .map_err(|e| self.photo_err(e))?;
         self.db.flush_async().await.map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -288,12 +335,23 @@ impl Spool {
             .map(|(k, _)| key_seq(&k)))
     }
 
-    pub fn photo(&self, seq: u64) -> Result<Option<Vec<u8>>, SpoolError> {
-        Ok(self
-            .photos
-            .get(seq_key(seq))
-            .map_err(|e| self.err(e))?
-            .map(|v| v.to_vec()))
+    /// The entry's photo, if it has one that is whole. One that is missing or torn (a power cut
+    /// before it reached the disk) is dropped with a warning; the record still goes out.
+    pub fn photo(&self, seq: u64, entry: &Entry) -> Result<Option<Vec<u8>>, SpoolError> {
+        let Some(want) = entry.photo else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.photos.get(seq).map_err(|e| self.photo_err(e))? else {
+            tracing::warn!(event_id = %entry.event_id, "the capture photo of a spooled record is missing (dropped by the size cap, or lost in a power cut)");
+            return Ok(None);
+        };
+        if bytes.len() as u64 != want.len || crate::record::stable_hash(&bytes) != want.hash {
+            tracing::warn!(event_id = %entry.event_id, "the capture photo of a spooled record is damaged (a power cut before it reached the disk?); the record goes out without it");
+            let freed = self.photos.remove(seq).map_err(|e| self.photo_err(e))?;
+            self.sub_bytes(freed);
+            return Ok(None);
+        }
+        Ok(Some(bytes))
     }
 
     /// The broker acknowledged the entry: it leaves the spool. No flush needed: a delete lost in a
@@ -304,9 +362,7 @@ impl Spool {
             freed += v.len() as u64;
             self.count.fetch_sub(1, Ordering::SeqCst);
         }
-        if let Some(p) = self.photos.remove(seq_key(seq)).map_err(|e| self.err(e))? {
-            freed += p.len() as u64;
-        }
+        freed += self.photos.remove(seq).map_err(|e| self.photo_err(e))?;
         self.sub_bytes(freed);
         Ok(())
     }
@@ -351,13 +407,12 @@ impl Spool {
         if self.bytes() <= self.max_bytes {
             return Ok(t);
         }
-        for item in self.photos.iter() {
+        for (seq, _) in self.photos.list().map_err(|e| self.photo_err(e))? {
             if self.bytes() <= self.max_bytes {
                 return Ok(t);
             }
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            self.photos.remove(&k).map_err(|e| self.err(e))?;
-            self.sub_bytes(v.len() as u64);
+            let freed = self.photos.remove(seq).map_err(|e| self.photo_err(e))?;
+            self.sub_bytes(freed);
             t.photos += 1;
         }
         for item in self.records.iter() {
@@ -457,12 +512,66 @@ mod tests {
         else {
             panic!("stored")
         };
-        assert_eq!(s.photo(seq).expect("photo"), Some(vec![0xFF, 0xD8, 1, 2]));
+        let entry = s.next_after(None, 1).expect("read")[0].1.clone();
+        assert_eq!(
+            s.photo(seq, &entry).expect("photo"),
+            Some(vec![0xFF, 0xD8, 1, 2])
+        );
         assert_eq!(s.len(), 1);
         s.ack(seq).expect("ack");
         assert_eq!(s.len(), 0);
         assert_eq!(s.bytes(), 0);
-        assert_eq!(s.photo(seq).expect("photo"), None);
+        assert_eq!(s.photo(seq, &entry).expect("photo"), None);
+        assert!(
+            std::fs::read_dir(d.path().join("photos"))
+                .expect("photo dir")
+                .next()
+                .is_none(),
+            "the photo file is gone"
+        );
+    }
+
+    #[test]
+    fn a_torn_photo_is_dropped_and_the_record_still_goes_out() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let photo = vec![0xABu8; 5000];
+        let Appended::Stored(seq) = s
+            .append("t", &rec("t-1", 1), Some(&photo), true)
+            .expect("append")
+        else {
+            panic!("stored")
+        };
+        // What a power cut can leave: the file exists, its tail never reached the disk.
+        let file = d.path().join("photos").join(format!("{seq:020}.jpg"));
+        std::fs::write(&file, &photo[..1000]).expect("tear");
+        let entry = s.next_after(None, 1).expect("read")[0].1.clone();
+        assert_eq!(s.photo(seq, &entry).expect("photo"), None);
+        assert!(!file.exists(), "the torn photo is removed");
+        assert_eq!(s.len(), 1, "the record stays to be published");
+    }
+
+    #[test]
+    fn photos_whose_record_is_gone_are_removed_when_the_spool_opens() {
+        let d = tempfile::tempdir().expect("tempdir");
+        {
+            let s = open(d.path());
+            s.append("t", &rec("t-1", 1), Some(&[1, 2, 3]), true)
+                .expect("append");
+            futures_block(s.flush()).expect("flush");
+        }
+        std::fs::write(
+            d.path().join("photos").join(format!("{:020}.jpg", 999)),
+            b"orphan",
+        )
+        .expect("orphan");
+        let s = open(d.path());
+        let names: Vec<_> = std::fs::read_dir(d.path().join("photos"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert_eq!(s.len(), 1);
     }
 
     #[test]
@@ -524,12 +633,14 @@ mod tests {
         assert!(s.bytes() <= 10_000);
         let entries = s.next_after(None, 10).expect("read");
         assert_eq!(
-            s.photo(entries[0].0).expect("photo"),
+            s.photo(entries[0].0, &entries[0].1).expect("photo"),
             None,
             "the oldest lost its photo"
         );
         assert!(
-            s.photo(entries[3].0).expect("photo").is_some(),
+            s.photo(entries[3].0, &entries[3].1)
+                .expect("photo")
+                .is_some(),
             "the newest kept its photo"
         );
 

@@ -1,0 +1,140 @@
+//! Capture photos as files beside the sled tree, one per spool entry (`<seq>.jpg`).
+//!
+//! Measured (BENCHMARKS.md): kept inside sled, a ~43 KB photo cost ~160 KiB of disk writes, as
+//! sled rewrites its large leaves while entries come and go. A file is written once and unlinked
+//! on PUBACK. Photos are synced with the batch they came in (group commit, before sled's flush),
+//! and each entry keeps the photo's length and hash: a photo torn by a power cut is detected and
+//! dropped (the record still goes out), never published half.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub struct Photos {
+    dir: PathBuf,
+    /// Files written since the last sync.
+    unsynced: Mutex<Vec<PathBuf>>,
+}
+
+fn seq_of(name: &str) -> Option<u64> {
+    name.strip_suffix(".jpg")?.parse().ok()
+}
+
+impl Photos {
+    pub fn open(dir: &Path) -> io::Result<Photos> {
+        fs::create_dir_all(dir)?;
+        Ok(Photos {
+            dir: dir.into(),
+            unsynced: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn path(&self, seq: u64) -> PathBuf {
+        self.dir.join(format!("{seq:020}.jpg"))
+    }
+
+    /// Writes the photo; durable after the next [`Photos::sync`].
+    pub fn put(&self, seq: u64, bytes: &[u8]) -> io::Result<()> {
+        let path = self.path(seq);
+        let mut f = File::create(&path)?;
+        f.write_all(bytes)?;
+        self.unsynced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path);
+        Ok(())
+    }
+
+    /// Makes every photo written so far durable: their data, then the directory entries.
+    pub fn sync(&self) -> io::Result<()> {
+        let files = std::mem::take(&mut *self.unsynced.lock().unwrap_or_else(|e| e.into_inner()));
+        if files.is_empty() {
+            return Ok(());
+        }
+        for p in &files {
+            match File::open(p) {
+                Ok(f) => f.sync_data()?,
+                // Published and unlinked before the sync: nothing left to keep.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        File::open(&self.dir)?.sync_all()
+    }
+
+    pub fn get(&self, seq: u64) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.path(seq)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes the photo; returns the bytes freed (0 when there was none). Needs no sync: a
+    /// delete lost in a crash leaves an orphan that the next open removes.
+    pub fn remove(&self, seq: u64) -> io::Result<u64> {
+        let path = self.path(seq);
+        let len = match fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(len),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every photo on disk, oldest entry first, with its size.
+    pub fn list(&self) -> io::Result<Vec<(u64, u64)>> {
+        let mut out = Vec::new();
+        for item in fs::read_dir(&self.dir)? {
+            let item = item?;
+            let Some(seq) = item.file_name().to_str().and_then(seq_of) else {
+                continue;
+            };
+            out.push((seq, item.metadata()?.len()));
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_photo_is_written_read_listed_and_removed() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = Photos::open(&d.path().join("photos")).expect("open");
+        p.put(7, b"jpeg-7").expect("put");
+        p.put(3, b"jpeg-three").expect("put");
+        p.sync().expect("sync");
+        assert_eq!(p.get(7).expect("get"), Some(b"jpeg-7".to_vec()));
+        assert_eq!(p.list().expect("list"), vec![(3, 10), (7, 6)]);
+        assert_eq!(p.remove(3).expect("remove"), 10);
+        assert_eq!(p.remove(3).expect("remove again"), 0);
+        assert_eq!(p.get(3).expect("get"), None);
+    }
+
+    #[test]
+    fn a_photo_removed_before_the_sync_does_not_fail_it() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = Photos::open(d.path()).expect("open");
+        p.put(1, b"x").expect("put");
+        p.remove(1).expect("remove");
+        p.sync().expect("sync");
+    }
+
+    #[test]
+    fn other_files_in_the_directory_are_not_photos() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = Photos::open(d.path()).expect("open");
+        fs::write(d.path().join("notes.txt"), b"x").expect("write");
+        fs::write(d.path().join("12.jpg.tmp"), b"x").expect("write");
+        assert!(p.list().expect("list").is_empty());
+    }
+}
