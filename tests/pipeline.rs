@@ -38,9 +38,14 @@ async fn collect_records(
     bridge: &Bridge,
 ) {
     let end = tokio::time::Instant::now() + deadline;
-    while !ids(&records_of(seen)).is_superset(want) {
+    // Each message is parsed once: re-reading everything per message was quadratic.
+    let mut got = ids(&records_of(seen));
+    while !got.is_superset(want) {
         match tokio::time::timeout_at(end, sub.rx.recv()).await {
-            Ok(Some(m)) => seen.push(m),
+            Ok(Some(m)) => {
+                got.extend(ids(&records_of(std::slice::from_ref(&m))));
+                seen.push(m);
+            }
             _ => {
                 let got = ids(&records_of(seen));
                 let missing: Vec<&String> = want.difference(&got).collect();
