@@ -451,6 +451,12 @@ impl Publisher {
                         .strip_prefix(h.prefix.as_str())
                         .is_some_and(|r| r.starts_with('/'))
                 }) {
+                    // Our own discovery comes back live (retain=0) on the sweep subscription;
+                    // only HA's status and retained replays mean anything.
+                    let status = p.topic.ends_with("/status");
+                    if !status && !p.retain {
+                        return;
+                    }
                     let msg = HaMsg::Incoming {
                         topic: p.topic.clone(),
                         payload: p.payload.to_vec(),
