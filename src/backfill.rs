@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::TerminalConfig;
 use crate::record::{self, Normalized, Source};
+use crate::spool::writer::SpoolCmd;
 use crate::spool::Spool;
-use crate::spool_writer::SpoolCmd;
 use crate::terminal::{sign, RecordQuery, TerminalClient, TerminalError};
 
 const PAGE: u64 = 100;
@@ -142,11 +142,12 @@ impl Backfill {
                 return Ok(None);
             }
         }
-        if let Err(e) = self
-            .spool
-            .prune_seen(&t.id, start.saturating_sub(SEEN_SLACK))
-        {
-            tracing::warn!(terminal = %t.id, "cannot prune old dedupe keys: {e}");
+        let prune = SpoolCmd::PruneSeen {
+            terminal: t.id.clone(),
+            before: start.saturating_sub(SEEN_SLACK),
+        };
+        if self.writer.send(prune).await.is_err() {
+            return Ok(None);
         }
         Ok(Some(fetched))
     }

@@ -1,3 +1,4 @@
+// Over 450 lines: one short function per installer subcommand (check, open, users, records, settings, simulate ...).
 //! The command-line subcommands other than the daemon: `check`, `simulate`, and one-shot terminal
 //! calls for installers. Each returns a [`Failure`] that `main` maps to the documented exit code.
 
@@ -11,22 +12,11 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TerminalConfig};
+pub use crate::exit::Failure;
 use crate::record::{self, Source};
 use crate::secret::Secret;
 use crate::simulator::{control, SimConfig, Simulator};
-use crate::terminal::{push, PersonType, RecordQuery, TerminalClient, User, UserQuery};
-
-#[derive(Debug)]
-pub enum Failure {
-    /// Exit 78.
-    Config(String),
-    /// Exit 2.
-    Usage(String),
-    /// Exit 1.
-    Runtime(String),
-    /// Exit 1; the details were already printed.
-    Reported,
-}
+use crate::terminal::{push, Endpoint, PersonType, RecordQuery, TerminalClient, User, UserQuery};
 
 pub fn load(path: &Path) -> Result<Config, Failure> {
     Config::load(path).map_err(|e| Failure::Config(e.to_string()))
@@ -57,7 +47,7 @@ fn pick<'a>(config: &'a Config, id: Option<&str>) -> Result<&'a TerminalConfig, 
 }
 
 fn client_for(t: &TerminalConfig) -> TerminalClient {
-    TerminalClient::new(t.endpoint())
+    TerminalClient::new(Endpoint::of(t))
 }
 
 fn print_json(v: &impl serde::Serialize) {
@@ -72,6 +62,7 @@ fn print_json(v: &impl serde::Serialize) {
 pub async fn run(path: &Path) -> Result<(), Failure> {
     let config = load(path)?;
     crate::service::init_logging(&config.log.level);
+    crate::supervisor::install_panic_hook();
     let pins: crate::daemon::PinsFactory = Box::new(|| {
         crate::gpio::RppalPins::new().map(|p| Box::new(p) as Box<dyn crate::gpio::Pins>)
     });

@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::TerminalConfig;
-use crate::publish::Outbound;
+use crate::messages::Outbound;
 use crate::record::{self, Source};
-use crate::spool_writer::SpoolCmd;
+use crate::spool::writer::SpoolCmd;
 use crate::terminal::model::lenient_i64;
 use crate::terminal::{push, TerminalClient};
 
@@ -92,7 +92,7 @@ pub struct Ingest {
     pub terminal: TerminalConfig,
     pub client: TerminalClient,
     pub spool: mpsc::Sender<SpoolCmd>,
-    pub outbound: mpsc::UnboundedSender<Outbound>,
+    pub outbound: mpsc::Sender<Outbound>,
     /// The link generation, bumped on every link-up: the backfill task then fetches what the gap
     /// missed.
     pub backfill: watch::Sender<u64>,
@@ -116,15 +116,21 @@ impl Ingest {
                     tracing::info!(terminal = %t.id, "record push link up");
                     self.backfill.send_modify(|g| *g += 1);
                     let generation = *self.backfill.borrow();
-                    let _ = self.outbound.send(Outbound::Availability {
+                    let up = Outbound::Availability {
                         terminal: t.id.clone(),
                         online: true,
-                    });
+                    };
+                    if self.outbound.send(up).await.is_err() {
+                        return;
+                    }
                     let reason = self.read(ws, generation, &shutdown).await;
-                    let _ = self.outbound.send(Outbound::Availability {
+                    let down = Outbound::Availability {
                         terminal: t.id.clone(),
                         online: false,
-                    });
+                    };
+                    if self.outbound.send(down).await.is_err() {
+                        return;
+                    }
                     match reason {
                         None => return,
                         Some(r) => {
@@ -169,8 +175,16 @@ impl Ingest {
                     match msg {
                         None => return Some("closed by the terminal".into()),
                         Some(Err(e)) => return Some(e.to_string()),
-                        Some(Ok(Message::Text(text))) => self.frame(text.as_bytes(), generation).await?,
-                        Some(Ok(Message::Binary(bytes))) => self.frame(&bytes, generation).await?,
+                        Some(Ok(Message::Text(text))) => {
+                            if let Err(why) = self.frame(text.as_bytes(), generation).await? {
+                                return Some(why);
+                            }
+                        }
+                        Some(Ok(Message::Binary(bytes))) => {
+                            if let Err(why) = self.frame(&bytes, generation).await? {
+                                return Some(why);
+                            }
+                        }
                         Some(Ok(Message::Close(_))) => return Some("closed by the terminal".into()),
                         Some(Ok(_)) => {} // ping (answered by tungstenite) or pong: liveness only
                     }
@@ -192,8 +206,9 @@ impl Ingest {
         }
     }
 
-    /// Handles one frame. `None` only when the spool is gone (shutdown).
-    async fn frame(&self, bytes: &[u8], generation: u64) -> Option<()> {
+    /// Handles one frame. `None` only when the spool is gone (shutdown); `Err` when the link
+    /// should be dropped and made again (with why).
+    async fn frame(&self, bytes: &[u8], generation: u64) -> Option<Result<(), String>> {
         let t = &self.terminal;
         match classify(bytes) {
             Frame::Record(data) => match record::normalize(&t.id, &data, Source::Live) {
@@ -203,17 +218,22 @@ impl Ingest {
                     }
                     tracing::debug!(terminal = %t.id, event_id = %rec.event_id, "record received");
                     let advance = self.caught_up.load(Ordering::SeqCst) >= generation;
-                    if self
-                        .spool
-                        .send(SpoolCmd::Record {
-                            terminal: t.id.clone(),
-                            record: rec,
-                            advance_watermark: advance,
-                        })
-                        .await
-                        .is_err()
-                    {
+                    let cmd = SpoolCmd::Record {
+                        terminal: t.id.clone(),
+                        record: rec,
+                        advance_watermark: advance,
+                    };
+                    let waited = Instant::now();
+                    if self.spool.send(cmd).await.is_err() {
                         return None;
+                    }
+                    // The spool held us back (full): meanwhile the terminal may have given up on
+                    // pushes. A new link-up makes backfill fetch whatever we missed.
+                    if waited.elapsed() > t.dead_after {
+                        return Some(Err(format!(
+                            "the spool had no room for {}; reconnecting so that backfill covers the gap",
+                            humantime::format_duration(waited.elapsed())
+                        )));
                     }
                 }
                 Err(e) => {
@@ -228,7 +248,7 @@ impl Ingest {
                 tracing::warn!(terminal = %t.id, size = bytes.len(), prefix = %preview(bytes), "skipped a frame: {reason}")
             }
         }
-        Some(())
+        Some(Ok(()))
     }
 }
 

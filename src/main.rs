@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use face2mqtt::cli::{self, Failure};
+use face2mqtt::cli;
 use face2mqtt::config::DEFAULT_PATH;
 
 #[derive(Parser)]
@@ -156,20 +156,11 @@ fn main() -> ExitCode {
             }
         }
     });
+    // A spool thread stuck on a dead disk must not keep the process from ending (systemd's
+    // TimeoutStopSec would kill it, less politely).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Config(msg)) => {
-            eprintln!("face2mqtt: config error: {msg}");
-            ExitCode::from(78)
-        }
-        Err(Failure::Usage(msg)) => {
-            eprintln!("face2mqtt: {msg}");
-            ExitCode::from(2)
-        }
-        Err(Failure::Runtime(msg)) => {
-            eprintln!("face2mqtt: {msg}");
-            ExitCode::from(1)
-        }
-        Err(Failure::Reported) => ExitCode::from(1),
+        Err(f) => f.report(),
     }
 }

@@ -272,7 +272,7 @@ mod tests {
     use super::*;
 
     fn stranger() -> Map<String, Value> {
-        // The captured stranger of terminal-facts.md, photo shortened.
+        // The captured stranger of docs/terminal-dialect.md, photo shortened.
         match json!({
             "startTime": 0, "userId": "", "gender": 0, "jobNumber": "", "position": "", "userType": -1,
             "purpose": "", "birthday": 0, "department": "", "prompt": "", "description": "", "mobile": "",

@@ -1,4 +1,5 @@
-//! systemd's watchdog (`WatchdogSec=`), fed only while the loops that move records are alive.
+//! systemd's watchdog (`WatchdogSec=`), fed only while every supervised task is alive and the
+//! loops that move records make progress.
 //!
 //! A live process is not the same as a working one: a loop stuck on a hung disk or a lost wakeup
 //! leaves the process running and the door's records going nowhere. Each such loop beats a
@@ -11,6 +12,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+
+use crate::supervisor::Supervisor;
 
 /// How often an idle loop beats.
 pub const BEAT: Duration = Duration::from_secs(1);
@@ -76,7 +79,12 @@ pub fn stale(beats: &[(&'static str, u64)], now: u64, max_age: Duration) -> Vec<
 
 /// Feeds systemd's watchdog every `period / 2` while every loop beat within `period / 2`.
 /// Returns at once when systemd asked for no watchdog.
-pub async fn run(beats: Beats, period: Option<Duration>, shutdown: CancellationToken) {
+pub async fn run(
+    beats: Beats,
+    tasks: Supervisor,
+    period: Option<Duration>,
+    shutdown: CancellationToken,
+) {
     let Some(period) = period else { return };
     let half = period / 2;
     tracing::debug!(?period, "systemd watchdog enabled");
@@ -87,10 +95,10 @@ pub async fn run(beats: Beats, period: Option<Duration>, shutdown: CancellationT
             _ = tokio::time::sleep(half) => {}
         }
         let stuck = beats.stale(half.max(BEAT * 3));
-        if stuck.is_empty() {
+        if stuck.is_empty() && tasks.healthy() {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             reported = false;
-        } else if !reported {
+        } else if !reported && !stuck.is_empty() {
             tracing::error!(
                 loops = ?stuck,
                 "a main loop stopped making progress; no longer feeding the systemd watchdog so the service is restarted"

@@ -15,7 +15,8 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::publish::Outbound;
+use crate::messages::{topics, Outbound};
+pub use crate::messages::{Incoming, RouterMsg};
 use crate::terminal::{TerminalClient, TerminalError};
 pub use request::{Cmd, Gate, Payload, Refusal};
 
@@ -96,26 +97,29 @@ fn terminal_failure(e: &TerminalError) -> (String, Option<i64>, &'static str) {
 pub struct Responder {
     pub base: String,
     pub terminal: String,
-    pub out: mpsc::UnboundedSender<Outbound>,
+    pub out: mpsc::Sender<Outbound>,
 }
 
 impl Responder {
-    pub fn send(&self, cmd: &str, payload: Vec<u8>) {
-        let topic = format!("{}/{}/response/{cmd}", self.base, self.terminal);
-        let _ = self.out.send(Outbound::Message {
+    pub async fn send(&self, cmd: &str, payload: Vec<u8>) {
+        let topic = topics::response(&self.base, &self.terminal, cmd);
+        let message = Outbound::Message {
             topic,
             payload,
             retain: false,
-        });
+        };
+        // Only fails once the session has ended (shutdown): nobody is left to answer.
+        let _ = self.out.send(message).await;
     }
 
-    fn refuse(&self, cmd: Cmd, refusal: &Refusal, transaction: Option<&str>) {
+    async fn refuse(&self, cmd: Cmd, refusal: &Refusal, transaction: Option<&str>) {
         let text = refusal.text(cmd);
         tracing::warn!(terminal = %self.terminal, command = cmd.as_str(), reason = refusal.reason(), "{text}");
         self.send(
             cmd.as_str(),
             response(Err((text, None, refusal.reason())), transaction),
-        );
+        )
+        .await;
     }
 }
 
@@ -157,7 +161,10 @@ impl Executor {
         };
         if job.origin.by_a_person() {
             if let Err(r) = request::still_fresh(job.received, Instant::now(), self.max_age) {
-                return self.responder.refuse(job.cmd, &r, transaction.as_deref());
+                return self
+                    .responder
+                    .refuse(job.cmd, &r, transaction.as_deref())
+                    .await;
             }
         }
         if job.cmd == Cmd::SyncTime && self.require_synchronized_clock {
@@ -170,11 +177,14 @@ impl Executor {
                 true => {}
                 false => {
                     if job.origin.by_a_person() {
-                        return self.responder.refuse(
-                            job.cmd,
-                            &Refusal::ClockUnsynchronized,
-                            transaction.as_deref(),
-                        );
+                        return self
+                            .responder
+                            .refuse(
+                                job.cmd,
+                                &Refusal::ClockUnsynchronized,
+                                transaction.as_deref(),
+                            )
+                            .await;
                     }
                     tracing::warn!(terminal = %terminal, origin = job.origin.label(), "{}", Refusal::ClockUnsynchronized.text(job.cmd));
                     return;
@@ -201,30 +211,9 @@ impl Executor {
                 result.as_ref().map(|_| ()).map_err(terminal_failure),
                 transaction.as_deref(),
             );
-            self.responder.send(job.cmd.as_str(), payload);
+            self.responder.send(job.cmd.as_str(), payload).await;
         }
     }
-}
-
-/// A request as it came off MQTT.
-#[derive(Debug, Clone)]
-pub struct Incoming {
-    pub topic: String,
-    pub payload: Vec<u8>,
-    pub retain: bool,
-    pub at: Instant,
-}
-
-/// What the router takes.
-#[derive(Debug)]
-pub enum RouterMsg {
-    Mqtt(Incoming),
-    Button {
-        terminal: String,
-        cmd: Cmd,
-        pin: u8,
-        at: Instant,
-    },
 }
 
 /// One terminal as the router sees it.
@@ -263,13 +252,17 @@ pub async fn route(
                     tracing::warn!(terminal, "{text}");
                     route
                         .responder
-                        .send(cmd_word, response(Err((text, None, "bad_request")), None));
+                        .send(cmd_word, response(Err((text, None, "bad_request")), None))
+                        .await;
                     continue;
                 };
                 let payload = match request::parse_payload(&inc.payload) {
                     Ok(p) => p,
                     Err(e) => {
-                        route.responder.refuse(cmd, &Refusal::BadPayload(e), None);
+                        route
+                            .responder
+                            .refuse(cmd, &Refusal::BadPayload(e), None)
+                            .await;
                         continue;
                     }
                 };
@@ -280,7 +273,8 @@ pub async fn route(
                 {
                     route
                         .responder
-                        .refuse(cmd, &r, payload.transaction.as_deref());
+                        .refuse(cmd, &r, payload.transaction.as_deref())
+                        .await;
                     continue;
                 }
                 let job = Job {
@@ -291,7 +285,7 @@ pub async fn route(
                     },
                     received: inc.at,
                 };
-                enqueue(route, job, payload.transaction.as_deref());
+                enqueue(route, job, payload.transaction.as_deref()).await;
             }
             RouterMsg::Button {
                 terminal,
@@ -303,7 +297,7 @@ pub async fn route(
                     continue;
                 };
                 if let Err(r) = route.gate.admit_local(cmd, at) {
-                    route.responder.refuse(cmd, &r, None);
+                    route.responder.refuse(cmd, &r, None).await;
                     continue;
                 }
                 let remark = Some(format!("exit button (GPIO{pin})"));
@@ -316,21 +310,25 @@ pub async fn route(
                         received: at,
                     },
                     None,
-                );
+                )
+                .await;
             }
         }
     }
 }
 
-fn enqueue(route: &Route, job: Job, transaction: Option<&str>) {
+async fn enqueue(route: &Route, job: Job, transaction: Option<&str>) {
     let cmd = job.cmd;
     if route.jobs.try_send(job).is_err() {
         let text = "the terminal is busy with earlier commands; refused".to_string();
         tracing::warn!(terminal = %route.responder.terminal, command = cmd.as_str(), "{text}");
-        route.responder.send(
-            cmd.as_str(),
-            response(Err((text, None, "busy")), transaction),
-        );
+        route
+            .responder
+            .send(
+                cmd.as_str(),
+                response(Err((text, None, "busy")), transaction),
+            )
+            .await;
     }
 }
 

@@ -11,33 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Cmd {
-    Open,
-    Reboot,
-    SyncTime,
-}
-
-impl Cmd {
-    pub fn parse(s: &str) -> Option<Cmd> {
-        match s {
-            "open" => Some(Cmd::Open),
-            "reboot" => Some(Cmd::Reboot),
-            "sync_time" => Some(Cmd::SyncTime),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cmd::Open => "open",
-            Cmd::Reboot => "reboot",
-            Cmd::SyncTime => "sync_time",
-        }
-    }
-
-    pub const ALL: [Cmd; 3] = [Cmd::Open, Cmd::Reboot, Cmd::SyncTime];
-}
+pub use crate::messages::Cmd;
 
 /// What a request payload says. Empty, a plain word (Home Assistant's button sends `PRESS`) or
 /// JSON `{"remark": "...", "transaction": "...", "time": ...}`.

@@ -23,6 +23,22 @@ pub struct Health {
     pub spool_filling: bool,
 }
 
+/// The health the LED shows, read from the spool's counters and the session's stats.
+pub fn health(
+    spool: &crate::spool::Spool,
+    stats: &crate::stats::Stats,
+    links: usize,
+    max_bytes: u64,
+) -> Health {
+    use std::sync::atomic::Ordering::Relaxed;
+    Health {
+        broker_up: stats.broker_up.load(Relaxed),
+        links_up: usize::try_from(stats.links_up.load(Relaxed)).unwrap_or(usize::MAX),
+        links,
+        spool_filling: spool_filling(spool.bytes(), max_bytes, spool.oldest_age().ok().flatten()),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pattern {
     On,

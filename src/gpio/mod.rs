@@ -11,11 +11,55 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::command::{Cmd, RouterMsg};
-use crate::config::{ButtonAction, ButtonConfig, Pull};
-use crate::publish::Outbound;
+use crate::config::{ButtonAction, ButtonConfig, Config, Pull};
+use crate::messages::Outbound;
+use crate::messages::{topics, Cmd, RouterMsg};
 use led::OutputPin;
 use press::{ButtonLogic, Press};
+
+/// The pins the config asked for, claimed.
+pub struct Hardware {
+    pub buttons: Vec<(ButtonConfig, mpsc::UnboundedReceiver<Edge>)>,
+    pub led: Option<Box<dyn OutputPin>>,
+    /// Interrupts stop when the pins are dropped: held for the daemon's lifetime.
+    pub pins: Option<Box<dyn Pins>>,
+}
+
+/// Claims the configured buttons and status LED. The pins are opened only when the config has
+/// any, so a config without them runs on any machine.
+pub fn open(
+    config: &Config,
+    pins: impl FnOnce() -> Result<Box<dyn Pins>, GpioError>,
+) -> Result<Hardware, String> {
+    let mut hw = Hardware {
+        buttons: Vec::new(),
+        led: None,
+        pins: None,
+    };
+    if config.buttons.is_empty() && config.status_led.is_none() {
+        return Ok(hw);
+    }
+    let what = if config.buttons.is_empty() {
+        "[status_led]"
+    } else {
+        "[[button]]"
+    };
+    let mut p = pins().map_err(|e| format!("{what}: {e}"))?;
+    for b in &config.buttons {
+        let edges = p
+            .watch(b.pin, b.pull)
+            .map_err(|e| format!("[[button]]: {e}"))?;
+        hw.buttons.push((b.clone(), edges));
+    }
+    if let Some(l) = &config.status_led {
+        let out = p
+            .output(l.pin, l.active_low)
+            .map_err(|e| format!("[status_led]: {e}"))?;
+        hw.led = Some(out);
+    }
+    hw.pins = Some(p);
+    Ok(hw)
+}
 
 /// A level change: true = high.
 pub type Edge = (bool, Instant);
@@ -116,7 +160,7 @@ pub async fn run_button(
     cfg: ButtonConfig,
     mut edges: mpsc::UnboundedReceiver<Edge>,
     router: mpsc::Sender<RouterMsg>,
-    out: mpsc::UnboundedSender<Outbound>,
+    out: mpsc::Sender<Outbound>,
     base: String,
     shutdown: CancellationToken,
 ) {
@@ -148,15 +192,18 @@ pub async fn run_button(
             Press::Long => ("long_press", cfg.long_press),
         };
         tracing::info!(pin = cfg.pin, terminal = %cfg.terminal, action = word, "exit button");
-        let topic = format!("{base}/bridge/button/{}", cfg.pin);
-        let _ = out.send(Outbound::Message {
+        let topic = topics::button(&base, cfg.pin);
+        let event = Outbound::Message {
             topic,
             // `event_type` makes the payload a Home Assistant event as it is.
             payload: json!({"action": word, "event_type": word})
                 .to_string()
                 .into_bytes(),
             retain: false,
-        });
+        };
+        if out.send(event).await.is_err() {
+            return;
+        }
         if let Some(cmd) = cmd_of(action) {
             let msg = RouterMsg::Button {
                 terminal: cfg.terminal.clone(),

@@ -1,3 +1,4 @@
+// Over 450 lines: one payload per Home Assistant entity, and tests that hold each against HA's schema.
 //! Home Assistant MQTT discovery payloads, built from the config alone (plus what the terminal
 //! told us about itself): pure, so a test can hold every payload against HA's schema.
 //!
@@ -8,16 +9,11 @@
 use serde_json::{json, Map, Value};
 
 use crate::config::{ButtonConfig, TerminalConfig};
-
-/// What the terminal reported about itself (`/api/device/information` and the temperature unit
-/// of its SmartFace settings).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DeviceDetails {
-    pub model: Option<String>,
-    pub sw_version: Option<String>,
-    pub serial_number: Option<String>,
-    pub fahrenheit: bool,
-}
+use crate::messages::topics::{
+    self, button as button_topic, diagnostics as diagnostics_topic, event as event_topic,
+    ha_node_id as node_id, last_record as last_record_topic,
+};
+pub use crate::messages::DeviceDetails;
 
 /// Everything discovery is made of.
 pub struct Site<'a> {
@@ -34,19 +30,6 @@ pub struct Entity {
     pub payload: Value,
 }
 
-/// The discovery node id: the base topic with everything HA does not allow replaced.
-pub fn node_id(base: &str) -> String {
-    base.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 /// The part of an entity id HA accepts: lowercase letters, digits and `_`.
 fn slug(s: &str) -> String {
     s.chars()
@@ -58,31 +41,6 @@ fn slug(s: &str) -> String {
             }
         })
         .collect()
-}
-
-pub fn event_topic(base: &str, terminal: &str) -> String {
-    format!("{base}/{terminal}/event")
-}
-
-pub fn last_record_topic(base: &str, terminal: &str) -> String {
-    format!("{base}/{terminal}/last_record")
-}
-
-pub fn diagnostics_topic(base: &str) -> String {
-    format!("{base}/bridge/diagnostics")
-}
-
-pub fn button_topic(base: &str, pin: u8) -> String {
-    format!("{base}/bridge/button/{pin}")
-}
-
-/// The filter that finds every config topic of this bridge.
-pub fn sweep_filter(prefix: &str, base: &str) -> String {
-    format!("{prefix}/+/{}/+/config", node_id(base))
-}
-
-pub fn status_topic(prefix: &str) -> String {
-    format!("{prefix}/status")
 }
 
 fn origin() -> Value {
@@ -163,8 +121,8 @@ impl Builder<'_> {
 fn terminal_availability(base: &str, t: &str) -> Value {
     json!({
         "availability": [
-            {"topic": crate::mqtt::state_topic(base), "value_template": "{{ value_json.state }}"},
-            {"topic": format!("{base}/{t}/availability")}
+            {"topic": topics::bridge_state(base), "value_template": "{{ value_json.state }}"},
+            {"topic": topics::availability(base, t)}
         ],
         "availability_mode": "all",
     })
@@ -173,7 +131,7 @@ fn terminal_availability(base: &str, t: &str) -> Value {
 fn bridge_availability(base: &str) -> Value {
     json!({
         "availability": [
-            {"topic": crate::mqtt::state_topic(base), "value_template": "{{ value_json.state }}"}
+            {"topic": topics::bridge_state(base), "value_template": "{{ value_json.state }}"}
         ],
     })
 }
@@ -286,7 +244,7 @@ pub fn entities(site: &Site<'_>, details: &dyn Fn(&str) -> Option<DeviceDetails>
         // State sensors read the retained latest record: after an HA restart they show the last
         // person at once instead of "unknown" until the next recognition.
         let record = last_record_topic(base, id);
-        let request = |cmd: &str| format!("{base}/{id}/request/{cmd}");
+        let request = |cmd: &str| topics::request(base, id, cmd);
         b.add(
             "event",
             &format!("{id}_recognition"),
@@ -363,19 +321,19 @@ pub fn entities(site: &Site<'_>, details: &dyn Fn(&str) -> Option<DeviceDetails>
         let allowed = t.allowed_commands();
         let buttons = [
             (
-                crate::command::Cmd::Open,
+                crate::messages::Cmd::Open,
                 "open",
                 "Open door",
                 json!({"icon": "mdi:door-open"}),
             ),
             (
-                crate::command::Cmd::Reboot,
+                crate::messages::Cmd::Reboot,
                 "restart",
                 "Restart",
                 json!({"device_class": "restart", "entity_category": "config"}),
             ),
             (
-                crate::command::Cmd::SyncTime,
+                crate::messages::Cmd::SyncTime,
                 "sync_time",
                 "Sync time",
                 json!({"entity_category": "config", "icon": "mdi:clock-check-outline"}),
@@ -410,7 +368,7 @@ pub fn entities(site: &Site<'_>, details: &dyn Fn(&str) -> Option<DeviceDetails>
                 bridge_availability(base),
                 json!({
                     "name": "Link",
-                    "state_topic": format!("{base}/{id}/availability"),
+                    "state_topic": topics::availability(base, id),
                     "payload_on": "online",
                     "payload_off": "offline",
                     "device_class": "connectivity",

@@ -1,12 +1,15 @@
 //! Home Assistant: discovery, its upkeep across HA and broker restarts, and the bridge's
 //! diagnostics.
 //!
-//! One task. It announces every entity after each CONNACK (the broker may have lost retained
-//! messages) and a moment after HA says `online` on `<prefix>/status` (HA restarted and forgot
-//! everything not retained), and sweeps: the publisher subscribes to every config topic of this
-//! bridge, and a retained one that the current config does not produce (a removed terminal, a
-//! removed button, HA turned off) is cleared with an empty retained payload. The payloads are
-//! pure ([`discovery`]); events are decided in the publisher ([`event`]), where records go out.
+//! One task, a consumer of the MQTT session's messages and the publisher's records. It announces
+//! every entity after each CONNACK (the broker may have lost retained messages) and a moment
+//! after HA says `online` on `<prefix>/status` (HA restarted and forgot everything not retained),
+//! and sweeps: the session subscribes to every config topic of this bridge, and a retained one
+//! that the current config does not produce (a removed terminal, a removed button, HA turned off)
+//! is cleared with an empty retained payload. For every record that goes out it publishes the
+//! retained `<base>/<t>/last_record` (HA's state sensors and dashboards read it; published with
+//! HA off too) and, for fresh records, the Recognition event ([`event`]). The payloads are pure
+//! ([`discovery`]).
 
 pub mod discovery;
 pub mod event;
@@ -23,26 +26,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::{ButtonConfig, HomeAssistantConfig, TerminalConfig};
-use crate::publish::{Outbound, Stats};
+use crate::messages::{topics, DeviceDetails, HaMsg, Outbound, Published};
 use crate::spool::Spool;
+use crate::stats::Stats;
 use crate::terminal::TerminalClient;
-use discovery::{DeviceDetails, Site};
-
-pub enum HaMsg {
-    /// The broker accepted a connection (first or again).
-    Connected,
-    /// A message on a topic under the discovery prefix.
-    Incoming {
-        topic: String,
-        payload: Vec<u8>,
-        retain: bool,
-    },
-    /// What a terminal told us about itself.
-    Device {
-        terminal: String,
-        details: DeviceDetails,
-    },
-}
+use discovery::Site;
+use event::FreshEvents;
 
 /// The figures on `<base>/bridge/diagnostics`.
 pub struct Diagnostics {
@@ -64,6 +53,7 @@ impl Diagnostics {
         let connects = self.stats.connects.load(Ordering::Relaxed);
         json!({
             "spool_records": self.spool.len(),
+            "spool_quarantined": self.spool.quarantined(),
             "spool_bytes": self.spool.bytes(),
             "spool_max_bytes": self.max_bytes,
             "oldest_queued_age_s": oldest,
@@ -81,9 +71,19 @@ pub struct HomeAssistant {
     pub terminals: Vec<TerminalConfig>,
     pub buttons: Vec<ButtonConfig>,
     pub inbox: mpsc::Receiver<HaMsg>,
-    pub out: mpsc::UnboundedSender<Outbound>,
+    /// Every record the publisher sends.
+    pub records: mpsc::Receiver<Published>,
+    pub out: mpsc::Sender<Outbound>,
     pub diagnostics: Diagnostics,
     pub diagnostics_interval: Duration,
+}
+
+/// What the task remembers of the records it saw.
+struct Records {
+    /// Newest recognition time on the retained `<base>/<t>/last_record`, per terminal.
+    last_time: HashMap<String, u64>,
+    /// Decides which records fire the event entity; `None` when HA is off.
+    fresh: Option<FreshEvents>,
 }
 
 /// HA asks every integration to wait a little after `online`, so a restart is not met by every
@@ -109,17 +109,20 @@ impl HomeAssistant {
             .collect()
     }
 
-    fn send(&self, topic: String, payload: Vec<u8>, retain: bool) {
-        let _ = self.out.send(Outbound::Message {
+    async fn send(&self, topic: String, payload: Vec<u8>, retain: bool) {
+        let message = Outbound::Message {
             topic,
             payload,
             retain,
-        });
+        };
+        // Only fails once the session has ended (shutdown).
+        let _ = self.out.send(message).await;
     }
 
-    fn announce(&self, desired: &BTreeMap<String, Value>) {
+    async fn announce(&self, desired: &BTreeMap<String, Value>) {
         for (topic, payload) in desired {
-            self.send(topic.clone(), payload.to_string().into_bytes(), true);
+            self.send(topic.clone(), payload.to_string().into_bytes(), true)
+                .await;
         }
         if !desired.is_empty() {
             tracing::debug!(
@@ -129,18 +132,64 @@ impl HomeAssistant {
         }
     }
 
-    fn publish_diagnostics(&self) {
+    async fn publish_diagnostics(&self) {
         self.send(
-            discovery::diagnostics_topic(&self.base),
+            topics::diagnostics(&self.base),
             self.diagnostics.payload().to_string().into_bytes(),
             true,
-        );
+        )
+        .await;
+    }
+
+    /// The latest record, retained, so a dashboard (or HA after a restart) shows the last person
+    /// at once; backfilled older records never replace a newer one. Then the event, after the
+    /// record itself, so an automation that reads the record topic finds it.
+    async fn on_record(&self, records: &mut Records, r: Published) {
+        let newest = records
+            .last_time
+            .get(&r.terminal)
+            .is_none_or(|t| r.sign_time >= *t);
+        if newest {
+            self.send(
+                topics::last_record(&self.base, &r.terminal),
+                r.json.clone().into_bytes(),
+                true,
+            )
+            .await;
+            records.last_time.insert(r.terminal.clone(), r.sign_time);
+        }
+        let Some(fresh) = records.fresh.as_mut() else {
+            return;
+        };
+        let Ok(record) = serde_json::from_str::<Value>(&r.json) else {
+            return;
+        };
+        let now = crate::terminal::sign::now_ms() / 1000;
+        match fresh.fire(&record, now) {
+            Some(payload) => {
+                let topic = topics::event(&self.base, &r.terminal);
+                self.send(topic, payload, false).await;
+            }
+            None if record["source"] == "live" && now.saturating_sub(r.sign_time) > 300 => {
+                tracing::warn!(terminal = %r.terminal, event_id = %r.event_id, age_s = now.saturating_sub(r.sign_time), "a live record is old: the terminal's clock may be wrong (time sync needs this machine's clock synchronized)");
+            }
+            None => {
+                tracing::debug!(event_id = %r.event_id, "record too old (or already fired) for the Home Assistant event");
+            }
+        }
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut details: HashMap<String, DeviceDetails> = HashMap::new();
         let mut desired = self.desired(&details);
-        let status = discovery::status_topic(&self.config.discovery_prefix);
+        let status = topics::ha_status(&self.config.discovery_prefix);
+        let mut records = Records {
+            last_time: HashMap::new(),
+            fresh: self
+                .config
+                .enabled
+                .then(|| FreshEvents::new(self.config.max_event_age)),
+        };
         let mut rediscover_at: Option<Instant> = None;
         let mut tick = tokio::time::interval(self.diagnostics_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -150,8 +199,8 @@ impl HomeAssistant {
                 msg = self.inbox.recv() => match msg {
                     None => return,
                     Some(HaMsg::Connected) => {
-                        self.announce(&desired);
-                        self.publish_diagnostics();
+                        self.announce(&desired).await;
+                        self.publish_diagnostics().await;
                     }
                     Some(HaMsg::Incoming { topic, payload, retain }) => {
                         if topic == status {
@@ -162,23 +211,24 @@ impl HomeAssistant {
                             }
                         } else if retain && !payload.is_empty() && !desired.contains_key(&topic) {
                             tracing::info!(topic, "removing a Home Assistant entity that the config no longer has");
-                            self.send(topic, Vec::new(), true);
+                            self.send(topic, Vec::new(), true).await;
                         }
                     }
                     Some(HaMsg::Device { terminal, details: d }) => {
                         if details.get(&terminal) != Some(&d) {
                             details.insert(terminal, d);
                             desired = self.desired(&details);
-                            self.announce(&desired);
+                            self.announce(&desired).await;
                         }
                     }
                 },
+                Some(r) = self.records.recv() => self.on_record(&mut records, r).await,
                 _ = tokio::time::sleep_until(rediscover_at.unwrap_or_else(Instant::now)), if rediscover_at.is_some() => {
                     rediscover_at = None;
-                    self.announce(&desired);
-                    self.publish_diagnostics();
+                    self.announce(&desired).await;
+                    self.publish_diagnostics().await;
                 }
-                _ = tick.tick() => self.publish_diagnostics(),
+                _ = tick.tick() => self.publish_diagnostics().await,
             }
         }
     }

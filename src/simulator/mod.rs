@@ -1,7 +1,7 @@
 //! `face2mqtt simulate`: a terminal in software, for integrators and for our own tests.
 //!
 //! It serves the whole HTTP API with state, pushes records over the WebSocket in the real units'
-//! dialect (see `terminal-facts.md`), and takes faults through [`Simulator`]'s methods or the
+//! dialect (see `docs/terminal-dialect.md`), and takes faults through [`Simulator`]'s methods or the
 //! control API (`control.rs`, documented in the README).
 
 pub mod avatar;
@@ -166,6 +166,26 @@ impl Simulator {
         };
         // No receivers is fine: the record is in the store for backfill.
         let _ = self.shared.pushes.send(Message::text(frame));
+        record.to_value()
+    }
+
+    /// Recognizes someone now with fields changed by `edit` before the push (a firmware that
+    /// sends more, or hostile values). The stored copy, for backfill, stays as recognized.
+    pub fn push_edited(
+        &self,
+        kind: PersonType,
+        edit: impl FnOnce(&mut serde_json::Map<String, Value>),
+    ) -> Value {
+        let (mut record, frame) = {
+            let mut st = self.shared.state();
+            let mut record = st.recognize(kind);
+            st.pushed += 1;
+            edit(&mut record.fields);
+            let frame = record.push_frame();
+            (record, frame)
+        };
+        let _ = self.shared.pushes.send(Message::text(frame));
+        record.capture = None;
         record.to_value()
     }
 

@@ -1,3 +1,4 @@
+// Over 450 lines: the simulated terminal's whole state (users, records, settings, faults) in one place, plus tests.
 //! The simulated terminal's memory: users, records, settings, counters and faults. Pure data and
 //! decisions; the HTTP and WebSocket layers lock it briefly and never across an `.await`.
 

@@ -1,3 +1,4 @@
+// Over 450 lines: the queue's code is under 450; the rest is its unit tests.
 //! The durable FIFO every record passes through (sled). The store of record: an entry leaves only
 //! when the broker has acknowledged the publish that carried it.
 //!
@@ -8,11 +9,22 @@
 //! - `seen`: `<terminal> 0x00 <signTime BE> <event_id>` → empty. Dedupes live vs backfill, kept
 //!   for the backfill window, pruned by time with a range scan.
 //! - `meta`: `wm/<terminal>` → signTime BE, the backfill watermark.
+//! - `pending`: `<terminal> 0x00 <signTime BE> <seq BE>` → empty, one per queued entry: the oldest
+//!   record not yet acknowledged per terminal, for the low-water mark ([`lowwater`]), which is
+//!   also kept in a file outside sled so that a damaged spool can be refilled by backfill.
+//! - `quarantine`: seq → reason, 0x00, entry: entries that can never be published.
 //!
-//! All methods are synchronous and quick (sled buffers in memory); [`Spool::flush`] is the one
-//! async call and the only thing that makes writes durable (sled otherwise flushes every 500 ms).
+//! Every method is synchronous and may touch the disk (photo files, sled's pages): call them
+//! from a blocking thread, never from an async task. Writes come from one place, the spool
+//! writer ([`writer`]), which runs on a thread of its own; other tasks read (the publisher, on a
+//! blocking thread; diagnostics and backfill read in-memory counters and small keys) and ask the
+//! writer for changes through its channel. The one exception: a damaged photo file found while
+//! reading is removed on the spot ([`Spool::photo`]). [`Spool::flush`] is the only thing that makes writes
+//! durable (sled otherwise flushes every 500 ms).
 
+pub mod lowwater;
 mod photos;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +34,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::record::Normalized;
+
+/// Free disk space the spool leaves alone: sled's errors are sticky until it is opened again,
+/// so it must never be the one to find the disk full. Photos and held records give way first.
+pub const DISK_RESERVE: u64 = 4 * 1024 * 1024;
 
 /// sled's default page cache is 1 GiB and ignores cgroup limits; a few MiB is plenty for a FIFO.
 const CACHE_BYTES: u64 = 4 * 1024 * 1024;
@@ -37,6 +53,25 @@ pub enum SpoolError {
         dir: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl SpoolError {
+    /// The disk (or the file system's quota) is full: room may come back as entries leave.
+    pub fn is_full(&self) -> bool {
+        let io = match self {
+            SpoolError::Photos { source, .. } => Some(source),
+            SpoolError::Db {
+                source: sled::Error::Io(e),
+                ..
+            } => Some(e),
+            _ => None,
+        };
+        // ENOSPC (28) and EDQUOT (122) on Linux.
+        io.is_some_and(|e| {
+            e.kind() == std::io::ErrorKind::StorageFull
+                || matches!(e.raw_os_error(), Some(28) | Some(122))
+        })
+    }
 }
 
 /// What an entry's photo file must be: a torn write after a power cut shows as a mismatch.
@@ -66,11 +101,21 @@ pub enum Appended {
     Duplicate,
 }
 
-/// What enforcing the size cap threw away.
+/// Entries read for publishing.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub entries: Vec<(u64, Entry)>,
+    /// Sequence numbers of entries that cannot be decoded, and why.
+    pub undecodable: Vec<(u64, String)>,
+}
+
+/// What making room did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Trimmed {
+    /// Photos of the oldest records removed.
     pub photos: u64,
-    pub records: u64,
+    /// Whether the record fits now.
+    pub room: bool,
 }
 
 pub struct Spool {
@@ -80,10 +125,14 @@ pub struct Spool {
     photos: Arc<photos::Photos>,
     seen: sled::Tree,
     meta: sled::Tree,
+    pending: sled::Tree,
+    /// Entries that can never be published as they are (undecodable), kept for a person.
+    quarantine: sled::Tree,
     next_seq: AtomicU64,
     /// Logical bytes queued (record JSON + photos), kept in memory: sled's `len()` scans.
     bytes: AtomicU64,
     count: AtomicU64,
+    quarantined: AtomicU64,
     max_bytes: u64,
 }
 
@@ -119,6 +168,19 @@ fn seen_key(terminal: &str, sign_time: u64, event_id: &str) -> Vec<u8> {
     k
 }
 
+fn pending_key(terminal: &str, sign_time: u64, seq: u64) -> Vec<u8> {
+    let mut k = seen_prefix(terminal, sign_time);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The part of an entry the indexes need, read without the record JSON.
+#[derive(Deserialize)]
+struct Head {
+    terminal: String,
+    sign_time: u64,
+}
+
 fn wm_key(terminal: &str) -> Vec<u8> {
     format!("wm/{terminal}").into_bytes()
 }
@@ -126,7 +188,17 @@ fn wm_key(terminal: &str) -> Vec<u8> {
 impl Spool {
     /// Opens (or creates) the spool. A spool sled cannot open is moved aside with a loud log
     /// line and a fresh one started: crash-looping under systemd would lose every new record.
+    ///
+    /// Backfill is then made to look back at least to the low-water mark kept outside sled, so
+    /// whatever a damaged spool lost comes back from the terminal.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Spool, SpoolError> {
+        let marks = lowwater::read(dir);
+        let spool = Spool::open_or_move_aside(dir, max_bytes)?;
+        spool.look_back_to(&marks)?;
+        Ok(spool)
+    }
+
+    fn open_or_move_aside(dir: &Path, max_bytes: u64) -> Result<Spool, SpoolError> {
         match Spool::open_once(dir, max_bytes) {
             Ok(s) => Ok(s),
             Err(SpoolError::Db {
@@ -143,7 +215,7 @@ impl Spool {
                 let aside = dir.with_extension(format!("corrupt-{}", now_ms()));
                 tracing::error!(
                     spool = %dir.display(), moved_to = %aside.display(), error = %e,
-                    "the spool cannot be opened; moving it aside and starting an empty one (records in it are NOT published)"
+                    "the spool cannot be opened; moving it aside and starting an empty one (backfill fetches its records again from the terminal, from the low-water mark)"
                 );
                 std::fs::rename(dir, &aside).map_err(|io| SpoolError::Db {
                     dir: dir.into(),
@@ -167,6 +239,8 @@ impl Spool {
         let records = db.open_tree("records").map_err(err)?;
         let seen = db.open_tree("seen").map_err(err)?;
         let meta = db.open_tree("meta").map_err(err)?;
+        let quarantine = db.open_tree("quarantine").map_err(err)?;
+        let pending = db.open_tree("pending").map_err(err)?;
         let photo_dir = dir.join("photos");
         let photos = photos::Photos::open(&photo_dir).map_err(|source| SpoolError::Photos {
             dir: photo_dir.clone(),
@@ -174,10 +248,18 @@ impl Spool {
         })?;
         let mut bytes = 0u64;
         let mut count = 0u64;
+        // A spool written before the `pending` index existed gets it now, once.
+        let rebuild = pending.is_empty() && !records.is_empty();
         for item in records.iter() {
-            let (_, v) = item.map_err(err)?;
+            let (k, v) = item.map_err(err)?;
             bytes += v.len() as u64;
             count += 1;
+            if rebuild {
+                if let Ok(h) = serde_json::from_slice::<Head>(&v) {
+                    let key = pending_key(&h.terminal, h.sign_time, key_seq(&k));
+                    pending.insert(key, &[]).map_err(err)?;
+                }
+            }
         }
         // Photos whose entry is gone (a delete lost in a crash, or a write that beat its record
         // to the disk) are orphans.
@@ -204,6 +286,9 @@ impl Spool {
             photos: Arc::new(photos),
             seen,
             meta,
+            pending,
+            quarantined: AtomicU64::new(quarantine.len() as u64),
+            quarantine,
             next_seq: AtomicU64::new(next),
             bytes: AtomicU64::new(bytes),
             count: AtomicU64::new(count),
@@ -264,6 +349,9 @@ impl Spool {
         self.records
             .insert(seq_key(seq), value.as_slice())
             .map_err(|e| self.err(e))?;
+        self.pending
+            .insert(pending_key(terminal, rec.sign_time, seq), &[])
+            .map_err(|e| self.err(e))?;
         self.seen.insert(seen, &[]).map_err(|e| self.err(e))?;
         if advance_watermark {
             self.advance_watermark(terminal, rec.sign_time)?;
@@ -295,15 +383,48 @@ impl Spool {
     }
 
     /// Makes every earlier write durable (fsync): the batch's photos, then sled. Group commit:
-    /// call once per batch.
-    pub async fn flush(&self) -> Result<(), SpoolError> {
-        let photos = self.photos.clone();
-        tokio::task::spawn_blocking(move || photos.sync())
-            .await
-            .map_err(|e| self.photo_err(std::io::Error::other(e)))?
-            .map_err(|e| self.photo_err(e))?;
-        self.db.flush_async().await.map_err(|e| self.err(e))?;
+    /// call once per batch. Blocks.
+    pub fn flush(&self) -> Result<(), SpoolError> {
+        self.photos.sync().map_err(|e| self.photo_err(e))?;
+        self.db.flush().map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// Up to `limit` entries after `after`, oldest first, and those among them that cannot be
+    /// decoded (with why): a damaged entry must not stop the queue, so it is reported, not fatal.
+    pub fn next_batch(&self, after: Option<u64>, limit: usize) -> Result<Batch, SpoolError> {
+        let start = after.map(|s| s.saturating_add(1)).unwrap_or(0);
+        let mut batch = Batch::default();
+        for item in self.records.range(seq_key(start)..).take(limit) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let seq = key_seq(&k);
+            match serde_json::from_slice(&v) {
+                Ok(entry) => batch.entries.push((seq, entry)),
+                Err(e) => batch.undecodable.push((seq, e.to_string())),
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Moves an entry that can never be published into the `quarantine` tree (with the reason),
+    /// out of the queue. Its photo goes.
+    pub fn quarantine(&self, seq: u64, reason: &str) -> Result<(), SpoolError> {
+        let Some(v) = self.records.get(seq_key(seq)).map_err(|e| self.err(e))? else {
+            return Ok(());
+        };
+        let mut kept = reason.as_bytes().to_vec();
+        kept.push(0);
+        kept.extend_from_slice(&v);
+        self.quarantine
+            .insert(seq_key(seq), kept)
+            .map_err(|e| self.err(e))?;
+        self.quarantined.fetch_add(1, Ordering::SeqCst);
+        self.ack(seq)
+    }
+
+    /// Entries in the quarantine tree.
+    pub fn quarantined(&self) -> u64 {
+        self.quarantined.load(Ordering::SeqCst)
     }
 
     /// Up to `limit` entries after `after` (from the start with `None`), oldest first.
@@ -336,7 +457,9 @@ impl Spool {
     }
 
     /// The entry's photo, if it has one that is whole. One that is missing or torn (a power cut
-    /// before it reached the disk) is dropped with a warning; the record still goes out.
+    /// before it reached the disk) is removed with a warning (the one write outside the writer:
+    /// a damaged file can never be published, and removing a photo twice is harmless); the
+    /// record still goes out.
     pub fn photo(&self, seq: u64, entry: &Entry) -> Result<Option<Vec<u8>>, SpoolError> {
         let Some(want) = entry.photo else {
             return Ok(None);
@@ -361,6 +484,11 @@ impl Spool {
         if let Some(v) = self.records.remove(seq_key(seq)).map_err(|e| self.err(e))? {
             freed += v.len() as u64;
             self.count.fetch_sub(1, Ordering::SeqCst);
+            if let Ok(h) = serde_json::from_slice::<Head>(&v) {
+                self.pending
+                    .remove(pending_key(&h.terminal, h.sign_time, seq))
+                    .map_err(|e| self.err(e))?;
+            }
         }
         freed += self.photos.remove(seq).map_err(|e| self.photo_err(e))?;
         self.sub_bytes(freed);
@@ -400,30 +528,120 @@ impl Spool {
             .map(|(_, e)| Duration::from_millis(now_ms().saturating_sub(e.spooled_ms))))
     }
 
-    /// Keeps the spool under `max_size`: photos of the oldest records go first, then the oldest
-    /// records themselves.
-    pub fn enforce_cap(&self) -> Result<Trimmed, SpoolError> {
-        let mut t = Trimmed::default();
-        if self.bytes() <= self.max_bytes {
+    /// Makes room for `incoming` more bytes under `max_size`: photos of the oldest records go
+    /// first. `room` is false when even that is not enough: the caller then holds the record
+    /// (backpressure). Records themselves are never dropped to make room.
+    pub fn make_room(&self, incoming: u64) -> Result<Trimmed, SpoolError> {
+        let mut t = Trimmed {
+            photos: 0,
+            room: true,
+        };
+        let fits = |s: &Spool| {
+            s.bytes().saturating_add(incoming) <= s.max_bytes
+                && s.disk_free()
+                    .is_none_or(|free| free >= incoming.saturating_add(DISK_RESERVE))
+        };
+        if fits(self) {
             return Ok(t);
         }
         for (seq, _) in self.photos.list().map_err(|e| self.photo_err(e))? {
-            if self.bytes() <= self.max_bytes {
+            if fits(self) {
                 return Ok(t);
             }
-            let freed = self.photos.remove(seq).map_err(|e| self.photo_err(e))?;
-            self.sub_bytes(freed);
-            t.photos += 1;
+            t.photos += self.shed_photo(seq)?;
         }
-        for item in self.records.iter() {
-            if self.bytes() <= self.max_bytes {
+        t.room = fits(self);
+        Ok(t)
+    }
+
+    /// Bytes free for us on the spool's file system (`None` when it cannot be told).
+    pub fn disk_free(&self) -> Option<u64> {
+        let path = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes()).ok()?;
+        // SAFETY: statvfs writes into the zeroed struct we own and reads the NUL-terminated path.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
+        if rc != 0 {
+            return None;
+        }
+        // u32 on 32-bit targets, u64 here.
+        #[allow(clippy::useless_conversion)]
+        let (blocks, size) = (u64::from(st.f_bavail), u64::from(st.f_frsize));
+        blocks.checked_mul(size)
+    }
+
+    /// Removes photos of the oldest records until `count` are gone (the disk is full: a record
+    /// without its photo beats a record not taken). Returns how many went.
+    pub fn shed_photos(&self, count: u64) -> Result<u64, SpoolError> {
+        let mut shed = 0;
+        for (seq, _) in self.photos.list().map_err(|e| self.photo_err(e))? {
+            if shed >= count {
                 break;
             }
-            let (k, _) = item.map_err(|e| self.err(e))?;
-            self.ack(key_seq(&k))?;
-            t.records += 1;
+            shed += self.shed_photo(seq)?;
         }
-        Ok(t)
+        Ok(shed)
+    }
+
+    fn shed_photo(&self, seq: u64) -> Result<u64, SpoolError> {
+        let freed = self.photos.remove(seq).map_err(|e| self.photo_err(e))?;
+        self.sub_bytes(freed);
+        Ok(u64::from(freed > 0))
+    }
+
+    /// Per terminal, the oldest record not yet acknowledged, or the watermark when none waits.
+    pub fn low_water(&self) -> Result<lowwater::Marks, SpoolError> {
+        let mut marks = lowwater::Marks::new();
+        for item in self.meta.scan_prefix(b"wm/") {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let terminal = String::from_utf8_lossy(&k[3..]).into_owned();
+            marks.insert(terminal, key_seq(&v));
+        }
+        // One seek per terminal: its first pending key is its oldest.
+        let mut from: Vec<u8> = Vec::new();
+        while let Some(item) = self.pending.range(from.clone()..).next() {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            let Some(end) = k.iter().position(|b| *b == 0) else {
+                break;
+            };
+            let terminal = String::from_utf8_lossy(&k[..end]).into_owned();
+            let oldest = key_seq(&k[end + 1..]);
+            marks.insert(terminal, oldest);
+            from = k[..end].to_vec();
+            from.push(1);
+        }
+        Ok(marks)
+    }
+
+    /// Writes the low-water file (outside sled) when the marks changed since `last`.
+    pub fn save_low_water(&self, last: &mut lowwater::Marks) -> Result<(), SpoolError> {
+        let marks = self.low_water()?;
+        if &marks != last {
+            lowwater::write(&self.dir, &marks).map_err(|e| SpoolError::Photos {
+                dir: lowwater::path(&self.dir),
+                source: e,
+            })?;
+            *last = marks;
+        }
+        Ok(())
+    }
+
+    /// Lowers each terminal's watermark to the mark written when the bridge last ran, where the
+    /// spool now starts later (it lost records, or is new after being moved aside).
+    fn look_back_to(&self, marks: &lowwater::Marks) -> Result<(), SpoolError> {
+        let now = self.low_water()?;
+        for (terminal, &mark) in marks {
+            if now.get(terminal).is_some_and(|&n| n <= mark) {
+                continue;
+            }
+            tracing::warn!(
+                terminal = %terminal, since = mark,
+                "the spool holds less than when the bridge last ran (damaged, or acknowledged just before a crash): backfill looks back to the oldest record then unacknowledged"
+            );
+            self.meta
+                .insert(wm_key(terminal), &mark.to_be_bytes())
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
     }
 
     /// Forgets dedupe keys of records older than `before` (signTime): backfill never looks back
@@ -558,7 +776,7 @@ mod tests {
             let s = open(d.path());
             s.append("t", &rec("t-1", 1), Some(&[1, 2, 3]), true)
                 .expect("append");
-            futures_block(s.flush()).expect("flush");
+            s.flush().expect("flush");
         }
         std::fs::write(
             d.path().join("photos").join(format!("{:020}.jpg", 999)),
@@ -587,7 +805,7 @@ mod tests {
                 Appended::Stored(q) => q,
                 Appended::Duplicate => panic!("new"),
             };
-            futures_block(s.flush()).expect("flush");
+            s.flush().expect("flush");
         }
         let s = open(d.path());
         assert_eq!(s.len(), 1);
@@ -613,24 +831,23 @@ mod tests {
     }
 
     #[test]
-    fn over_the_cap_photos_of_the_oldest_go_first_then_the_oldest_records() {
+    fn over_the_cap_photos_of_the_oldest_go_first_and_records_are_never_dropped() {
         let d = tempfile::tempdir().expect("tempdir");
-        let s = Spool::open(d.path(), 10_000).expect("opens");
+        let s = Spool::open(d.path(), 12_000).expect("opens");
         let photo = vec![0xFFu8; 3000];
-        for i in 0..4 {
+        for i in 0..3 {
             s.append("t", &rec(&format!("t-{i}"), i), Some(&photo), true)
                 .expect("append");
         }
-        let t = s.enforce_cap().expect("cap");
+        let t = s.make_room(3500).expect("room");
         assert_eq!(
             t,
             Trimmed {
                 photos: 1,
-                records: 0
+                room: true
             },
             "one photo frees enough"
         );
-        assert!(s.bytes() <= 10_000);
         let entries = s.next_after(None, 10).expect("read");
         assert_eq!(
             s.photo(entries[0].0, &entries[0].1).expect("photo"),
@@ -638,7 +855,7 @@ mod tests {
             "the oldest lost its photo"
         );
         assert!(
-            s.photo(entries[3].0, &entries[3].1)
+            s.photo(entries[2].0, &entries[2].1)
                 .expect("photo")
                 .is_some(),
             "the newest kept its photo"
@@ -650,23 +867,9 @@ mod tests {
             s2.append("t", &rec(&format!("t-{i}"), i), None, true)
                 .expect("append");
         }
-        let t = s2.enforce_cap().expect("cap");
-        assert!(
-            t.records > 0 && s2.bytes() <= 200,
-            "{t:?}, {} bytes",
-            s2.bytes()
-        );
-        let left: Vec<String> = s2
-            .next_after(None, 10)
-            .expect("read")
-            .into_iter()
-            .map(|(_, e)| e.event_id)
-            .collect();
-        assert_eq!(
-            left.last().map(String::as_str),
-            Some("t-9"),
-            "the newest survive"
-        );
+        let t = s2.make_room(50).expect("room");
+        assert!(!t.room, "no photo to shed: no room, and the caller holds");
+        assert_eq!(s2.len(), 10, "no record was dropped to make room");
     }
 
     #[test]
@@ -694,12 +897,5 @@ mod tests {
                 .expect("append"),
             Appended::Duplicate
         );
-    }
-
-    fn futures_block<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime")
-            .block_on(f)
     }
 }

@@ -37,8 +37,12 @@ impl Photos {
     /// Writes the photo; durable after the next [`Photos::sync`].
     pub fn put(&self, seq: u64, bytes: &[u8]) -> io::Result<()> {
         let path = self.path(seq);
-        let mut f = File::create(&path)?;
-        f.write_all(bytes)?;
+        let written = File::create(&path).and_then(|mut f| f.write_all(bytes));
+        if let Err(e) = written {
+            // A full disk leaves a partial file: it must not count, nor be taken for a photo.
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
         self.unsynced
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -1,3 +1,4 @@
+// Over 450 lines: one short method per endpoint of the terminal's API; the document lists that many.
 //! The signed HTTP client for every endpoint in the API document.
 //!
 //! Each attempt signs afresh (the terminal rejects timestamps more than 5 minutes off), every
@@ -26,6 +27,19 @@ pub struct Endpoint {
     pub password: Secret,
     /// Deadline for one HTTP attempt, connect to last byte.
     pub timeout: Duration,
+}
+
+impl Endpoint {
+    /// Where a configured terminal is reached.
+    pub fn of(t: &crate::config::TerminalConfig) -> Endpoint {
+        Endpoint {
+            host: t.host.clone(),
+            http_port: t.http_port,
+            ws_port: t.ws_port,
+            password: t.secret(),
+            timeout: t.request_timeout,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
+// Over 450 lines: the tolerant model of every object the API returns, and dialect tests.
 //! What the terminal sends and accepts, read tolerantly.
 //!
-//! Real units differ from the API document (see `terminal-facts.md`): numbers arrive as floats
+//! Real units differ from the API document (see `docs/terminal-dialect.md`): numbers arrive as floats
 //! or strings, booleans as `0`/`1`, photos as the string `"null"`, field spellings drift between
 //! firmware versions. So objects are kept as JSON maps (unknown fields survive a round trip) and
 //! read through the lenient accessors below rather than rigid structs.

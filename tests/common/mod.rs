@@ -344,10 +344,19 @@ backfill_margin = "5s"
 
 impl Bridge {
     pub fn start(setup: &BridgeSetup<'_>) -> Bridge {
+        Bridge::start_with_spool_in(setup, None)
+    }
+
+    /// Starts with the spool in `spool` (e.g. on a small disk of its own).
+    pub fn start_with_spool(setup: &BridgeSetup<'_>, spool: &Path) -> Bridge {
+        Bridge::start_with_spool_in(setup, Some(spool))
+    }
+
+    fn start_with_spool_in(setup: &BridgeSetup<'_>, spool: Option<&Path>) -> Bridge {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("config.toml");
-        std::fs::write(&config, bridge_config(setup, &dir.path().join("spool")))
-            .expect("write config");
+        let spool = spool.map_or_else(|| dir.path().join("spool"), Path::to_path_buf);
+        std::fs::write(&config, bridge_config(setup, &spool)).expect("write config");
         let mut b = Bridge {
             child: None,
             log: dir.path().join("bridge.log"),
@@ -385,6 +394,13 @@ impl Bridge {
             .spawn()
             .expect("bridge starts");
         self.child = Some(child);
+    }
+
+    /// Whether the process has ended (and how), without waiting.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     pub fn pid(&self) -> Option<u32> {

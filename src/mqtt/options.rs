@@ -1,23 +1,13 @@
-//! The broker connection's settings, shared by the daemon and `face2mqtt check`.
+//! The broker connection's settings, shared by the daemon and `face2mqtt check`, and what a
+//! failed connection means in words.
 
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, ConnectionError, Event, LastWill, MqttOptions, Packet, QoS};
 
+use super::{CLIENT_INFLIGHT, MAX_INCOMING, MAX_PACKET};
 use crate::config::{BrokerAddr, MqttConfig};
-
-/// Room for a ~58 KB photo plus topic and headers, with margin for larger captures. rumqttc's
-/// default is 10 KiB, which tears the connection down on the first photo.
-pub const MAX_PACKET: usize = 512 * 1024;
-
-/// Our own window of unacknowledged publishes; rumqttc's `inflight` is set well above it so its
-/// packet ids never wrap onto one still waiting for its PUBACK.
-pub const WINDOW: usize = 16;
-const CLIENT_INFLIGHT: u16 = 100;
-
-pub fn state_topic(base: &str) -> String {
-    format!("{base}/bridge/state")
-}
+use crate::messages::topics;
 
 pub fn options(config: &MqttConfig) -> Result<MqttOptions, String> {
     let addr = BrokerAddr::parse(&config.url)?;
@@ -29,7 +19,7 @@ pub fn options(config: &MqttConfig) -> Result<MqttOptions, String> {
     o.set_keep_alive(config.keep_alive.max(Duration::from_secs(1)));
     // The spool is the store of record: every reconnect starts a clean session and we resend.
     o.set_clean_session(true);
-    o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    o.set_max_packet_size(MAX_INCOMING, MAX_PACKET);
     o.set_inflight(CLIENT_INFLIGHT);
     if let Some(user) = &config.username {
         let pw = config
@@ -40,7 +30,7 @@ pub fn options(config: &MqttConfig) -> Result<MqttOptions, String> {
         o.set_credentials(user.clone(), pw);
     }
     o.set_last_will(LastWill::new(
-        state_topic(&config.base_topic),
+        topics::bridge_state(&config.base_topic),
         r#"{"state":"offline"}"#,
         QoS::AtLeastOnce,
         true,

@@ -1,0 +1,225 @@
+//! One function per component: it builds the component's channels and spawns it under the
+//! supervisor. `super::run` connects them.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use rumqttc::AsyncClient;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Wiring, DRAIN};
+use crate::backfill::Backfill;
+use crate::backoff::Backoff;
+use crate::command::{self, Executor, Gate, Responder, Route};
+use crate::config::{Config, TerminalConfig};
+use crate::exit::Failure;
+use crate::homeassistant::{self, Diagnostics, HomeAssistant};
+use crate::ingest::Ingest;
+use crate::messages::{topics, HaMsg, Outbound, Published};
+use crate::mqtt::router::{HaInbox, Inbox};
+use crate::mqtt::session::Session;
+use crate::publish::Publisher;
+use crate::supervisor::Lifetime;
+use crate::terminal::{Endpoint, TerminalClient};
+use crate::watchdog::Beats;
+
+/// A group of tasks and the token that stops them.
+pub struct Stage {
+    pub tasks: TaskTracker,
+    pub stop: CancellationToken,
+}
+
+impl Stage {
+    pub fn new() -> Stage {
+        Stage {
+            tasks: TaskTracker::new(),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    /// Stops the group and waits until every task of it has ended.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// The broker side: the driver polls rumqttc, the session publishes the spool (through the
+/// [`Publisher`]) and everything else, and routes what comes in.
+pub fn spawn_mqtt(
+    config: &Config,
+    w: &Wiring,
+    out: mpsc::Receiver<Outbound>,
+    durable: watch::Receiver<u64>,
+    records: mpsc::Sender<Published>,
+    beats: &Beats,
+) -> Result<(Stage, Stage), Failure> {
+    let options = crate::mqtt::options(&config.mqtt)
+        .map_err(|e| Failure::Config(format!("mqtt.url: {e}")))?;
+    let (client, eventloop) = AsyncClient::new(options, 1024);
+    let (events_tx, events_rx) = mpsc::channel(1024);
+    let driver = Stage::new();
+    let backoff = Backoff::new(config.mqtt.reconnect_min, config.mqtt.reconnect_max);
+    let drive = crate::mqtt::driver::drive(eventloop, events_tx, backoff, driver.stop.clone());
+    w.sup
+        .spawn(&driver.tasks, "mqtt driver", Lifetime::UntilShutdown, drive);
+    let (base, ha) = (&config.mqtt.base_topic, &config.home_assistant);
+    let inbox = Inbox {
+        request_filter: topics::request_filter(base),
+        commands: Some(w.router.clone()),
+        ha: Some(HaInbox {
+            prefix: ha.discovery_prefix.clone(),
+            filters: vec![
+                topics::ha_status(&ha.discovery_prefix),
+                topics::ha_sweep_filter(&ha.discovery_prefix, base),
+            ],
+            tx: w.ha.clone(),
+        }),
+    };
+    let session = Session {
+        client,
+        base: base.clone(),
+        terminals: config.terminals.iter().map(|t| t.id.clone()).collect(),
+        events: events_rx,
+        outbound: out,
+        stats: w.stats.clone(),
+        drain: DRAIN,
+        inbox,
+        feed: Publisher::new(
+            w.spool.clone(),
+            base.clone(),
+            durable,
+            w.acks.clone(),
+            records,
+        ),
+        heartbeat: beats.register("publisher"),
+    };
+    let stage = Stage::new();
+    let run = session.run(stage.stop.clone());
+    w.sup
+        .spawn(&stage.tasks, "mqtt session", Lifetime::UntilShutdown, run);
+    Ok((stage, driver))
+}
+
+/// One terminal: its record link, its backfill, its command executor and time sync. Returns
+/// what the command router needs to reach it.
+pub fn spawn_terminal(config: &Config, t: &TerminalConfig, w: &Wiring) -> Route {
+    let client = TerminalClient::new(Endpoint::of(t));
+    let (trigger_tx, trigger_rx) = watch::channel(0u64);
+    let caught_up = Arc::new(AtomicU64::new(0));
+    let (sup, tracker, stop) = (&w.sup, &w.inputs.tasks, &w.inputs.stop);
+    let id = &t.id;
+    let commands = &config.commands;
+    let responder = Responder {
+        base: config.mqtt.base_topic.clone(),
+        terminal: id.clone(),
+        out: w.out.clone(),
+    };
+    // One executor per terminal, so a terminal that never answers delays only itself.
+    let (jobs_tx, jobs_rx) = mpsc::channel(8);
+    let executor = Executor {
+        client: client.clone(),
+        jobs: jobs_rx,
+        responder: responder.clone(),
+        max_age: commands.max_age,
+        require_synchronized_clock: commands.require_synchronized_clock,
+        clock_synchronized: Arc::new(command::clock::kernel_clock_synchronized),
+    };
+    sup.spawn(
+        tracker,
+        format!("commands {id}"),
+        Lifetime::UntilShutdown,
+        executor.run(stop.clone()),
+    );
+    let sync = command::time_sync(
+        t.time_sync_interval,
+        trigger_tx.subscribe(),
+        jobs_tx.clone(),
+        stop.clone(),
+    );
+    sup.spawn(
+        tracker,
+        format!("time sync {id}"),
+        Lifetime::UntilDone,
+        sync,
+    );
+    let ingest = Ingest {
+        terminal: t.clone(),
+        client: client.clone(),
+        spool: w.writer.clone(),
+        outbound: w.out.clone(),
+        backfill: trigger_tx,
+        caught_up: caught_up.clone(),
+    };
+    sup.spawn(
+        tracker,
+        format!("ingest {id}"),
+        Lifetime::UntilShutdown,
+        ingest.run(stop.clone()),
+    );
+    if config.home_assistant.enabled {
+        let details =
+            homeassistant::fetch_details(id.clone(), client.clone(), w.ha.clone(), stop.clone());
+        sup.spawn(
+            tracker,
+            format!("device details {id}"),
+            Lifetime::UntilDone,
+            details,
+        );
+    }
+    let backfill = Backfill {
+        terminal: t.clone(),
+        client,
+        spool: w.spool.clone(),
+        writer: w.writer.clone(),
+        trigger: trigger_rx,
+        caught_up,
+    };
+    sup.spawn(
+        tracker,
+        format!("backfill {id}"),
+        Lifetime::UntilShutdown,
+        backfill.run(stop.clone()),
+    );
+    let gate = Gate::new(commands.max_age, commands.open_hold, t.allowed_commands());
+    Route {
+        gate,
+        jobs: jobs_tx,
+        responder,
+    }
+}
+
+/// Discovery, its upkeep, diagnostics, and what follows each published record.
+pub fn spawn_homeassistant(
+    config: &Config,
+    w: &Wiring,
+    inbox: mpsc::Receiver<HaMsg>,
+    records: mpsc::Receiver<Published>,
+) {
+    let ha = HomeAssistant {
+        config: config.home_assistant.clone(),
+        base: config.mqtt.base_topic.clone(),
+        terminals: config.terminals.clone(),
+        buttons: config.buttons.clone(),
+        inbox,
+        records,
+        out: w.out.clone(),
+        diagnostics: Diagnostics {
+            spool: w.spool.clone(),
+            max_bytes: config.spool.max_size.0,
+            stats: w.stats.clone(),
+            terminals: config.terminals.len(),
+        },
+        diagnostics_interval: config.mqtt.diagnostics_interval,
+    };
+    let run = ha.run(w.inputs.stop.clone());
+    w.sup.spawn(
+        &w.inputs.tasks,
+        "home assistant",
+        Lifetime::UntilShutdown,
+        run,
+    );
+}

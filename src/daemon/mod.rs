@@ -1,0 +1,185 @@
+//! `face2mqtt run`: the wiring diagram. Each component has a short function in [`components`]
+//! that builds its channels and spawns it under the [`Supervisor`]; `run` connects them and stops
+//! them in the order that loses nothing: inputs first (ingest, backfill, commands, buttons, Home
+//! Assistant), then the MQTT session (in-flight publishes get a few seconds, then `offline`),
+//! then the spool writer (a last flush, once nobody can send it anything), then the MQTT driver.
+//! docs/architecture.md draws the same picture.
+
+mod components;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::exit::Failure;
+use crate::gpio::{self, led, Pins};
+use crate::messages::{HaMsg, Outbound, RouterMsg};
+use crate::spool::writer::{self, SpoolCmd};
+use crate::spool::Spool;
+use crate::stats::Stats;
+use crate::supervisor::{Lifetime, Supervisor};
+use crate::watchdog::Beats;
+use components::Stage;
+
+/// Time a shutdown gives in-flight publishes.
+const DRAIN: Duration = Duration::from_secs(5);
+/// Time a shutdown gives the spool writer's last flush (a dead disk must not hang a stop).
+const LAST_FLUSH: Duration = Duration::from_secs(10);
+
+/// Opens the GPIO pins, only when buttons or a status LED are configured (a config without them
+/// runs anywhere).
+pub type PinsFactory = Box<dyn FnOnce() -> Result<Box<dyn Pins>, gpio::GpioError> + Send>;
+
+/// What the components share.
+struct Wiring {
+    sup: Supervisor,
+    /// The input side, stopped first.
+    inputs: Stage,
+    spool: Arc<Spool>,
+    writer: mpsc::Sender<SpoolCmd>,
+    /// The writer's second inbox: deletions and quarantine from the publisher.
+    acks: mpsc::Sender<SpoolCmd>,
+    out: mpsc::Sender<Outbound>,
+    router: mpsc::Sender<RouterMsg>,
+    ha: mpsc::Sender<HaMsg>,
+    stats: Arc<Stats>,
+}
+
+pub async fn run(
+    config: Config,
+    pins: PinsFactory,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Failure> {
+    // GPIO first: a machine without it must fail at start, not after minutes of running.
+    let hw = gpio::open(&config, pins).map_err(Failure::Runtime)?;
+    let spool = open_spool(&config).await?;
+    let (sup, beats) = (Supervisor::default(), Beats::default());
+    let (writer_tx, writer_rx) = mpsc::channel(4096);
+    let (acks_tx, acks_rx) = mpsc::channel(1024);
+    // Bounded, and awaited by senders: a burst of responses or discovery waits, never drops.
+    let (out_tx, out_rx) = mpsc::channel(1024);
+    let (router_tx, router_rx) = mpsc::channel(64);
+    let (ha_tx, ha_rx) = mpsc::channel(256);
+    let (records_tx, records_rx) = mpsc::channel(1024);
+    let w = Wiring {
+        sup: sup.clone(),
+        inputs: Stage::new(),
+        spool: spool.clone(),
+        writer: writer_tx,
+        acks: acks_tx,
+        out: out_tx,
+        router: router_tx,
+        ha: ha_tx,
+        stats: Arc::new(Stats::default()),
+    };
+
+    // The spool writer, on a thread of its own. What the spool holds at start is on disk
+    // already: publishable at once.
+    let last = spool
+        .last_seq()
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    let (durable_tx, durable_rx) = watch::channel(last.unwrap_or(0));
+    let (heartbeat, rt) = (
+        beats.register("spool writer"),
+        tokio::runtime::Handle::current(),
+    );
+    let spool_stage = Stage::new();
+    let inbox = writer::Inbox {
+        inputs: writer_rx,
+        acks: acks_rx,
+    };
+    let failed = sup.clone();
+    sup.spawn_blocking(&spool_stage.tasks, "spool writer", move || {
+        if let writer::End::Failing(why) = writer::run(spool, inbox, durable_tx, heartbeat, rt) {
+            failed.fail(format!("spool writer: {why}"));
+        }
+    });
+    let (session, driver) =
+        components::spawn_mqtt(&config, &w, out_rx, durable_rx, records_tx, &beats)?;
+    let mut routes = HashMap::new();
+    for t in &config.terminals {
+        routes.insert(t.id.clone(), components::spawn_terminal(&config, t, &w));
+    }
+    let (base, stop) = (config.mqtt.base_topic.clone(), w.inputs.stop.clone());
+    let router = crate::command::route(base.clone(), routes, router_rx, stop.clone());
+    sup.spawn(
+        &w.inputs.tasks,
+        "command router",
+        Lifetime::UntilShutdown,
+        router,
+    );
+    for (b, edges) in hw.buttons {
+        tracing::info!(pin = b.pin, terminal = %b.terminal, "exit button on GPIO{}", b.pin);
+        let name = format!("exit button GPIO{}", b.pin);
+        let task = gpio::run_button(
+            b,
+            edges,
+            w.router.clone(),
+            w.out.clone(),
+            base.clone(),
+            stop.clone(),
+        );
+        sup.spawn(&w.inputs.tasks, name, Lifetime::UntilShutdown, task);
+    }
+    components::spawn_homeassistant(&config, &w, ha_rx, records_rx);
+    if let Some(pin) = hw.led {
+        let (spool, stats, links) = (w.spool.clone(), w.stats.clone(), config.terminals.len());
+        let health = move || led::health(&spool, &stats, links, config.spool.max_size.0);
+        let task = led::run_led(pin, health, stop.clone());
+        sup.spawn(&w.inputs.tasks, "status LED", Lifetime::UntilShutdown, task);
+    }
+    let watchdog = Stage::new();
+    let period = sd_notify::watchdog_enabled();
+    let feed = crate::watchdog::run(beats, sup.clone(), period, watchdog.stop.clone());
+    watchdog.tasks.spawn(feed);
+    let Wiring { inputs, stats, .. } = w;
+    let (n, broker) = (config.terminals.len(), &config.mqtt.url);
+    tracing::info!(terminals = n, broker = %broker, "face2mqtt running");
+    // Every task is spawned and the spool is open: ready. (Terminal links and the broker come
+    // and go; waiting for them would make a boot with the broker down look like a failed start.)
+    crate::service::notify_ready(&format!("running: {n} terminal(s), broker {broker}"));
+
+    tokio::select! {
+        _ = shutdown => {}
+        _ = sup.failed() => {}
+    }
+    sup.stopping();
+    crate::service::notify_stopping();
+    // Stopping takes a few seconds of draining; the watchdog is for a running service.
+    watchdog.stop().await;
+    tracing::info!("stopping: no new records are taken");
+    inputs.stop().await;
+    tracing::info!("inputs stopped; finishing in-flight publishes");
+    session.stop().await;
+    // The session held the writer's last sender: the writer flushes and ends.
+    if tokio::time::timeout(LAST_FLUSH, spool_stage.stop())
+        .await
+        .is_err()
+    {
+        tracing::error!("the spool's last flush did not finish in {LAST_FLUSH:?}; records not yet on disk are fetched again by backfill after the restart");
+    }
+    driver.stop().await;
+    let published = stats.published.load(std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(published, "face2mqtt stopped");
+    sup.failure()
+        .map_or(Ok(()), |why| Err(Failure::Runtime(why)))
+}
+
+async fn open_spool(config: &Config) -> Result<Arc<Spool>, Failure> {
+    let (dir, max) = (config.spool.dir.clone(), config.spool.max_size.0);
+    let spool = tokio::task::spawn_blocking(move || Spool::open(&dir, max))
+        .await
+        .map_err(|e| Failure::Runtime(format!("spool: {e}")))?
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    if !spool.is_empty() {
+        let records = spool.len();
+        tracing::info!(
+            records,
+            "records from before the restart are waiting in the spool"
+        );
+    }
+    Ok(Arc::new(spool))
+}

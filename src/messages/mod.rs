@@ -1,0 +1,111 @@
+//! What the tasks send each other, and the topics they talk on.
+//!
+//! A leaf: nothing here imports a runtime module, so every task can name these types without
+//! importing another task. The arrows of `docs/architecture.md` are the channels that carry them.
+
+pub mod topics;
+
+use std::time::Instant;
+
+/// A terminal command, from MQTT, an exit button or the time-sync timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cmd {
+    Open,
+    Reboot,
+    SyncTime,
+}
+
+impl Cmd {
+    pub fn parse(s: &str) -> Option<Cmd> {
+        match s {
+            "open" => Some(Cmd::Open),
+            "reboot" => Some(Cmd::Reboot),
+            "sync_time" => Some(Cmd::SyncTime),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cmd::Open => "open",
+            Cmd::Reboot => "reboot",
+            Cmd::SyncTime => "sync_time",
+        }
+    }
+
+    pub const ALL: [Cmd; 3] = [Cmd::Open, Cmd::Reboot, Cmd::SyncTime];
+}
+
+/// Messages other tasks want published (to the MQTT session).
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// The terminal link went up or down (`<base>/<t>/availability`, retained, and published
+    /// again after every reconnect).
+    Availability { terminal: String, online: bool },
+    /// Anything else; dropped while the broker is unreachable (a late answer is no answer).
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+        retain: bool,
+    },
+}
+
+/// A message that came off MQTT on a subscribed topic.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+    pub at: Instant,
+}
+
+/// What the command router takes.
+#[derive(Debug)]
+pub enum RouterMsg {
+    Mqtt(Incoming),
+    Button {
+        terminal: String,
+        cmd: Cmd,
+        pin: u8,
+        at: Instant,
+    },
+}
+
+/// What the terminal reported about itself (`/api/device/information` and the temperature unit
+/// of its SmartFace settings).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceDetails {
+    pub model: Option<String>,
+    pub sw_version: Option<String>,
+    pub serial_number: Option<String>,
+    pub fahrenheit: bool,
+}
+
+/// A spooled record the publisher has just handed to the broker (for the consumers that follow
+/// records: the retained last record and the fresh-event rule).
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub terminal: String,
+    pub event_id: String,
+    pub sign_time: u64,
+    /// The record JSON, as published.
+    pub json: String,
+}
+
+/// What the Home Assistant task takes.
+#[derive(Debug)]
+pub enum HaMsg {
+    /// The broker accepted a connection (first or again).
+    Connected,
+    /// A message on a topic under the discovery prefix.
+    Incoming {
+        topic: String,
+        payload: Vec<u8>,
+        retain: bool,
+    },
+    /// What a terminal told us about itself.
+    Device {
+        terminal: String,
+        details: DeviceDetails,
+    },
+}

@@ -1,0 +1,143 @@
+//! Which spool entry a PUBACK confirms.
+//!
+//! rumqttc has no per-publish acknowledgement, only events in order: we submit publishes, it emits
+//! `Outgoing::Publish(pkid)` as it sends each, and `Incoming::PubAck(pkid)` when the broker
+//! acknowledges. [`AckTracker`] maps the three together. Every QoS 1 publish goes through it, or
+//! the mapping would shift by one. Pure: no IO, unit-tested.
+
+use std::collections::{HashMap, VecDeque};
+
+/// What a publish carried, to know what its PUBACK confirms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    /// Part of a spool entry (its photo or its record).
+    Entry(u64),
+    /// A status message; nothing to delete when it is acknowledged.
+    Other,
+}
+
+#[derive(Debug, Default)]
+pub struct AckTracker {
+    submitted: VecDeque<Tag>,
+    sent: HashMap<u16, Tag>,
+    /// Publishes still unacknowledged per spool entry.
+    open: HashMap<u64, u32>,
+}
+
+impl AckTracker {
+    /// A publish was handed to rumqttc (in the order it will send them).
+    pub fn submitted(&mut self, tag: Tag) {
+        if let Tag::Entry(seq) = tag {
+            *self.open.entry(seq).or_default() += 1;
+        }
+        self.submitted.push_back(tag);
+    }
+
+    /// rumqttc sent the oldest submitted publish with this packet id. `false` if nothing was
+    /// waiting (a publish we did not submit): the mapping can no longer be trusted.
+    pub fn sent(&mut self, pkid: u16) -> bool {
+        match self.submitted.pop_front() {
+            Some(tag) => {
+                self.sent.insert(pkid, tag);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The broker acknowledged `pkid`. Returns the spool entry that is now fully published.
+    pub fn acked(&mut self, pkid: u16) -> Option<u64> {
+        let Tag::Entry(seq) = self.sent.remove(&pkid)? else {
+            return None;
+        };
+        let left = self.open.get_mut(&seq)?;
+        *left -= 1;
+        if *left == 0 {
+            self.open.remove(&seq);
+            Some(seq)
+        } else {
+            None
+        }
+    }
+
+    /// The connection died: nothing in flight will be acknowledged any more.
+    pub fn reset(&mut self) {
+        self.submitted.clear();
+        self.sent.clear();
+        self.open.clear();
+    }
+
+    /// Spool entries sent and not yet confirmed.
+    pub fn entries_in_flight(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.submitted.is_empty() && self.sent.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_puback_confirms_the_entry_its_publish_carried() {
+        let mut t = AckTracker::default();
+        t.submitted(Tag::Entry(7));
+        t.submitted(Tag::Entry(8));
+        assert!(t.sent(1));
+        assert!(t.sent(2));
+        assert_eq!(t.acked(2), Some(8));
+        assert_eq!(t.acked(1), Some(7));
+    }
+
+    #[test]
+    fn an_entry_with_a_photo_is_done_only_when_both_publishes_are_acknowledged() {
+        let mut t = AckTracker::default();
+        t.submitted(Tag::Entry(3)); // photo
+        t.submitted(Tag::Entry(3)); // record
+        t.sent(10);
+        t.sent(11);
+        assert_eq!(t.acked(11), None);
+        assert_eq!(t.acked(10), Some(3));
+    }
+
+    #[test]
+    fn status_messages_keep_the_mapping_in_step() {
+        let mut t = AckTracker::default();
+        t.submitted(Tag::Other);
+        t.submitted(Tag::Entry(1));
+        t.sent(1);
+        t.sent(2);
+        assert_eq!(t.acked(1), None);
+        assert_eq!(t.acked(2), Some(1));
+    }
+
+    #[test]
+    fn after_a_reset_stale_acks_confirm_nothing() {
+        let mut t = AckTracker::default();
+        t.submitted(Tag::Entry(1));
+        t.sent(5);
+        t.reset();
+        assert_eq!(
+            t.acked(5),
+            None,
+            "an ack of the dead connection must not delete anything"
+        );
+        assert_eq!(t.entries_in_flight(), 0);
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn a_send_nobody_submitted_is_reported() {
+        let mut t = AckTracker::default();
+        assert!(!t.sent(1));
+    }
+
+    #[test]
+    fn an_unknown_ack_is_ignored() {
+        let mut t = AckTracker::default();
+        assert_eq!(t.acked(99), None);
+    }
+}

@@ -1,0 +1,333 @@
+//! The MQTT session: the one task that publishes and decides what the connection's events mean.
+//!
+//! After each CONNACK it subscribes (before saying `online`: the broker handles our packets in
+//! order, so whoever sees `online` can be sure a request sent now is heard), publishes the bridge
+//! state and every terminal's availability (the broker may have restarted and lost retained
+//! state), and lets its [`Feed`] send everything still spooled, oldest first. On a lost
+//! connection it forgets what was in flight: the spool is the store of record and resends.
+//! Messages of other tasks ([`Outbound`]) go out while connected and are dropped otherwise.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::acks::{AckTracker, Tag};
+use super::driver::MqttEvent;
+use super::router::Inbox;
+use crate::messages::{topics, Outbound};
+use crate::stats::Stats;
+use crate::watchdog::{Heartbeat, BEAT};
+
+/// Where publishes go: the client, with every QoS 1 publish recorded in the ack tracker.
+pub struct Sink<'a> {
+    client: &'a AsyncClient,
+    tracker: &'a mut AckTracker,
+}
+
+impl Sink<'_> {
+    /// Queues a QoS 1 publish. `false` when rumqttc took nothing more (it is gone).
+    pub fn submit(&mut self, topic: &str, payload: Vec<u8>, retain: bool, tag: Tag) -> bool {
+        match self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, retain, payload)
+        {
+            Ok(()) => {
+                self.tracker.submitted(tag);
+                true
+            }
+            Err(e) => {
+                // The request queue is sized far above our window; this means rumqttc is gone.
+                tracing::error!(topic, "cannot queue a publish: {e}");
+                false
+            }
+        }
+    }
+
+    /// Spool entries sent and not yet acknowledged.
+    pub fn entries_in_flight(&self) -> usize {
+        self.tracker.entries_in_flight()
+    }
+}
+
+/// What the session publishes from the spool (the spool publisher implements it).
+pub trait Feed: Send {
+    /// Submits what is ready, up to the window.
+    fn fill(&mut self, sink: &mut Sink<'_>) -> impl Future<Output = ()> + Send;
+    /// Resolves when more may be ready to send; never, once nothing more will come.
+    fn more(&mut self) -> impl Future<Output = ()> + Send;
+    /// The broker acknowledged every publish of this spool entry.
+    fn acked(&mut self, seq: u64);
+    /// The connection is gone: start again from the oldest entry on the next one.
+    fn reset(&mut self);
+    /// The session ends.
+    fn finish(&mut self);
+}
+
+pub struct Session<F> {
+    pub client: AsyncClient,
+    pub base: String,
+    pub terminals: Vec<String>,
+    pub events: mpsc::Receiver<MqttEvent>,
+    pub outbound: mpsc::Receiver<Outbound>,
+    pub stats: Arc<Stats>,
+    /// How long a shutdown waits for in-flight publishes.
+    pub drain: Duration,
+    pub inbox: Inbox,
+    pub feed: F,
+    pub heartbeat: Heartbeat,
+}
+
+struct State {
+    connected: bool,
+    tracker: AckTracker,
+    availability: BTreeMap<String, bool>,
+    outbound_open: bool,
+    /// Connections in a row that the broker broke with a message too large to read.
+    oversize_strikes: u32,
+    /// Until then, connect without the subscriptions (records still flow).
+    withhold_until: Option<Instant>,
+    /// When the current connection came up.
+    up_since: Option<Instant>,
+    /// The ack mapping went out of step (a bug): trust no ack and send nothing until the next
+    /// connection. Entries stay spooled and are resent then: duplicates, never a loss.
+    desynced: bool,
+}
+
+/// A connection that lasted this long clears the strikes.
+const STEADY: Duration = Duration::from_secs(60);
+/// Strikes before the subscriptions are withheld, and for how long.
+const STRIKES: u32 = 2;
+const WITHHOLD: Duration = Duration::from_secs(600);
+
+/// One hostile message (a retained 10 MB payload on a request topic) would otherwise break
+/// every connection right after it subscribes, and with it the delivery of every record. After
+/// [`STRIKES`] such connections in a row, connect without subscribing for [`WITHHOLD`]: records
+/// flow, commands are not heard, and the log says which message to clear.
+fn strike(st: &mut State, oversized: bool) {
+    let steady = st.up_since.take().is_some_and(|t| t.elapsed() >= STEADY);
+    if !oversized || steady {
+        st.oversize_strikes = 0;
+        return;
+    }
+    st.oversize_strikes += 1;
+    if st.oversize_strikes >= STRIKES && st.withhold_until.is_none() {
+        tracing::error!(
+            "the broker sends a message larger than {} bytes on a subscribed topic (a retained request or discovery topic?), which breaks the connection; subscribing again in {}. Clear it with `mosquitto_pub -r -n -t <topic>`",
+            super::MAX_INCOMING,
+            humantime::format_duration(WITHHOLD)
+        );
+        st.withhold_until = Some(Instant::now() + WITHHOLD);
+        st.oversize_strikes = 0;
+    }
+}
+
+impl<F: Feed> Session<F> {
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut st = State {
+            connected: false,
+            tracker: AckTracker::default(),
+            availability: self.terminals.iter().map(|t| (t.clone(), false)).collect(),
+            outbound_open: true,
+            oversize_strikes: 0,
+            withhold_until: None,
+            up_since: None,
+            desynced: false,
+        };
+        let mut tick = tokio::time::interval(BEAT);
+        loop {
+            self.heartbeat.beat();
+            if st.connected && !st.desynced {
+                let mut sink = Sink {
+                    client: &self.client,
+                    tracker: &mut st.tracker,
+                };
+                self.feed.fill(&mut sink).await;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {}
+                ev = self.events.recv() => match ev {
+                    Some(ev) => self.on_event(&mut st, ev),
+                    None => break, // the driver ended: nothing more can be published
+                },
+                _ = self.feed.more() => {}
+                out = self.outbound.recv(), if st.outbound_open => match out {
+                    Some(o) => self.on_outbound(&mut st, o),
+                    None => st.outbound_open = false,
+                },
+            }
+        }
+        self.shut_down(st).await;
+    }
+
+    fn sink<'a>(&'a self, st: &'a mut State) -> Sink<'a> {
+        Sink {
+            client: &self.client,
+            tracker: &mut st.tracker,
+        }
+    }
+
+    fn on_event(&mut self, st: &mut State, ev: MqttEvent) {
+        match ev {
+            MqttEvent::Event(Event::Incoming(Packet::ConnAck(_))) => {
+                let n = self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                if n == 0 {
+                    tracing::info!("connected to the broker");
+                } else {
+                    tracing::info!(
+                        reconnects = n,
+                        "reconnected to the broker; resending what is still spooled"
+                    );
+                }
+                self.stats.broker_up.store(true, Ordering::Relaxed);
+                st.connected = true;
+                st.desynced = false;
+                st.tracker.reset();
+                self.feed.reset();
+                st.up_since = Some(Instant::now());
+                if st.withhold_until.is_some_and(|t| Instant::now() < t) {
+                    tracing::warn!("not subscribing (commands and Home Assistant's status are not heard) while a message too large to read sits on a subscribed topic");
+                } else {
+                    st.withhold_until = None;
+                    for filter in self.inbox.subscriptions() {
+                        if let Err(e) = self.client.try_subscribe(&filter, QoS::AtLeastOnce) {
+                            tracing::error!(filter, "cannot subscribe: {e}");
+                        }
+                    }
+                }
+                self.inbox.connected();
+                self.publish_status(st);
+            }
+            MqttEvent::Event(Event::Incoming(Packet::Publish(p))) => {
+                tracing::trace!(topic = %p.topic, retain = p.retain, bytes = p.payload.len(), "received");
+                self.inbox.deliver(&p.topic, &p.payload, p.retain);
+            }
+            MqttEvent::Event(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                if !st.tracker.sent(pkid) && !st.desynced {
+                    tracing::error!(pkid, "a publish was sent that was never submitted; acks are ignored until the next connection");
+                    st.desynced = true;
+                }
+            }
+            MqttEvent::Event(Event::Incoming(Packet::PubAck(_))) if st.desynced => {}
+            MqttEvent::Event(Event::Incoming(Packet::PubAck(ack))) => {
+                if let Some(seq) = st.tracker.acked(ack.pkid) {
+                    self.stats.published.fetch_add(1, Ordering::Relaxed);
+                    tracing::trace!(
+                        seq,
+                        pkid = ack.pkid,
+                        "broker acknowledged; leaves the spool"
+                    );
+                    self.feed.acked(seq);
+                }
+            }
+            MqttEvent::Event(Event::Incoming(Packet::SubAck(ack))) => {
+                tracing::debug!(pkid = ack.pkid, codes = ?ack.return_codes, "subscribed");
+            }
+            MqttEvent::Event(_) => {}
+            MqttEvent::Down {
+                reason,
+                oversized,
+                quiet,
+            } => {
+                strike(st, oversized);
+                if st.connected {
+                    tracing::warn!("broker connection lost: {reason}");
+                } else {
+                    tracing::warn!("cannot connect to the broker: {reason}");
+                }
+                st.connected = false;
+                self.stats.broker_up.store(false, Ordering::Relaxed);
+                st.tracker.reset();
+                self.feed.reset();
+                let _ = quiet.send(());
+            }
+        }
+    }
+
+    fn on_outbound(&self, st: &mut State, out: Outbound) {
+        match out {
+            Outbound::Availability { terminal, online } => {
+                st.availability.insert(terminal.clone(), online);
+                let up = st.availability.values().filter(|v| **v).count();
+                self.stats.links_up.store(up as u64, Ordering::Relaxed);
+                if st.connected {
+                    self.publish_availability(st, &terminal, online);
+                }
+            }
+            Outbound::Message {
+                topic,
+                payload,
+                retain,
+            } => {
+                if st.connected {
+                    self.sink(st).submit(&topic, payload, retain, Tag::Other);
+                } else {
+                    tracing::debug!(topic, "broker unreachable; message dropped");
+                }
+            }
+        }
+    }
+
+    fn publish_availability(&self, st: &mut State, terminal: &str, online: bool) {
+        let topic = topics::availability(&self.base, terminal);
+        let payload = if online { "online" } else { "offline" };
+        self.sink(st)
+            .submit(&topic, payload.as_bytes().to_vec(), true, Tag::Other);
+    }
+
+    /// After every CONNACK: the broker may have restarted and lost retained state.
+    fn publish_status(&self, st: &mut State) {
+        self.sink(st).submit(
+            &topics::bridge_state(&self.base),
+            br#"{"state":"online"}"#.to_vec(),
+            true,
+            Tag::Other,
+        );
+        let all: Vec<(String, bool)> = st
+            .availability
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        for (terminal, online) in all {
+            self.publish_availability(st, &terminal, online);
+        }
+    }
+
+    /// Waits a little for in-flight publishes, says `offline`, disconnects.
+    async fn shut_down(mut self, mut st: State) {
+        let deadline = Instant::now() + self.drain;
+        while st.connected && st.tracker.entries_in_flight() > 0 {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(ev)) => self.on_event(&mut st, ev),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if st.connected {
+            for t in self.terminals.clone() {
+                self.publish_availability(&mut st, &t, false);
+            }
+            self.sink(&mut st).submit(
+                &topics::bridge_state(&self.base),
+                br#"{"state":"offline"}"#.to_vec(),
+                true,
+                Tag::Other,
+            );
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while st.connected && !st.tracker.is_idle() {
+                match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                    Ok(Some(ev)) => self.on_event(&mut st, ev),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        let _ = self.client.try_disconnect();
+        self.feed.finish();
+    }
+}

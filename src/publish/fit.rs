@@ -1,0 +1,111 @@
+//! A record that cannot be published as it stands (its JSON is larger than the MQTT packet
+//! limit: a terminal that sends megabytes in a free-text field) goes out in a reduced form
+//! rather than blocking every record behind it. Pure.
+
+use serde_json::{Map, Value};
+
+/// Strings longer than this are shortened when dropping `extra` fields was not enough.
+const SHORT: usize = 256;
+
+/// The record JSON cut to at most `max` bytes, with `"truncated": true`: the fields under `extra`
+/// go first, largest first; then every string longer than [`SHORT`] characters is shortened.
+/// `None` when even that does not fit (or the text is not a JSON object).
+pub fn fit(json: &str, max: usize) -> Option<String> {
+    if json.len() <= max {
+        return Some(json.to_string());
+    }
+    let Ok(Value::Object(mut record)) = serde_json::from_str::<Value>(json) else {
+        return None;
+    };
+    record.insert("truncated".into(), Value::Bool(true));
+    if let Some(Value::Object(extra)) = record.get_mut("extra") {
+        let mut sizes: Vec<(usize, String)> = extra
+            .iter()
+            .map(|(k, v)| (v.to_string().len(), k.clone()))
+            .collect();
+        sizes.sort_unstable_by(|a, b| b.cmp(a));
+        let mut over = json.len().saturating_sub(max);
+        for (size, key) in sizes {
+            extra.remove(&key);
+            over = over.saturating_sub(size + key.len() + 4);
+            if over == 0 {
+                break;
+            }
+        }
+    }
+    let text = Value::Object(record.clone()).to_string();
+    if text.len() <= max {
+        return Some(text);
+    }
+    shorten(&mut record);
+    let text = Value::Object(record).to_string();
+    (text.len() <= max).then_some(text)
+}
+
+fn shorten(map: &mut Map<String, Value>) {
+    for v in map.values_mut() {
+        match v {
+            Value::String(s) if s.chars().count() > SHORT => {
+                let cut: String = s.chars().take(SHORT).collect();
+                *s = format!("{cut}…");
+            }
+            Value::Object(m) => shorten(m),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(extra: Value, name: &str) -> String {
+        json!({
+            "event_id": "door-1-1",
+            "terminal": "door",
+            "person": {"name": name},
+            "snapshot": false,
+            "extra": extra,
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn a_record_that_fits_goes_out_unchanged() {
+        let r = record(json!({"description": "short"}), "Ada");
+        assert_eq!(fit(&r, 10_000).as_deref(), Some(r.as_str()));
+    }
+
+    #[test]
+    fn an_oversized_extra_field_is_dropped_and_the_record_says_truncated() {
+        let big = "x".repeat(600_000);
+        let r = record(json!({"description": big, "mobile": "123"}), "Ada");
+        let out = fit(&r, 512 * 1024).expect("fits once cut");
+        assert!(out.len() <= 512 * 1024);
+        let v: Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(v["truncated"], true);
+        assert_eq!(v["event_id"], "door-1-1");
+        assert!(v["extra"].get("description").is_none());
+        assert_eq!(
+            v["extra"]["mobile"], "123",
+            "small fields stay when the big one was enough"
+        );
+    }
+
+    #[test]
+    fn long_mapped_fields_are_shortened_when_dropping_extra_is_not_enough() {
+        let r = record(json!({}), &"n".repeat(10_000));
+        let out = fit(&r, 2_000).expect("fits once shortened");
+        let v: Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(v["truncated"], true);
+        assert!(v["person"]["name"].as_str().expect("name").chars().count() <= SHORT + 1);
+    }
+
+    #[test]
+    fn a_record_that_cannot_fit_is_refused() {
+        let r = record(json!({}), "Ada");
+        assert_eq!(fit(&r, 20), None);
+        assert_eq!(fit("[1,2,3]", 2), None, "not an object");
+    }
+}

@@ -1,0 +1,249 @@
+//! Spool → broker: turns durable spool entries into publishes, and PUBACKs into deletions.
+//!
+//! A record leaves the spool only when the broker has acknowledged every publish that carried it
+//! (its record and, when it is the newest capture, its photo on the retained snapshot topic).
+//! Nothing above the spool writer's durable mark is read, so nothing is published before it is on
+//! disk. Deletions go to the spool writer ([`crate::spool::writer`]), the one task that writes the
+//! spool. Each record that goes out is also handed to the consumers that follow records (the Home
+//! Assistant task: the retained last record and the fresh-event rule).
+
+mod fit;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::messages::{topics, Published};
+use crate::mqtt::acks::Tag;
+use crate::mqtt::session::{Feed, Sink};
+use crate::mqtt::{MAX_PACKET, WINDOW};
+use crate::spool::writer::SpoolCmd;
+use crate::spool::{Entry, Spool};
+
+pub struct Publisher {
+    pub spool: Arc<Spool>,
+    pub base: String,
+    /// The highest spool sequence that is durable; nothing above it is published.
+    pub durable: watch::Receiver<u64>,
+    /// The spool writer, which deletes acknowledged entries.
+    pub writer: mpsc::Sender<SpoolCmd>,
+    /// Told of every record that goes out.
+    pub records: mpsc::Sender<Published>,
+    durable_open: bool,
+    /// Last spool sequence submitted on this connection.
+    cursor: Option<u64>,
+    /// Newest capture time whose photo went to the retained snapshot topic, per terminal.
+    snapshot_time: HashMap<String, u64>,
+    /// Acknowledged entries the writer had no room for yet.
+    acks: Vec<u64>,
+}
+
+impl Publisher {
+    pub fn new(
+        spool: Arc<Spool>,
+        base: String,
+        durable: watch::Receiver<u64>,
+        writer: mpsc::Sender<SpoolCmd>,
+        records: mpsc::Sender<Published>,
+    ) -> Publisher {
+        Publisher {
+            spool,
+            base,
+            durable,
+            writer,
+            records,
+            durable_open: true,
+            cursor: None,
+            snapshot_time: HashMap::new(),
+            acks: Vec::new(),
+        }
+    }
+
+    /// Hands waiting deletions to the writer; what does not fit waits for the next pass (a
+    /// deletion lost in a crash is a duplicate, never a loss).
+    fn pass_acks(&mut self) {
+        while let Some(&seq) = self.acks.first() {
+            if self.writer.try_send(SpoolCmd::Ack(seq)).is_err() {
+                return;
+            }
+            self.acks.remove(0);
+        }
+    }
+
+    /// Takes an entry that can never be published out of the queue (the writer moves it to the
+    /// spool's quarantine tree, loudly).
+    fn quarantine(&mut self, seq: u64, reason: String) {
+        if self
+            .writer
+            .try_send(SpoolCmd::Quarantine { seq, reason })
+            .is_err()
+        {
+            tracing::warn!(
+                seq,
+                "the spool writer is busy; the entry is quarantined on the next pass"
+            );
+        }
+    }
+
+    /// Publishes one entry's photo (when it is the newest capture) and record.
+    fn send_entry(
+        &mut self,
+        sink: &mut Sink<'_>,
+        seq: u64,
+        entry: Entry,
+        photo: Option<Vec<u8>>,
+    ) -> bool {
+        if let Some(photo) = photo {
+            let topic = topics::snapshot(&self.base, &entry.terminal);
+            let newest = self
+                .snapshot_time
+                .get(&entry.terminal)
+                .is_none_or(|t| entry.sign_time >= *t);
+            if photo.len() + topic.len() + 16 > MAX_PACKET {
+                tracing::warn!(terminal = %entry.terminal, event_id = %entry.event_id, size = photo.len(), "capture photo larger than the MQTT packet limit; not published");
+            } else if newest {
+                if !sink.submit(&topic, photo, true, Tag::Entry(seq)) {
+                    return false;
+                }
+                self.snapshot_time
+                    .insert(entry.terminal.clone(), entry.sign_time);
+            }
+        }
+        let topic = topics::record(&self.base, &entry.terminal);
+        tracing::trace!(seq, event_id = %entry.event_id, "publishing");
+        // A record that cannot go out as it stands goes out reduced, or into quarantine: it
+        // must never block the records behind it.
+        let room = MAX_PACKET.saturating_sub(topic.len() + 16);
+        let Some(json) = fit::fit(&entry.json, room) else {
+            let reason = format!(
+                "record JSON of {} bytes does not fit the {MAX_PACKET} byte MQTT packet limit even reduced",
+                entry.json.len()
+            );
+            self.quarantine(seq, reason);
+            return true;
+        };
+        if json.len() != entry.json.len() {
+            tracing::warn!(terminal = %entry.terminal, event_id = %entry.event_id, size = entry.json.len(), "record larger than the MQTT packet limit; published reduced (\"truncated\": true)");
+        }
+        if !sink.submit(&topic, json.clone().into_bytes(), false, Tag::Entry(seq)) {
+            return false;
+        }
+        let published = Published {
+            terminal: entry.terminal,
+            event_id: entry.event_id,
+            sign_time: entry.sign_time,
+            json,
+        };
+        if self.records.try_send(published).is_err() {
+            tracing::debug!(
+                "the record consumers are behind; last_record/event skipped for one record"
+            );
+        }
+        true
+    }
+}
+
+/// Entries with their photos, in sequence order; the undecodable ones with why.
+type Read = Vec<(u64, Result<(Entry, Option<Vec<u8>>), String>)>;
+
+/// Reads up to `want` entries after `cursor`, each with its photo, off the async runtime.
+async fn read_batch(spool: Arc<Spool>, cursor: Option<u64>, want: usize) -> Option<Read> {
+    let read = tokio::task::spawn_blocking(move || {
+        let batch = spool.next_batch(cursor, want)?;
+        let mut out: Read = batch
+            .undecodable
+            .into_iter()
+            .map(|(seq, why)| (seq, Err(why)))
+            .collect();
+        for (seq, entry) in batch.entries {
+            let photo = match spool.photo(seq, &entry) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(event_id = %entry.event_id, "cannot read the photo from the spool: {e}");
+                    None
+                }
+            };
+            out.push((seq, Ok((entry, photo))));
+        }
+        out.sort_unstable_by_key(|(seq, _)| *seq);
+        Ok::<_, crate::spool::SpoolError>(out)
+    })
+    .await;
+    match read {
+        Ok(Ok(b)) => Some(b),
+        Ok(Err(e)) => {
+            tracing::error!("cannot read the spool: {e}");
+            None
+        }
+        Err(e) => {
+            tracing::error!("cannot read the spool: {e}");
+            None
+        }
+    }
+}
+
+impl Feed for Publisher {
+    async fn fill(&mut self, sink: &mut Sink<'_>) {
+        self.pass_acks();
+        while sink.entries_in_flight() < WINDOW {
+            let limit = *self.durable.borrow();
+            if self.cursor.is_some_and(|c| c >= limit) {
+                return;
+            }
+            let want = WINDOW - sink.entries_in_flight();
+            let Some(batch) = read_batch(self.spool.clone(), self.cursor, want).await else {
+                return;
+            };
+            if batch.is_empty() {
+                // Nothing after the cursor: every entry up to `limit` is out (or acknowledged).
+                self.cursor = Some(self.cursor.unwrap_or(0).max(limit));
+                return;
+            }
+            for (seq, read) in batch {
+                if seq > limit {
+                    return;
+                }
+                match read {
+                    Ok((entry, photo)) => {
+                        if !self.send_entry(sink, seq, entry, photo) {
+                            return;
+                        }
+                    }
+                    Err(why) => self.quarantine(seq, format!("undecodable spool entry: {why}")),
+                }
+                self.cursor = Some(seq);
+            }
+        }
+    }
+
+    async fn more(&mut self) {
+        if !self.durable_open {
+            return std::future::pending().await;
+        }
+        // The writer ends first on shutdown; what is durable then stays as it is.
+        if self.durable.changed().await.is_err() {
+            self.durable_open = false;
+        }
+    }
+
+    fn acked(&mut self, seq: u64) {
+        self.acks.push(seq);
+        self.pass_acks();
+    }
+
+    fn reset(&mut self) {
+        self.cursor = None;
+    }
+
+    fn finish(&mut self) {
+        self.pass_acks();
+        if !self.acks.is_empty() {
+            tracing::warn!(
+                entries = self.acks.len(),
+                "acknowledged entries could not be removed from the spool; they are published again after the restart"
+            );
+        }
+        tracing::info!(left_in_spool = self.spool.len(), "publisher stopped");
+    }
+}

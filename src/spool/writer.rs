@@ -1,0 +1,354 @@
+//! The spool writer: the one path by which the spool changes.
+//!
+//! It runs on a thread of its own (sled and the photo files block) and takes two channels:
+//! `inputs` from ingest and backfill (records, watermarks, dedupe pruning) and `acks` from the
+//! publisher (deletions on PUBACK, quarantine). Records of a batch are made durable with one fsync
+//! (group commit) before the publisher is told how far it may read. Deletions need no fsync: a
+//! lost delete is a duplicate, never a loss.
+//!
+//! A record is never dropped. When the spool has no room (`spool.max_size`, or the disk is full),
+//! photos of the oldest records go first; if that is not enough the writer holds the record and
+//! stops taking inputs: ingest then stops reading, TCP pushes back on the terminal, which keeps
+//! its records, and nothing later passes the held record (so the backfill watermark cannot move
+//! past it). Deletions keep flowing meanwhile and make room. A spool that keeps failing for
+//! another reason ends the writer, which fails the daemon: systemd restarts it, the spool is
+//! opened afresh, and backfill fetches whatever was held.
+//!
+//! It ends once every sender is gone, after a last flush.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use super::{Appended, Spool, SpoolError};
+use crate::record::Normalized;
+use crate::watchdog::{Heartbeat, BEAT};
+
+pub enum SpoolCmd {
+    Record {
+        terminal: String,
+        record: Normalized,
+        advance_watermark: bool,
+    },
+    /// Backfill finished up to here: records up to `sign_time` are spooled or published.
+    Watermark { terminal: String, sign_time: u64 },
+    /// Dedupe keys older than `before` (signTime) are no longer needed.
+    PruneSeen { terminal: String, before: u64 },
+    /// The broker acknowledged this entry: it leaves the spool.
+    Ack(u64),
+    /// This entry can never be published as it is: out of the queue, into the quarantine tree.
+    Quarantine { seq: u64, reason: String },
+}
+
+/// Commands taken into one batch at most; bounds the latency of the first one.
+const BATCH: usize = 256;
+/// How long a spool that fails for a reason other than room may keep failing (sled's errors are
+/// sticky: only opening it again, in a fresh process, clears them).
+const GIVE_UP: Duration = Duration::from_secs(10);
+
+/// The writer's two inboxes.
+pub struct Inbox {
+    pub inputs: mpsc::Receiver<SpoolCmd>,
+    pub acks: mpsc::Receiver<SpoolCmd>,
+}
+
+/// Why the writer ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// Every sender is gone (shutdown).
+    Done,
+    /// The spool keeps failing; a fresh process has to open it again.
+    Failing(String),
+}
+
+struct Writer {
+    spool: Arc<Spool>,
+    durable: watch::Sender<u64>,
+    /// Records (in order) the spool had no room for yet; while any is held, inputs wait.
+    held: VecDeque<SpoolCmd>,
+    /// Since when the spool fails for a reason other than room.
+    failing_since: Option<Instant>,
+    last_error: String,
+    /// The low-water marks last written, and when.
+    marks: super::lowwater::Marks,
+    marks_at: Instant,
+    /// Records backfill brought that the spool did not have, since the last log line.
+    recovered: u64,
+    /// Photos dropped to make room, since the last log line.
+    shed: u64,
+}
+
+/// How often at most the low-water file is rewritten (one small fsync).
+const MARKS_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs the writer on the calling thread (a blocking one) until every sender is gone.
+/// `durable` carries the highest sequence number known to be on disk.
+pub fn run(
+    spool: Arc<Spool>,
+    mut inbox: Inbox,
+    durable: watch::Sender<u64>,
+    heartbeat: Heartbeat,
+    runtime: tokio::runtime::Handle,
+) -> End {
+    let mut w = Writer {
+        spool,
+        durable,
+        held: VecDeque::new(),
+        failing_since: None,
+        last_error: String::new(),
+        marks: super::lowwater::Marks::new(),
+        marks_at: Instant::now(),
+        recovered: 0,
+        shed: 0,
+    };
+    let (mut batch, mut acks) = (Vec::with_capacity(BATCH), Vec::new());
+    let (mut inputs_open, mut acks_open) = (true, true);
+    loop {
+        heartbeat.beat();
+        if !inputs_open && !acks_open {
+            break;
+        }
+        let taking = inputs_open && w.held.is_empty();
+        // Wait for work, but wake up to beat (and to retry held records) while idle.
+        let got = runtime.block_on(async {
+            tokio::time::timeout(BEAT, async {
+                tokio::select! {
+                    biased;
+                    n = inbox.acks.recv_many(&mut acks, BATCH), if acks_open => Some((n, false)),
+                    n = inbox.inputs.recv_many(&mut batch, BATCH), if taking => Some((n, true)),
+                    else => {
+                        // Only held records are left to do: retry them after a beat.
+                        tokio::time::sleep(BEAT).await;
+                        None
+                    }
+                }
+            })
+            .await
+        });
+        match got {
+            Ok(Some((0, true))) => inputs_open = false,
+            Ok(Some((0, false))) => acks_open = false,
+            _ => {}
+        }
+        if !inputs_open && !w.held.is_empty() && !acks_open {
+            tracing::error!(
+                held = w.held.len(),
+                "stopping with records the spool had no room for; the terminal keeps them and backfill fetches them after the restart"
+            );
+            w.held.clear();
+        }
+        let changed = !acks.is_empty() || !batch.is_empty();
+        w.apply(acks.drain(..).chain(batch.drain(..)));
+        if changed && w.marks_at.elapsed() >= MARKS_EVERY {
+            w.save_marks();
+        }
+        if let Some(why) = w.given_up() {
+            return End::Failing(why);
+        }
+    }
+    w.flush();
+    w.save_marks();
+    End::Done
+}
+
+impl Writer {
+    fn apply(&mut self, cmds: impl Iterator<Item = SpoolCmd>) {
+        let mut high = None;
+        let mut stored = false;
+        for cmd in cmds {
+            match cmd {
+                SpoolCmd::Ack(seq) => {
+                    if let Err(e) = self.spool.ack(seq) {
+                        tracing::error!("cannot remove a published record from the spool: {e}");
+                    }
+                }
+                SpoolCmd::Quarantine { seq, reason } => {
+                    tracing::error!(seq, reason = %reason, "a spool entry can never be published; moved to the spool's quarantine (diagnostics: spool_quarantined)");
+                    if let Err(e) = self.spool.quarantine(seq, &reason) {
+                        tracing::error!(seq, "cannot quarantine a spool entry: {e}");
+                    }
+                }
+                SpoolCmd::PruneSeen { terminal, before } => {
+                    if let Err(e) = self.spool.prune_seen(&terminal, before) {
+                        tracing::warn!(terminal = %terminal, "cannot prune old dedupe keys: {e}");
+                    }
+                }
+                other => self.held.push_back(other),
+            }
+        }
+        // Held records first, in order; a record that still finds no room stops the rest.
+        while let Some(cmd) = self.held.pop_front() {
+            match self.store(&cmd) {
+                Ok(seq) => {
+                    stored = true;
+                    high = seq.or(high);
+                }
+                Err(()) => {
+                    self.held.push_front(cmd);
+                    break;
+                }
+            }
+        }
+        if self.shed > 0 {
+            tracing::warn!(
+                dropped_photos = self.shed,
+                "spool full (spool.max_size, or the disk): dropped photos of the oldest records to make room"
+            );
+            self.shed = 0;
+        }
+        if self.recovered > 0 {
+            tracing::info!(
+                records = self.recovered,
+                "backfill recovered records the spool did not have"
+            );
+            self.recovered = 0;
+        }
+        if stored && self.flush() {
+            if let Some(seq) = high {
+                self.durable.send_if_modified(|d| {
+                    let moved = seq > *d;
+                    *d = (*d).max(seq);
+                    moved
+                });
+            }
+        }
+    }
+
+    /// Stores one record or watermark. `Err` when it must wait (no room, or a failing spool).
+    fn store(&mut self, cmd: &SpoolCmd) -> Result<Option<u64>, ()> {
+        match cmd {
+            SpoolCmd::Record {
+                terminal,
+                record,
+                advance_watermark,
+            } => {
+                if !self.room_for(record) {
+                    return Err(());
+                }
+                let photo = record.photo.as_deref();
+                let mut result = self
+                    .spool
+                    .append(terminal, record, photo, *advance_watermark);
+                if matches!(&result, Err(e) if e.is_full()) {
+                    // The disk is full before the cap: a few photos of the oldest records make
+                    // room for many records.
+                    match self.spool.shed_photos(16) {
+                        Ok(n) if n > 0 => {
+                            self.shed += n;
+                            result = self
+                                .spool
+                                .append(terminal, record, photo, *advance_watermark);
+                        }
+                        _ => {}
+                    }
+                }
+                match result {
+                    Ok(Appended::Stored(seq)) => {
+                        if record.json["source"] == "backfill" {
+                            self.recovered += 1;
+                        }
+                        self.ok(Some(seq))
+                    }
+                    Ok(Appended::Duplicate) => {
+                        tracing::debug!(terminal = %terminal, event_id = %record.event_id, "duplicate record dropped");
+                        self.ok(None)
+                    }
+                    Err(e) => self.wait(terminal, &record.event_id, e),
+                }
+            }
+            SpoolCmd::Watermark {
+                terminal,
+                sign_time,
+            } => match self.spool.advance_watermark(terminal, *sign_time) {
+                Ok(()) => self.ok(None),
+                Err(e) => self.wait(terminal, "watermark", e),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    fn save_marks(&mut self) {
+        self.marks_at = Instant::now();
+        if let Err(e) = self.spool.save_low_water(&mut self.marks) {
+            tracing::warn!("cannot write the spool's low-water file: {e}");
+        }
+    }
+
+    /// Whether the record fits under `spool.max_size`, after dropping photos of the oldest.
+    fn room_for(&mut self, record: &Normalized) -> bool {
+        let size = record.json.to_string().len() + record.photo.as_ref().map_or(0, Vec::len);
+        match self.spool.make_room(size as u64) {
+            Ok(t) => {
+                self.shed += t.photos;
+                if !t.room && self.held.is_empty() {
+                    tracing::error!(
+                        spooled_bytes = self.spool.bytes(),
+                        "spool full (spool.max_size, or the disk): holding new records until the broker takes some (the terminal keeps them meanwhile; nothing is dropped)"
+                    );
+                }
+                t.room
+            }
+            Err(e) => {
+                tracing::error!("cannot make room in the spool: {e}");
+                false
+            }
+        }
+    }
+
+    fn ok(&mut self, seq: Option<u64>) -> Result<Option<u64>, ()> {
+        if self.failing_since.take().is_some() {
+            tracing::info!("the spool takes records again");
+        }
+        Ok(seq)
+    }
+
+    fn wait(&mut self, terminal: &str, what: &str, e: SpoolError) -> Result<Option<u64>, ()> {
+        let text = e.to_string();
+        if self.failing_since.is_none() {
+            tracing::error!(terminal, what, "cannot spool: {text}; holding it and new records (nothing is dropped; the terminal keeps them meanwhile)");
+        }
+        if !e.is_full() {
+            self.failing_since.get_or_insert_with(Instant::now);
+        }
+        self.last_error = text;
+        Err(())
+    }
+
+    fn given_up(&self) -> Option<String> {
+        let since = self.failing_since?;
+        (since.elapsed() >= GIVE_UP).then(|| {
+            format!(
+                "the spool has failed for {}: {}",
+                humantime::format_duration(GIVE_UP),
+                self.last_error
+            )
+        })
+    }
+
+    /// A record only counts once it is on disk; a failing flush is retried, loudly, not skipped.
+    /// `false` when it kept failing: nothing is published past what is durable, and the writer
+    /// gives up so that a fresh process opens the spool again.
+    fn flush(&mut self) -> bool {
+        let mut wait = Duration::from_millis(100);
+        let start = Instant::now();
+        loop {
+            match self.spool.flush() {
+                Ok(()) => return true,
+                Err(e) if start.elapsed() < GIVE_UP => {
+                    tracing::error!(
+                        "spool flush failed (records are not yet durable): {e}; retrying in {wait:?}"
+                    );
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => {
+                    self.last_error = format!("flush: {e}");
+                    self.failing_since = Some(start);
+                    return false;
+                }
+            }
+        }
+    }
+}
