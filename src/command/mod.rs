@@ -86,7 +86,9 @@ fn terminal_failure(e: &TerminalError) -> (String, Option<i64>, &'static str) {
         TerminalError::Api { .. } => "terminal",
         TerminalError::Timeout { .. } => "timeout",
         TerminalError::Unreachable { .. } => "unreachable",
-        TerminalError::HttpStatus { .. } | TerminalError::Protocol { .. } => "terminal",
+        TerminalError::HttpStatus { .. }
+        | TerminalError::Protocol { .. }
+        | TerminalError::TooLarge { .. } => "terminal",
     };
     (e.to_string(), e.api_code().map(|c| c.code()), reason)
 }
