@@ -268,7 +268,7 @@ pub async fn route(
                         .send(cmd_word, response(Err((text, None, "bad_request")), None));
                     continue;
                 };
-                let payload = match request::parse_payload(&inc.payload) {
+                let payload = match request::parse_payload(cmd, &inc.payload) {
                     Ok(p) => p,
                     Err(e) => {
                         route.responder.refuse(cmd, &Refusal::BadPayload(e), None);
