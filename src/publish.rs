@@ -305,6 +305,9 @@ impl Publisher {
                 None
             }
         };
+        // A photo spooled but gone now (size cap, torn file, too large to publish): the record
+        // must not promise a snapshot that never comes.
+        let mut photo_lost = entry.photo.is_some() && photo.is_none();
         if let Some(photo) = photo {
             let topic = format!("{}/{}/snapshot", self.base, entry.terminal);
             let newest = st
@@ -313,6 +316,7 @@ impl Publisher {
                 .is_none_or(|t| entry.sign_time >= *t);
             if photo.len() + topic.len() + 16 > MAX_PACKET {
                 tracing::warn!(terminal = %entry.terminal, event_id = %entry.event_id, size = photo.len(), "capture photo larger than the MQTT packet limit; not published");
+                photo_lost = true;
             } else if newest {
                 if !self.submit(st, &topic, photo, true, Tag::Entry(seq)) {
                     return false;
@@ -321,12 +325,16 @@ impl Publisher {
                     .insert(entry.terminal.clone(), entry.sign_time);
             }
         }
+        let json = photo_lost
+            .then(|| crate::record::without_snapshot(&entry.json))
+            .flatten()
+            .unwrap_or_else(|| entry.json.clone());
         let topic = format!("{}/{}/record", self.base, entry.terminal);
         tracing::trace!(seq, event_id = %entry.event_id, "publishing");
         if !self.submit(
             st,
             &topic,
-            entry.json.clone().into_bytes(),
+            json.clone().into_bytes(),
             false,
             Tag::Entry(seq),
         ) {
@@ -340,13 +348,7 @@ impl Publisher {
             .is_none_or(|t| entry.sign_time >= *t);
         if newest {
             let topic = discovery::last_record_topic(&self.base, &entry.terminal);
-            self.submit(
-                st,
-                &topic,
-                entry.json.clone().into_bytes(),
-                true,
-                Tag::Other,
-            );
+            self.submit(st, &topic, json.into_bytes(), true, Tag::Other);
             st.last_record_time
                 .insert(entry.terminal.clone(), entry.sign_time);
         }
