@@ -18,7 +18,7 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -167,6 +167,25 @@ impl Simulator {
         // No receivers is fine: the record is in the store for backfill.
         let _ = self.shared.pushes.send(Message::text(frame));
         record.to_value()
+    }
+
+    /// Stores a record with these fields as is, filed under `sign_time` for `/api/record`'s
+    /// time filter (so a record whose own `signTime` is absurd is still served): what a
+    /// terminal with a broken clock or a hostile one returns to backfill. Not pushed.
+    pub fn store_raw(&self, fields: Map<String, Value>, sign_time: u64) {
+        let mut st = self.shared.state();
+        let person_type = fields
+            .get("type")
+            .and_then(crate::terminal::model::lenient_i64)
+            .unwrap_or(0);
+        st.store(StoredRecord {
+            fields,
+            registered: None,
+            capture: None,
+            capture_no: 0,
+            sign_time,
+            person_type,
+        });
     }
 
     /// Sends a frame as is (malformed, oversized, binary: whatever a test needs).
