@@ -104,7 +104,7 @@ impl Backfill {
                 match record::normalize(&t.id, &item, Source::Backfill) {
                     Ok(mut rec) => {
                         if !newest_first.is_empty() {
-                            rec.photo = None;
+                            rec.drop_photo();
                         }
                         newest_first.push(rec);
                     }

@@ -34,9 +34,12 @@ impl Backoff {
     /// doubles up to `max`.
     pub fn next_delay(&mut self) -> Duration {
         let step = self.next;
-        self.next = (self.next * 2).min(self.max);
+        // Saturating: `max` comes from the config (validated, but this must not be what stands
+        // between a typo and a panic).
+        self.next = self.next.saturating_mul(2).min(self.max);
         let half = step / 2;
-        half + Duration::from_nanos(self.rng.u64(0..=(step - half).as_nanos() as u64))
+        let spread = u64::try_from((step - half).as_nanos()).unwrap_or(u64::MAX);
+        half.saturating_add(Duration::from_nanos(self.rng.u64(0..=spread)))
     }
 
     /// After a success: start again from `min`.

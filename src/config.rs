@@ -289,9 +289,7 @@ impl ByteSize {
             .find(|c: char| !c.is_ascii_digit() && c != '.')
             .unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let value: f64 = num
-            .parse()
-            .map_err(|_| format!("`{s}` is not a size like \"512MiB\""))?;
+        let not_a_size = || format!("`{s}` is not a size like \"512MiB\"");
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" => 1000,
@@ -306,7 +304,25 @@ impl ByteSize {
                 ))
             }
         };
-        Ok(ByteSize((value * mult as f64) as u64))
+        let too_large = || format!("`{s}` is too large");
+        // Whole numbers in checked integer arithmetic: `as` on a float would saturate
+        // "99999999999999999999GiB" into 16 EiB without a word.
+        if !num.contains('.') {
+            let n: u64 = num
+                .parse()
+                .map_err(|e: std::num::ParseIntError| match e.kind() {
+                    std::num::IntErrorKind::PosOverflow => too_large(),
+                    _ => not_a_size(),
+                })?;
+            return n.checked_mul(mult).map(ByteSize).ok_or_else(too_large);
+        }
+        let value: f64 = num.parse().map_err(|_| not_a_size())?;
+        let bytes = value * mult as f64;
+        // 2^64 is exact as a float; every finite float below it converts without loss of range.
+        if !bytes.is_finite() || bytes >= 18_446_744_073_709_551_616.0 {
+            return Err(too_large());
+        }
+        Ok(ByteSize(bytes as u64))
     }
 }
 
@@ -489,7 +505,9 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
     let message = e.message().trim_end();
     match e.span() {
         Some(span) => {
-            let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            // Counted on bytes: a span is not promised to fall on a character boundary.
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line_no = before.iter().filter(|b| **b == b'\n').count() + 1;
             let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
             format!("line {line_no} (`{line}`): {message}")
         }
@@ -511,6 +529,51 @@ fn valid_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// The longest duration any setting takes. Durations are added to clocks, doubled by the
+/// backoff and counted in nanoseconds; a year's worth never overflows any of that, while
+/// humantime happily reads `"500000000y"`.
+pub const MAX_DURATION: Duration = Duration::from_secs(400 * 24 * 3600);
+
+/// A `log.level` is a tracing filter: comma-separated directives, each a level (`info`) or
+/// `target=level` (`face2mqtt=debug`, `rumqttc::state=warn`). Checked here, strictly, before
+/// tracing sees it: tracing's parser reads any word as a target (so `"loud"` would silently log
+/// nothing of ours), and it panics on some non-ASCII text (it slices the untrimmed directive at
+/// offsets of the trimmed one; found by the `config` fuzz target with `"\u{2005}_f=off"`).
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    const LEVELS: &str = "trace, debug, info, warn, error or off";
+    let is_level = |l: &str| {
+        matches!(
+            l.to_ascii_lowercase().as_str(),
+            "trace" | "debug" | "info" | "warn" | "error" | "off"
+        )
+    };
+    let is_target = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':' || b == b'-')
+    };
+    if filter.is_empty() {
+        return Err(format!("is empty; give a level: {LEVELS}"));
+    }
+    for d in filter.split(',') {
+        let ok = match d.split_once('=') {
+            None => is_level(d),
+            Some((target, level)) => is_target(target) && is_level(level),
+        };
+        if !ok {
+            let shown: String = d.chars().take(40).collect();
+            return Err(format!(
+                "`{}` is not a level ({LEVELS}) or `target=level`",
+                shown.escape_debug()
+            ));
+        }
+    }
+    // Only ASCII letters, digits and `_:-=,` are left: safe for tracing's parser.
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn valid_topic_base(t: &str) -> bool {
@@ -597,6 +660,28 @@ impl Config {
         }
         if self.commands.max_age < Duration::from_secs(1) {
             p.push("commands.max_age: must be at least 1s".into());
+        }
+        if self.spool.dir.as_os_str().is_empty() {
+            p.push(
+                "spool.dir: must not be empty (it would put the spool in the working directory)"
+                    .into(),
+            );
+        }
+        if let Err(e) = check_log_filter(&self.log.level) {
+            p.push(format!("log.level: {e}"));
+        }
+        for (key, d) in self.durations() {
+            if d > MAX_DURATION {
+                p.push(format!(
+                    "{key}: {} is longer than the {} any duration may be",
+                    humantime::format_duration(d),
+                    humantime::format_duration(MAX_DURATION)
+                ));
+            }
+        }
+        // MQTT carries the keep-alive in 16 bits of seconds.
+        if self.mqtt.keep_alive > Duration::from_secs(u64::from(u16::MAX)) {
+            p.push("mqtt.keep_alive: must be at most 65535s (MQTT's limit)".into());
         }
         if self.spool.max_size.0 < (1 << 20) {
             p.push(format!(
@@ -730,6 +815,45 @@ impl Config {
             }
         }
         p
+    }
+
+    /// Every duration in the config, with its key, for the checks that hold for all of them.
+    fn durations(&self) -> Vec<(String, Duration)> {
+        let m = &self.mqtt;
+        let mut out = vec![
+            ("mqtt.keep_alive".to_string(), m.keep_alive),
+            ("mqtt.reconnect_min".to_string(), m.reconnect_min),
+            ("mqtt.reconnect_max".to_string(), m.reconnect_max),
+            (
+                "mqtt.diagnostics_interval".to_string(),
+                m.diagnostics_interval,
+            ),
+            (
+                "home_assistant.max_event_age".to_string(),
+                self.home_assistant.max_event_age,
+            ),
+            ("commands.max_age".to_string(), self.commands.max_age),
+            ("commands.open_hold".to_string(), self.commands.open_hold),
+        ];
+        for (i, t) in self.terminals.iter().enumerate() {
+            for (k, d) in [
+                ("time_sync_interval", t.time_sync_interval),
+                ("request_timeout", t.request_timeout),
+                ("ping_interval", t.ping_interval),
+                ("dead_after", t.dead_after),
+                ("reconnect_min", t.reconnect_min),
+                ("reconnect_max", t.reconnect_max),
+                ("backfill_margin", t.backfill_margin),
+                ("backfill_first", t.backfill_first),
+            ] {
+                out.push((format!("terminal[{i}] ({}).{k}", t.id), d));
+            }
+        }
+        for (i, b) in self.buttons.iter().enumerate() {
+            out.push((format!("button[{i}].debounce"), b.debounce));
+            out.push((format!("button[{i}].long_press_after"), b.long_press_after));
+        }
+        out
     }
 
     /// Reads `password_file`s (systemd credentials, say) into the config.
@@ -869,6 +993,97 @@ password = "123456"
         assert!(ByteSize::parse("lots").is_err());
         assert!(ByteSize::parse("5 parsecs").is_err());
         assert_eq!(ByteSize(512 << 20).to_string(), "512MiB");
+    }
+
+    /// Finding 10 of issue 9: this was accepted (the float saturated to 16 EiB).
+    #[test]
+    fn a_size_that_overflows_is_an_error_not_a_saturated_number() {
+        assert!(ByteSize::parse("99999999999999999999GiB").is_err());
+        assert!(ByteSize::parse("18446744073709551615GiB").is_err());
+        assert!(ByteSize::parse("99999999999999999999.5GiB").is_err());
+        assert!(ByteSize::parse("18446744073709551616").is_err());
+        assert_eq!(
+            ByteSize::parse("18446744073709551615"),
+            Ok(ByteSize(u64::MAX))
+        );
+        assert_eq!(ByteSize::parse("1.5KiB"), Ok(ByteSize(1536)));
+        let text = format!("{MINIMAL}\n[spool]\nmax_size = \"99999999999999999999GiB\"\n");
+        let e = Config::parse(&text).expect_err("refused");
+        assert!(e.contains("max_size") && e.contains("too large"), "{e}");
+    }
+
+    /// Finding 10 of issue 9: the spool went into the working directory.
+    #[test]
+    fn an_empty_spool_dir_is_a_config_error() {
+        let c = Config::parse(&format!("{MINIMAL}\n[spool]\ndir = \"\"\n")).expect("parses");
+        let problems = c.validate();
+        assert!(
+            problems.iter().any(|p| p.starts_with("spool.dir:")),
+            "{problems:?}"
+        );
+    }
+
+    /// Finding 10 of issue 9: any word passed as a filter (a target that never logs).
+    #[test]
+    fn a_garbage_log_level_is_a_config_error() {
+        for bad in [
+            "loud",
+            "",
+            "info,,",
+            "face2mqtt=loud",
+            "=info",
+            "info;debug",
+            "a b=info",
+            " info",
+            // Found by the `config` fuzz target: panicked inside tracing's filter parser.
+            "\u{2005}_f=off",
+        ] {
+            let c =
+                Config::parse(&format!("{MINIMAL}\n[log]\nlevel = \"{bad}\"\n")).expect("parses");
+            let problems = c.validate();
+            assert!(
+                problems.iter().any(|p| p.starts_with("log.level:")),
+                "`{bad}`: {problems:?}"
+            );
+        }
+        for good in [
+            "info",
+            "WARN",
+            "face2mqtt=trace,info",
+            "face2mqtt::ingest=debug,rumqttc=off",
+        ] {
+            assert_eq!(check_log_filter(good), Ok(()), "{good}");
+        }
+    }
+
+    #[test]
+    fn a_duration_beyond_a_year_is_a_config_error() {
+        let text = MINIMAL.replace(
+            "password = \"123456\"",
+            "password = \"123456\"\nreconnect_max = \"100000000y\"\nbackfill_first = \"500y\"",
+        );
+        let c = Config::parse(&text).expect("parses");
+        let problems = c.validate();
+        assert!(
+            problems.iter().any(|p| p.contains(".reconnect_max:"))
+                && problems.iter().any(|p| p.contains(".backfill_first:")),
+            "{problems:?}"
+        );
+        let c = Config::parse(MINIMAL).expect("parses");
+        assert_eq!(c.validate(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_keep_alive_beyond_mqtts_16_bits_is_a_config_error() {
+        let text = MINIMAL.replace(
+            "url = \"mqtt://127.0.0.1:1883\"",
+            "url = \"mqtt://127.0.0.1:1883\"\nkeep_alive = \"20h\"",
+        );
+        let problems = Config::parse(&text).expect("parses").validate();
+        assert!(
+            problems.iter().any(|p| p.starts_with("mqtt.keep_alive:")),
+            "{problems:?}"
+        );
     }
 
     #[test]

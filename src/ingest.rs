@@ -22,28 +22,34 @@ use crate::messages::Outbound;
 use crate::record::{self, Source};
 use crate::spool::writer::SpoolCmd;
 use crate::terminal::model::lenient_i64;
-use crate::terminal::{push, TerminalClient};
+use crate::terminal::{lean, push, TerminalClient};
 
-/// Frames above this are skipped (a real one is ~58 KB; known users add their photo).
+/// Frames above this are not parsed whole (a real one is ~58 KB; known users add their photo):
+/// their record is read without its oversized fields ([`lean`]).
 pub const MAX_RECORD_FRAME: usize = 1 << 20;
 
 #[derive(Debug, PartialEq)]
 pub enum Frame {
     Record(Map<String, Value>),
+    /// A record from a frame over [`MAX_RECORD_FRAME`], read without the fields named in
+    /// `dropped` (a huge photo or text). It still counts: only those fields are lost.
+    Reduced {
+        data: Map<String, Value>,
+        dropped: Vec<String>,
+    },
     /// A frame with another code (20000 again, or something newer firmware sends).
     Other(i64),
     Invalid(String),
+    /// A frame over the limit that may have been a record but cannot be read: the record is
+    /// to be fetched again by backfill.
+    Lost(String),
 }
 
 /// What a text or binary frame is. Matches on `code`, never on `message` (whose space is a
 /// non-breaking one on real units).
 pub fn classify(bytes: &[u8]) -> Frame {
     if bytes.len() > MAX_RECORD_FRAME {
-        return Frame::Invalid(format!(
-            "frame of {} bytes exceeds the {} byte limit",
-            bytes.len(),
-            MAX_RECORD_FRAME
-        ));
+        return classify_oversized(bytes);
     }
     let value: Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
@@ -65,6 +71,40 @@ pub fn classify(bytes: &[u8]) -> Frame {
             kind(&other)
         )),
         None => Frame::Invalid("push without `data`".into()),
+    }
+}
+
+/// A frame over the limit: read once, keeping `code` and the record's fields that fit.
+fn classify_oversized(bytes: &[u8]) -> Frame {
+    let over = format!(
+        "frame of {} bytes over the {} byte limit",
+        bytes.len(),
+        MAX_RECORD_FRAME
+    );
+    let l = match lean::parse(bytes, lean::Limits::RECORD) {
+        Ok(l) => l,
+        Err(e) => return Frame::Lost(format!("{over}, and not readable: {e}")),
+    };
+    match l.code.as_ref().and_then(lenient_i64) {
+        Some(30000) => {}
+        Some(code) => return Frame::Other(code),
+        None => return Frame::Lost(format!("{over}, without a numeric `code`")),
+    }
+    match l.data {
+        // Without its time a record cannot be placed (nor found by backfill's window).
+        Some(Ok(data)) if data.contains_key("signTime") => {
+            if l.dropped.is_empty() {
+                Frame::Record(data)
+            } else {
+                Frame::Reduced {
+                    data,
+                    dropped: l.dropped,
+                }
+            }
+        }
+        Some(Ok(_)) => Frame::Lost(format!("{over}, and its `signTime` could not be kept")),
+        Some(Err(what)) => Frame::Lost(format!("{over}: push whose `data` is {what}")),
+        None => Frame::Lost(format!("{over}: push without `data`")),
     }
 }
 
@@ -210,14 +250,32 @@ impl Ingest {
     /// should be dropped and made again (with why).
     async fn frame(&self, bytes: &[u8], generation: u64) -> Option<Result<(), String>> {
         let t = &self.terminal;
-        match classify(bytes) {
+        let mut dropped = Vec::new();
+        let frame = match classify(bytes) {
+            Frame::Reduced { data, dropped: d } => {
+                tracing::warn!(terminal = %t.id, size = bytes.len(), fields = ?d, "a push frame over the size limit: its record goes on without these fields");
+                dropped = d;
+                Frame::Record(data)
+            }
+            Frame::Lost(reason) => {
+                // A new link generation makes the backfill task fetch the gap, and holds the
+                // watermark of live records until it has (see `advance` below).
+                tracing::warn!(terminal = %t.id, size = bytes.len(), prefix = %preview(bytes), "a frame was lost: {reason}; backfilling");
+                self.backfill.send_modify(|g| *g += 1);
+                return Some(Ok(()));
+            }
+            f => f,
+        };
+        match frame {
             Frame::Record(data) => match record::normalize(&t.id, &data, Source::Live) {
-                Ok(rec) => {
+                Ok(mut rec) => {
+                    rec.mark_truncated(&dropped);
                     if let Some(problem) = &rec.photo_problem {
                         tracing::warn!(terminal = %t.id, event_id = %rec.event_id, "capture photo dropped: {problem}");
                     }
                     tracing::debug!(terminal = %t.id, event_id = %rec.event_id, "record received");
-                    let advance = self.caught_up.load(Ordering::SeqCst) >= generation;
+                    let current = generation.max(*self.backfill.borrow());
+                    let advance = self.caught_up.load(Ordering::SeqCst) >= current;
                     let cmd = SpoolCmd::Record {
                         terminal: t.id.clone(),
                         record: rec,
@@ -247,6 +305,7 @@ impl Ingest {
             Frame::Invalid(reason) => {
                 tracing::warn!(terminal = %t.id, size = bytes.len(), prefix = %preview(bytes), "skipped a frame: {reason}")
             }
+            Frame::Reduced { .. } | Frame::Lost(_) => {} // handled above
         }
         Some(Ok(()))
     }
@@ -299,9 +358,66 @@ mod tests {
     }
 
     #[test]
-    fn an_oversized_frame_is_invalid_without_being_parsed() {
+    fn an_oversized_frame_that_cannot_be_read_is_lost_for_backfill() {
         let big = vec![b' '; MAX_RECORD_FRAME + 1];
-        assert!(matches!(classify(&big), Frame::Invalid(r) if r.contains("exceeds")));
+        assert!(matches!(classify(&big), Frame::Lost(r) if r.contains("over the")));
+        let mut junk = b"{\"code\":30000,\"data\":{\"signTime\":1,\"x\":\"".to_vec();
+        junk.resize(MAX_RECORD_FRAME + 10, b'a');
+        assert!(
+            matches!(classify(&junk), Frame::Lost(_)),
+            "cut off mid-string"
+        );
+    }
+
+    /// A real unit's push with a `signAvatar` of `photo_len` base64 characters, cJSON layout.
+    fn push_with_photo(photo_len: usize, extra: &str) -> Vec<u8> {
+        format!(
+            "{{\n\t\"code\":\t30000,\n\t\"message\":\t\"push\u{a0}record\",\n\t\"data\":\t{{\n\t\t\"id\":\t42,\n\t\t\"signTime\":\t1600972860,\n\t\t\"name\":\t\"Ada\",{extra}\n\t\t\"signAvatar\":\t\"/9j/{}\"\n\t}}\n}}",
+            "A".repeat(photo_len)
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_record_with_a_five_megabyte_photo_keeps_its_fields_without_the_photo() {
+        let frame = push_with_photo(5 << 20, "");
+        match classify(&frame) {
+            Frame::Reduced { data, dropped } => {
+                assert_eq!(dropped, vec!["signAvatar".to_string()]);
+                assert_eq!(data["id"], 42);
+                assert_eq!(data["name"], "Ada");
+                let mut rec = record::normalize("t", &data, Source::Live).expect("normalizes");
+                rec.mark_truncated(&dropped);
+                assert_eq!(rec.json["snapshot"], false);
+                assert_eq!(rec.json["truncated"], true);
+                assert_eq!(rec.event_id, "t-1600972860-42");
+            }
+            other => panic!("expected a reduced record, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_oversized_frame_keeps_a_photo_that_fits_and_drops_the_long_text() {
+        let extra = format!("\n\t\t\"description\":\t\"{}\",", "d".repeat(1 << 20));
+        let frame = push_with_photo(40_000, &extra);
+        match classify(&frame) {
+            Frame::Reduced { data, dropped } => {
+                assert_eq!(dropped, vec!["description".to_string()]);
+                assert!(data["signAvatar"]
+                    .as_str()
+                    .is_some_and(|p| p.len() > 40_000));
+            }
+            other => panic!("expected a reduced record, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_oversized_frame_that_is_not_a_push_is_just_another_code() {
+        let frame = format!(
+            r#"{{"code":20000,"pad":"{}"}}"#,
+            "p".repeat(MAX_RECORD_FRAME)
+        );
+        assert_eq!(classify(frame.as_bytes()), Frame::Other(20000));
     }
 
     #[test]

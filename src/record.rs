@@ -31,7 +31,14 @@ impl Source {
 pub enum NormalizeError {
     #[error("record has no usable `signTime`")]
     NoSignTime,
+    /// A time that no clock could have meant: before 1970 or after the year 9999 (which is
+    /// also where RFC 3339 and the formatter end).
+    #[error("record `signTime` {0} is not a time between 1970 and 9999")]
+    SignTimeOutOfRange(String),
 }
+
+/// 9999-12-31T23:59:59Z: the last second RFC 3339 (four-digit years) can write.
+pub const MAX_SIGN_TIME: u64 = 253_402_300_799;
 
 /// A normalized record: the JSON to publish and the capture photo, split off.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +49,45 @@ pub struct Normalized {
     pub photo: Option<Vec<u8>>,
     /// Why a photo that was sent could not be used (to be logged by the caller).
     pub photo_problem: Option<String>,
+}
+
+impl Normalized {
+    /// Drops the capture photo (backfill keeps only the newest). The JSON then says
+    /// `"snapshot": false`: consumers wait for a snapshot only when the record promises one.
+    pub fn drop_photo(&mut self) {
+        self.photo = None;
+        if let Some(m) = self.json.as_object_mut() {
+            m.insert("snapshot".into(), json!(false));
+        }
+    }
+
+    /// Marks a record that was read without some of its fields (an oversized push frame whose
+    /// photo or long text had to go): `"truncated": true`, and no snapshot when the photo went.
+    pub fn mark_truncated(&mut self, dropped: &[String]) {
+        if dropped.is_empty() {
+            return;
+        }
+        if dropped.iter().any(|f| f == "signAvatar") {
+            self.drop_photo();
+            self.photo_problem = Some("the push frame was over the size limit".into());
+        }
+        if let Some(m) = self.json.as_object_mut() {
+            m.insert("truncated".into(), json!(true));
+        }
+    }
+}
+
+/// A spooled record's JSON rewritten to `"snapshot": false`, for a record whose photo was lost
+/// after it was spooled (size cap, torn file, too large to publish). `None` when there is
+/// nothing to change (or the text is not a JSON object).
+pub fn without_snapshot(json: &str) -> Option<String> {
+    let mut v: Value = serde_json::from_str(json).ok()?;
+    let m = v.as_object_mut()?;
+    if m.get("snapshot") != Some(&Value::Bool(true)) {
+        return None;
+    }
+    m.insert("snapshot".into(), json!(false));
+    Some(v.to_string())
 }
 
 /// Fields mapped into the record JSON; everything else the terminal sent goes to `extra`.
@@ -67,19 +113,45 @@ const MAPPED: &[&str] = &[
 ];
 
 /// Terminals send seconds; a 13-digit value is taken as milliseconds rather than the year 50000.
-fn sign_time(v: Option<&Value>) -> Option<u64> {
-    let t = lenient_i64(v?)?;
-    if t <= 0 {
-        return None;
-    }
-    Some(if t > 100_000_000_000 {
-        (t / 1000) as u64
+/// Values the terminal (or anyone on its link) sends are checked before they become a time:
+/// `1e30`, `300000000000000` or the year 10000 are refused, never formatted.
+fn sign_time(v: Option<&Value>) -> Result<u64, NormalizeError> {
+    let Some(v) = v else {
+        return Err(NormalizeError::NoSignTime);
+    };
+    let out_of_range = || NormalizeError::SignTimeOutOfRange(preview_value(v));
+    let Some(t) = lenient_i64(v) else {
+        // A number too large for an integer is a time out of range, not a missing one.
+        return Err(match lenient_f64(v) {
+            Some(_) => out_of_range(),
+            None => NormalizeError::NoSignTime,
+        });
+    };
+    let secs = u64::try_from(t).map_err(|_| out_of_range())?;
+    let secs = if secs > 100_000_000_000 {
+        secs / 1000
     } else {
-        t as u64
-    })
+        secs
+    };
+    if secs == 0 || secs > MAX_SIGN_TIME {
+        return Err(out_of_range());
+    }
+    Ok(secs)
 }
 
+/// A value as short text for an error message (terminal input can be megabytes).
+fn preview_value(v: &Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text,
+    }
+}
+
+/// RFC 3339 in UTC. Times past the year 9999 are written as its last second rather than
+/// panicking in the formatter; [`normalize`] refuses them before they get here.
 pub fn rfc3339(secs: u64) -> String {
+    let secs = secs.min(MAX_SIGN_TIME);
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
@@ -174,7 +246,7 @@ pub fn normalize(
     data: &Map<String, Value>,
     source: Source,
 ) -> Result<Normalized, NormalizeError> {
-    let sign_time = sign_time(data.get("signTime")).ok_or(NormalizeError::NoSignTime)?;
+    let sign_time = sign_time(data.get("signTime"))?;
     let text = |k: &str| data.get(k).and_then(lenient_string).unwrap_or_default();
     let int = |k: &str| data.get(k).and_then(lenient_i64);
 
@@ -188,7 +260,7 @@ pub fn normalize(
     let temperature = data
         .get("temperature")
         .and_then(lenient_f64)
-        .filter(|t| *t > 0.0)
+        .filter(|t| *t > 0.0 && t.is_finite())
         .map(|t| {
             let unit = if int("Temperatureunit") == Some(1) {
                 "F"
@@ -200,7 +272,10 @@ pub fn normalize(
                 Some(-1) => "low",
                 _ => "normal",
             };
-            json!({"value": (t * 10.0).round() / 10.0, "unit": unit, "state": state})
+            // Rounding a huge reading would overflow to infinity (which JSON cannot carry).
+            let rounded = (t * 10.0).round() / 10.0;
+            let value = if rounded.is_finite() { rounded } else { t };
+            json!({"value": value, "unit": unit, "state": state})
         });
     let mask = data.get("wearMask").and_then(lenient_bool).map(|worn| {
         let alarm = data
@@ -400,6 +475,84 @@ mod tests {
         m.insert("signTime".into(), json!(1600972860123i64));
         let n = normalize("t", &m, Source::Live).expect("normalizes");
         assert_eq!(n.sign_time, 1600972860);
+    }
+
+    /// Finding 1 of issue 9: each of these panicked while formatting the time.
+    #[test]
+    fn a_sign_time_beyond_the_year_9999_is_refused_not_panicked_on() {
+        for t in [
+            json!(1e30),
+            json!(300_000_000_000_000u64),
+            json!("253402300800000"),
+            json!(u64::MAX),
+            json!(-1),
+            json!(0),
+            json!("1e300"),
+        ] {
+            let mut m = staff();
+            m.insert("signTime".into(), t.clone());
+            assert!(
+                matches!(
+                    normalize("t", &m, Source::Live),
+                    Err(NormalizeError::SignTimeOutOfRange(_))
+                ),
+                "{t}"
+            );
+        }
+        let mut m = staff();
+        // In milliseconds: 12-digit seconds are read as milliseconds (see `sign_time`).
+        m.insert("signTime".into(), json!(MAX_SIGN_TIME * 1000));
+        let n = normalize("t", &m, Source::Live).expect("the last second of 9999 is a time");
+        assert_eq!(n.json["time"], json!("9999-12-31T23:59:59Z"));
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59Z");
+    }
+
+    /// Finding 10 of issue 9: backfill dropped the photo but the record said it had one.
+    #[test]
+    fn a_record_whose_photo_is_dropped_says_snapshot_false() {
+        let mut n = normalize("t", &staff(), Source::Backfill).expect("normalizes");
+        assert_eq!(n.json["snapshot"], json!(true));
+        n.drop_photo();
+        assert_eq!(n.photo, None);
+        assert_eq!(n.json["snapshot"], json!(false));
+    }
+
+    #[test]
+    fn a_spooled_record_loses_its_snapshot_promise_with_its_photo() {
+        let n = normalize("t", &staff(), Source::Live).expect("normalizes");
+        let text = without_snapshot(&n.json.to_string()).expect("rewritten");
+        let v: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(v["snapshot"], json!(false));
+        assert_eq!(v["event_id"], n.json["event_id"]);
+        assert_eq!(without_snapshot(&text), None, "nothing left to change");
+        assert_eq!(without_snapshot("not json"), None);
+    }
+
+    #[test]
+    fn a_reduced_record_says_truncated_and_loses_the_photo_it_could_not_keep() {
+        let mut n = normalize("t", &staff(), Source::Live).expect("normalizes");
+        n.mark_truncated(&[]);
+        assert!(
+            n.json.get("truncated").is_none(),
+            "nothing dropped, nothing said"
+        );
+        n.mark_truncated(&["description".into()]);
+        assert_eq!(n.json["truncated"], json!(true));
+        assert_eq!(n.json["snapshot"], json!(true), "the photo was kept");
+        n.mark_truncated(&["signAvatar".into()]);
+        assert_eq!(n.json["snapshot"], json!(false));
+        assert!(n.photo.is_none() && n.photo_problem.is_some());
+    }
+
+    #[test]
+    fn a_huge_temperature_is_kept_as_sent_rather_than_rounded_to_infinity() {
+        let mut m = staff();
+        m.insert("temperature".into(), json!(1.7976931348623157e308));
+        let n = normalize("t", &m, Source::Live).expect("normalizes");
+        assert_eq!(
+            n.json["temperature"]["value"],
+            json!(1.7976931348623157e308)
+        );
     }
 
     #[test]

@@ -22,9 +22,15 @@ fn stderr_is_journal() -> bool {
 
 /// `RUST_LOG` wins over the configured level. Safe to call once per process.
 pub fn init_logging(level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // RUST_LOG is outside input too: tracing's own parser panics on some text (found by
+    // fuzzing the config), so it passes the same check as `log.level` first.
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| crate::config::check_log_filter(v).is_ok());
+    let filter = from_env
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .or_else(|| EnvFilter::try_new(level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     if stderr_is_journal() {
         if let Ok(journald) = tracing_journald::layer() {
             let _ = tracing_subscriber::registry()

@@ -368,11 +368,12 @@ async fn malformed_oversized_and_mistyped_frames_are_skipped_and_the_stream_goes
     );
     let log = bridge.log_text();
     assert!(
-        log.matches("skipped a").count() >= 5,
+        log.matches("skipped a").count() >= 4,
         "each bad frame is logged:\n{log}"
     );
+    // Over the 1 MiB limit and unreadable: it may have been a record, so backfill looks again.
     assert!(
-        log.contains("exceeds"),
+        log.contains("a frame was lost: frame of 2097152 bytes over the"),
         "the oversized frame says so:\n{log}"
     );
 }

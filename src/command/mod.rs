@@ -87,7 +87,9 @@ fn terminal_failure(e: &TerminalError) -> (String, Option<i64>, &'static str) {
         TerminalError::Api { .. } => "terminal",
         TerminalError::Timeout { .. } => "timeout",
         TerminalError::Unreachable { .. } => "unreachable",
-        TerminalError::HttpStatus { .. } | TerminalError::Protocol { .. } => "terminal",
+        TerminalError::HttpStatus { .. }
+        | TerminalError::Protocol { .. }
+        | TerminalError::TooLarge { .. } => "terminal",
     };
     (e.to_string(), e.api_code().map(|c| c.code()), reason)
 }
@@ -256,7 +258,7 @@ pub async fn route(
                         .await;
                     continue;
                 };
-                let payload = match request::parse_payload(&inc.payload) {
+                let payload = match request::parse_payload(cmd, &inc.payload) {
                     Ok(p) => p,
                     Err(e) => {
                         route

@@ -13,8 +13,8 @@ use serde_json::Value;
 
 pub use crate::messages::Cmd;
 
-/// What a request payload says. Empty, a plain word (Home Assistant's button sends `PRESS`) or
-/// JSON `{"remark": "...", "transaction": "...", "time": ...}`.
+/// What a request payload says: when the sender issued it, a remark for the terminal's log, and a
+/// transaction id to echo on the response.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Payload {
     pub remark: Option<String>,
@@ -23,50 +23,117 @@ pub struct Payload {
     pub time: Option<SystemTime>,
 }
 
-/// Reads a request payload. `Err` for text that looks like JSON but is not.
-pub fn parse_payload(bytes: &[u8]) -> Result<Payload, String> {
-    let text = String::from_utf8_lossy(bytes);
+/// Requests are a few hundred bytes; anything much larger is not one.
+pub const MAX_REQUEST: usize = 4096;
+/// The terminal keeps remarks of up to 255 characters; transaction ids get the same room.
+const MAX_TEXT: usize = 255;
+/// The latest `time` a request may carry: 9999-12-31T23:59:59Z (what RFC 3339 can write).
+const MAX_TIME_SECS: f64 = 253_402_300_799.0;
+
+/// Reads a request payload, strictly: a door must not open on a payload nobody meant as a
+/// request. Acted on are only
+/// - nothing (or only white space),
+/// - `PRESS`, Home Assistant's button payload, in any case,
+/// - the command's own name (`open` on `request/open`), in any case,
+/// - a JSON object with no members but `remark` (text), `transaction` (text or number) and `time`
+///   (Unix seconds or milliseconds, or RFC 3339). An unknown member is refused too: a misspelt
+///   `time` would otherwise quietly skip the staleness check.
+///
+/// Everything else is `Err` with the reason, to be answered `bad_request`.
+pub fn parse_payload(cmd: Cmd, bytes: &[u8]) -> Result<Payload, String> {
+    if bytes.len() > MAX_REQUEST {
+        return Err(format!(
+            "request of {} bytes is larger than the {MAX_REQUEST} byte limit",
+            bytes.len()
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| "request is not UTF-8 text".to_string())?;
     let text = text.trim();
-    if text.is_empty() || !(text.starts_with('{')) {
+    if text.is_empty()
+        || text.eq_ignore_ascii_case("PRESS")
+        || text.eq_ignore_ascii_case(cmd.as_str())
+    {
         return Ok(Payload::default());
     }
+    if !text.starts_with('{') {
+        return Err(format!(
+            "request `{}` is not empty, PRESS, `{}` or a JSON object {{\"remark\":...,\"transaction\":...,\"time\":...}}",
+            preview(text),
+            cmd.as_str()
+        ));
+    }
     let v: Value =
-        serde_json::from_str(text).map_err(|e| format!("payload is not valid JSON: {e}"))?;
+        serde_json::from_str(text).map_err(|e| format!("request is not valid JSON: {e}"))?;
     let Value::Object(m) = v else {
-        return Err("payload is not a JSON object".into());
+        return Err("request is not a JSON object".into());
     };
-    let string = |k: &str| match m.get(k) {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
+    if let Some(k) = m
+        .keys()
+        .find(|k| !matches!(k.as_str(), "remark" | "transaction" | "time"))
+    {
+        return Err(format!(
+            "request member `{}` is unknown (remark, transaction, time)",
+            preview(k)
+        ));
+    }
+    let text_member = |k: &str| -> Result<Option<String>, String> {
+        let s = match m.get(k) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(_) => return Err(format!("request `{k}` must be text")),
+        };
+        if s.chars().count() > MAX_TEXT {
+            return Err(format!(
+                "request `{k}` is longer than the terminal's {MAX_TEXT} characters"
+            ));
+        }
+        Ok(Some(s))
     };
+    let remark = text_member("remark")?;
+    let transaction = text_member("transaction")?;
     let time = match m.get("time") {
         None | Some(Value::Null) => None,
         Some(t) => Some(parse_time(t).ok_or_else(|| {
-            format!("`time` {t} is neither Unix seconds/milliseconds nor RFC 3339")
+            format!(
+                "request `time` {} is not Unix seconds/milliseconds or RFC 3339 between 1970 and 9999",
+                preview(&t.to_string())
+            )
         })?),
     };
-    let remark = string("remark");
-    if remark.as_ref().is_some_and(|r| r.chars().count() > 255) {
-        return Err("`remark` is longer than the terminal's 255 characters".into());
-    }
     Ok(Payload {
         remark,
-        transaction: string("transaction"),
+        transaction,
         time,
     })
 }
 
-/// Unix seconds, Unix milliseconds (13 digits), or RFC 3339.
+/// The start of a text, for an error message.
+fn preview(text: &str) -> String {
+    let cut: String = text.chars().take(40).collect();
+    let cut: String = cut
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if cut.len() < text.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}
+
+/// Unix seconds, Unix milliseconds (13 digits), or RFC 3339; `None` for anything else, including
+/// times before 1970 or after 9999 (`1e25` must never reach `Duration::from_secs_f64`, which
+/// panics on what it cannot hold).
 fn parse_time(v: &Value) -> Option<SystemTime> {
     match v {
         Value::Number(n) => {
             let f = n.as_f64()?;
-            if !f.is_finite() || f < 0.0 {
+            let secs = if f > 100_000_000_000.0 { f / 1000.0 } else { f };
+            if !(0.0..=MAX_TIME_SECS).contains(&secs) {
                 return None;
             }
-            let secs = if f > 100_000_000_000.0 { f / 1000.0 } else { f };
-            Some(UNIX_EPOCH + Duration::from_secs_f64(secs))
+            UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(secs).ok()?)
         }
         Value::String(s) => humantime::parse_rfc3339_weak(s.trim()).ok(),
         _ => None,
@@ -109,7 +176,8 @@ impl Refusal {
 
     pub fn text(&self, cmd: Cmd) -> String {
         let ms = |d: &Duration| {
-            humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+            let millis = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            humantime::format_duration(Duration::from_millis(millis)).to_string()
         };
         match self {
             Refusal::Retained => format!("retained {} request ignored: requests must not be retained (they would run again on every reconnect)", cmd.as_str()),
@@ -240,35 +308,106 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_or_plain_word_payload_is_a_plain_request() {
-        assert_eq!(parse_payload(b""), Ok(Payload::default()));
-        assert_eq!(parse_payload(b"PRESS"), Ok(Payload::default()));
-        assert_eq!(parse_payload(b"  \n"), Ok(Payload::default()));
+    fn an_empty_press_or_own_name_payload_is_a_plain_request() {
+        for p in [
+            &b""[..],
+            b"PRESS",
+            b"press",
+            b"  \n",
+            b"open",
+            b"OPEN",
+            b" Open\n",
+        ] {
+            assert_eq!(parse_payload(Cmd::Open, p), Ok(Payload::default()), "{p:?}");
+        }
+        assert_eq!(
+            parse_payload(Cmd::SyncTime, b"sync_time"),
+            Ok(Payload::default())
+        );
     }
 
     #[test]
     fn a_json_payload_carries_remark_transaction_and_time() {
-        let p = parse_payload(br#"{"remark":"parcel","transaction":42,"time":1600000000}"#)
-            .expect("parses");
+        let p = parse_payload(
+            Cmd::Open,
+            br#"{"remark":"parcel","transaction":42,"time":1600000000}"#,
+        )
+        .expect("parses");
         assert_eq!(p.remark.as_deref(), Some("parcel"));
         assert_eq!(p.transaction.as_deref(), Some("42"));
         assert_eq!(p.time, Some(at(1_600_000_000)));
-        let ms = parse_payload(br#"{"time":1600000000500}"#).expect("parses");
+        let ms = parse_payload(Cmd::Open, br#"{"time":1600000000500}"#).expect("parses");
         assert_eq!(
             ms.time,
             Some(UNIX_EPOCH + Duration::from_millis(1_600_000_000_500))
         );
-        let rfc = parse_payload(br#"{"time":"2020-09-13T12:26:40Z"}"#).expect("parses");
+        let rfc = parse_payload(Cmd::Open, br#"{"time":"2020-09-13T12:26:40Z"}"#).expect("parses");
         assert_eq!(rfc.time, Some(at(1_600_000_000)));
+        assert_eq!(parse_payload(Cmd::Open, b"{}"), Ok(Payload::default()));
     }
 
     #[test]
     fn broken_json_is_refused_with_a_reason() {
-        assert!(parse_payload(b"{remark:").is_err());
-        assert!(parse_payload(br#"{"time":"soon"}"#).is_err());
-        assert!(
-            parse_payload(format!(r#"{{"remark":"{}"}}"#, "r".repeat(300)).as_bytes()).is_err()
-        );
+        assert!(parse_payload(Cmd::Open, b"{remark:").is_err());
+        assert!(parse_payload(Cmd::Open, br#"{"time":"soon"}"#).is_err());
+        assert!(parse_payload(
+            Cmd::Open,
+            format!(r#"{{"remark":"{}"}}"#, "r".repeat(300)).as_bytes()
+        )
+        .is_err());
+    }
+
+    /// Finding 3 of issue 9: each of these opened the door and answered `{"status":"ok"}`.
+    #[test]
+    fn a_payload_that_is_not_a_request_is_refused_never_acted_on() {
+        let random: Vec<u8> = (0..64u8)
+            .map(|i| i.wrapping_mul(37).wrapping_add(200))
+            .collect();
+        for p in [
+            &random[..],
+            b"xyzzy 123",
+            b"[1,2]",
+            b"null",
+            b"true",
+            b"42",
+            b"\"open\"",
+            b"reboot",
+            b"PRESS PRESS",
+            b"{\"remark\":\"x\",\"tiem\":1}",
+            b"{\"remark\":[1]}",
+            b"{\"time\":true}",
+        ] {
+            let r = parse_payload(Cmd::Open, p);
+            assert!(
+                r.is_err(),
+                "{:?} was accepted: {r:?}",
+                String::from_utf8_lossy(p)
+            );
+        }
+    }
+
+    #[test]
+    fn an_oversized_request_is_refused_with_its_size() {
+        let big = vec![b' '; MAX_REQUEST + 1];
+        let e = parse_payload(Cmd::Open, &big).expect_err("refused");
+        assert!(e.contains("4097 bytes"), "{e}");
+    }
+
+    /// Finding 2 of issue 9: `{"time":1e25}` panicked in `Duration::from_secs_f64`.
+    #[test]
+    fn a_time_beyond_the_year_9999_is_refused_not_panicked_on() {
+        for p in [
+            &br#"{"time":1e25}"#[..],
+            br#"{"time":1.7976931348623157e308}"#,
+            br#"{"time":-1}"#,
+            br#"{"time":-1e300}"#,
+            br#"{"time":253402300800000}"#,
+            br#"{"time":18446744073709551615}"#,
+        ] {
+            let r = parse_payload(Cmd::Open, p);
+            assert!(r.is_err(), "{:?}: {r:?}", String::from_utf8_lossy(p));
+        }
+        assert!(parse_payload(Cmd::Open, br#"{"time":253402300799000}"#).is_ok());
     }
 
     #[test]

@@ -94,6 +94,9 @@ impl Publisher {
         entry: Entry,
         photo: Option<Vec<u8>>,
     ) -> bool {
+        // A photo spooled but gone now (size cap, torn file, too large to publish): the record
+        // must not promise a snapshot that never comes.
+        let mut photo_lost = entry.photo.is_some() && photo.is_none();
         if let Some(photo) = photo {
             let topic = topics::snapshot(&self.base, &entry.terminal);
             let newest = self
@@ -102,6 +105,7 @@ impl Publisher {
                 .is_none_or(|t| entry.sign_time >= *t);
             if photo.len() + topic.len() + 16 > MAX_PACKET {
                 tracing::warn!(terminal = %entry.terminal, event_id = %entry.event_id, size = photo.len(), "capture photo larger than the MQTT packet limit; not published");
+                photo_lost = true;
             } else if newest {
                 if !sink.submit(&topic, photo, true, Tag::Entry(seq)) {
                     return false;
@@ -115,7 +119,11 @@ impl Publisher {
         // A record that cannot go out as it stands goes out reduced, or into quarantine: it
         // must never block the records behind it.
         let room = MAX_PACKET.saturating_sub(topic.len() + 16);
-        let Some(json) = fit::fit(&entry.json, room) else {
+        let as_spooled = photo_lost
+            .then(|| crate::record::without_snapshot(&entry.json))
+            .flatten();
+        let as_spooled = as_spooled.as_deref().unwrap_or(&entry.json);
+        let Some(json) = fit::fit(as_spooled, room) else {
             let reason = format!(
                 "record JSON of {} bytes does not fit the {MAX_PACKET} byte MQTT packet limit even reduced",
                 entry.json.len()
@@ -123,7 +131,7 @@ impl Publisher {
             self.quarantine(seq, reason);
             return true;
         };
-        if json.len() != entry.json.len() {
+        if json.len() < as_spooled.len() {
             tracing::warn!(terminal = %entry.terminal, event_id = %entry.event_id, size = entry.json.len(), "record larger than the MQTT packet limit; published reduced (\"truncated\": true)");
         }
         if !sink.submit(&topic, json.clone().into_bytes(), false, Tag::Entry(seq)) {

@@ -65,6 +65,32 @@ struct RawBody {
     binary: bool,
 }
 
+/// The longest reboot downtime or HTTP delay the control API takes: a test tool, but one on the
+/// network, so values from a request never reach clock arithmetic unchecked.
+const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+/// The largest raw frame `pad_to` builds: past the bridge's 16 MiB transport limit, not more.
+const MAX_PAD: usize = 64 << 20;
+
+/// `text` repeated to exactly `n` bytes, cut on a character boundary (so possibly a little
+/// short of `n` when the text is not ASCII).
+fn pad(text: String, n: usize) -> String {
+    let unit = if text.is_empty() {
+        "x".to_string()
+    } else {
+        text.clone()
+    };
+    let mut out = text;
+    while out.len() < n {
+        out.push_str(&unit);
+    }
+    let mut cut = n.min(out.len());
+    while !out.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    out.truncate(cut);
+    out
+}
+
 /// "-90s", "10m", "0s" → milliseconds.
 fn parse_skew(s: &str) -> Result<i64, String> {
     let s = s.trim();
@@ -73,7 +99,10 @@ fn parse_skew(s: &str) -> Result<i64, String> {
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
     let d = humantime::parse_duration(body).map_err(|e| format!("clock_skew: {e}"))?;
-    let ms = d.as_millis() as i64;
+    if d > MAX_WAIT * 365 {
+        return Err(format!("clock_skew: `{s}` is more than a century"));
+    }
+    let ms = i64::try_from(d.as_millis()).map_err(|_| format!("clock_skew: `{s}` is too large"))?;
     Ok(if neg { -ms } else { ms })
 }
 
@@ -143,15 +172,10 @@ async fn handle(
             };
             let mut text = req.text.unwrap_or_default();
             if let Some(n) = req.pad_to {
-                let unit = if text.is_empty() {
-                    "x".to_string()
-                } else {
-                    text.clone()
-                };
-                while text.len() < n {
-                    text.push_str(&unit);
+                if n > MAX_PAD {
+                    return Ok(bad(format!("pad_to: at most {MAX_PAD} bytes")));
                 }
-                text.truncate(n);
+                text = pad(text, n);
             }
             sim.push_raw(if req.binary {
                 Message::binary(text.into_bytes())
@@ -175,6 +199,9 @@ async fn handle(
             if let Some(r) = req.refuse_auth {
                 sim.set_refuse_auth(r);
             }
+            if req.http_delay.is_some_and(|d| d > MAX_WAIT) {
+                return Ok(bad("http_delay: at most 24h"));
+            }
             if let Some(d) = req.http_delay {
                 sim.set_http_delay(d);
             }
@@ -195,6 +222,7 @@ async fn handle(
             reply(StatusCode::OK, json!({"closed": true}))
         }
         (Method::POST, "/sim/reboot") => match serde_json::from_slice::<RebootBody>(&body) {
+            Ok(r) if r.down > MAX_WAIT => bad("down: at most 24h"),
             Ok(r) => {
                 sim.reboot(r.down);
                 reply(StatusCode::OK, json!({"rebooting": true}))
@@ -249,5 +277,15 @@ mod tests {
         assert_eq!(parse_skew("10m"), Ok(600_000));
         assert_eq!(parse_skew("+1s"), Ok(1000));
         assert!(parse_skew("soon").is_err());
+        assert!(parse_skew("500000000y").is_err());
+    }
+
+    #[test]
+    fn padding_stops_on_a_character_boundary() {
+        assert_eq!(pad("ab".into(), 5), "ababa");
+        assert_eq!(pad(String::new(), 3), "xxx");
+        // "é" is two bytes: 3 bytes would cut the second one in half.
+        assert_eq!(pad("é".into(), 3), "é");
+        assert_eq!(pad("long".into(), 2), "lo");
     }
 }

@@ -163,8 +163,9 @@ fn route(
                 return api_error(30003);
             };
             let mut st = shared.state();
-            st.clock_skew_ms = ts - crate::terminal::sign::now_ms() as i64;
-            st.sync_times.push(ts as u64);
+            let now = i64::try_from(crate::terminal::sign::now_ms()).unwrap_or(i64::MAX);
+            st.clock_skew_ms = ts.saturating_sub(now);
+            st.sync_times.push(u64::try_from(ts).unwrap_or(0));
             ok(None)
         }
         ["api", "device", "reboot"] => {

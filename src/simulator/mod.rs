@@ -18,7 +18,7 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -170,23 +170,43 @@ impl Simulator {
     }
 
     /// Recognizes someone now with fields changed by `edit` before the push (a firmware that
-    /// sends more, or hostile values). The stored copy, for backfill, stays as recognized.
+    /// sends more, or hostile values). Backfill serves the same edited record.
     pub fn push_edited(
         &self,
         kind: PersonType,
-        edit: impl FnOnce(&mut serde_json::Map<String, Value>),
+        edit: impl FnOnce(&mut Map<String, Value>),
     ) -> Value {
         let (mut record, frame) = {
             let mut st = self.shared.state();
             let mut record = st.recognize(kind);
             st.pushed += 1;
             edit(&mut record.fields);
+            st.replace_newest(record.clone());
             let frame = record.push_frame();
             (record, frame)
         };
         let _ = self.shared.pushes.send(Message::text(frame));
         record.capture = None;
         record.to_value()
+    }
+
+    /// Stores a record with these fields as is, filed under `sign_time` for `/api/record`'s
+    /// time filter (so a record whose own `signTime` is absurd is still served): what a
+    /// terminal with a broken clock or a hostile one returns to backfill. Not pushed.
+    pub fn store_raw(&self, fields: Map<String, Value>, sign_time: u64) {
+        let mut st = self.shared.state();
+        let person_type = fields
+            .get("type")
+            .and_then(crate::terminal::model::lenient_i64)
+            .unwrap_or(0);
+        st.store(StoredRecord {
+            fields,
+            registered: None,
+            capture: None,
+            capture_no: 0,
+            sign_time,
+            person_type,
+        });
     }
 
     /// Sends a frame as is (malformed, oversized, binary: whatever a test needs).

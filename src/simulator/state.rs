@@ -276,7 +276,8 @@ impl State {
     }
 
     pub fn terminal_now_ms(&self) -> u64 {
-        (sign::now_ms() as i64 + self.clock_skew_ms).max(0) as u64
+        let now = i64::try_from(sign::now_ms()).unwrap_or(i64::MAX);
+        u64::try_from(now.saturating_add(self.clock_skew_ms)).unwrap_or(0)
     }
 
     /// The terminal's checks on `timestamp` and `sign`: the 5-minute window, then the signature.
@@ -447,6 +448,13 @@ impl State {
         rec
     }
 
+    /// Replaces the newest stored record (a recognition edited before its push).
+    pub fn replace_newest(&mut self, rec: StoredRecord) {
+        if let Some(last) = self.records.back_mut() {
+            *last = rec;
+        }
+    }
+
     pub fn store(&mut self, rec: StoredRecord) {
         self.records.push_back(rec);
         while self.records.len() > self.max_records {
@@ -465,8 +473,9 @@ impl State {
         let start = num("startTime", day as i64);
         let end = num("endTime", day as i64 + 86_399);
         let ty = num("type", 0);
-        let page = num("page", 1).max(1) as usize;
-        let size = num("size", 20).clamp(1, 1000) as usize;
+        // Query values are whatever the client sent: no cast or product may overflow.
+        let page = usize::try_from(num("page", 1).max(1)).unwrap_or(usize::MAX);
+        let size = usize::try_from(num("size", 20).clamp(1, 1000)).unwrap_or(1000);
         let user_id = q.get("userId").filter(|s| !s.is_empty() && *s != "0");
         let username = q.get("username").filter(|s| !s.is_empty());
         let matching: Vec<&StoredRecord> = self
@@ -492,7 +501,7 @@ impl State {
             size,
             matching
                 .iter()
-                .skip((page - 1) * size)
+                .skip((page - 1).saturating_mul(size))
                 .take(size)
                 .map(|r| r.to_value())
                 .collect(),
@@ -522,7 +531,7 @@ impl State {
             .collect();
         let items = matching
             .iter()
-            .skip((page - 1) * size)
+            .skip((page - 1).saturating_mul(size))
             .take(size)
             .map(|u| serde_json::to_value(u).unwrap_or(Value::Null))
             .collect();

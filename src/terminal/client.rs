@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::{Method, Request};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
@@ -62,6 +62,8 @@ pub enum TerminalError {
     HttpStatus { endpoint: String, status: u16 },
     #[error("{endpoint}: unexpected answer: {reason}")]
     Protocol { endpoint: String, reason: String },
+    #[error("{endpoint}: the terminal's answer is larger than the {} limit", crate::config::ByteSize(*.limit as u64))]
+    TooLarge { endpoint: String, limit: usize },
 }
 
 fn desc_suffix(desc: &str) -> String {
@@ -87,7 +89,7 @@ impl TerminalError {
             TerminalError::Timeout { .. } | TerminalError::Unreachable { .. } => true,
             TerminalError::HttpStatus { status, .. } => *status >= 500,
             TerminalError::Api { code, .. } => matches!(code, ApiCode::MultiRequestError),
-            TerminalError::Protocol { .. } => false,
+            TerminalError::Protocol { .. } | TerminalError::TooLarge { .. } => false,
         }
     }
 }
@@ -105,6 +107,17 @@ enum Retry {
 }
 
 const IDEMPOTENT_ATTEMPTS: u32 = 3;
+
+/// The most of one answer the client reads. A records page of [`MAX_RECORD_PAGE`] real records
+/// (~60 KB each with its capture) is ~1.2 MB, a user page of 10 with photos less: an answer far
+/// beyond that is a broken or hostile terminal, and reading it whole would cost the Pi its
+/// memory (a 50 MB answer took the bridge to 363 MB).
+pub const MAX_BODY: usize = 4 << 20;
+
+/// Records asked per page, whatever the caller asks (the API allows 1,000): pages stay well
+/// inside [`MAX_BODY`]. Callers page by the `total_pages` the terminal returns, which follows
+/// the size actually asked.
+pub const MAX_RECORD_PAGE: u64 = 20;
 
 /// Filters for `/api/record`. Times are Unix seconds (the terminal's clock), inclusive.
 #[derive(Debug, Clone)]
@@ -129,7 +142,7 @@ impl RecordQuery {
             user_id: None,
             username: None,
             page: 1,
-            size: 100,
+            size: MAX_RECORD_PAGE,
         }
     }
 }
@@ -256,13 +269,31 @@ impl TerminalClient {
                 .await
                 .map_err(|e| self.transport_error(path, &e))?;
             let status = resp.status();
-            let bytes = resp
-                .into_body()
+            let too_large = || TerminalError::TooLarge {
+                endpoint: path.to_string(),
+                limit: MAX_BODY,
+            };
+            // A declared length over the limit is refused before a byte of it is read.
+            let declared = resp
+                .headers()
+                .get(hyper::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n > MAX_BODY as u64) {
+                return Err(too_large());
+            }
+            let bytes = Limited::new(resp.into_body(), MAX_BODY)
                 .collect()
                 .await
-                .map_err(|e| TerminalError::Protocol {
-                    endpoint: path.to_string(),
-                    reason: format!("answer cut off: {e}"),
+                .map_err(|e| {
+                    if e.is::<LengthLimitError>() {
+                        too_large()
+                    } else {
+                        TerminalError::Protocol {
+                            endpoint: path.to_string(),
+                            reason: format!("answer cut off: {e}"),
+                        }
+                    }
                 })?
                 .to_bytes();
             Ok::<_, TerminalError>((status, bytes))
@@ -562,7 +593,66 @@ impl TerminalClient {
     // ---- records ----------------------------------------------------------------------------
 
     /// One page of recognition records (newest first), as the terminal sent them.
+    ///
+    /// A page whose answer is over [`MAX_BODY`] (a record with a huge photo among them) is
+    /// fetched again one record at a time, so one such record costs only itself: it is skipped
+    /// with an error in the log, and the page is the others. The caller's paging is unchanged.
     pub async fn records(
+        &self,
+        q: &RecordQuery,
+    ) -> Result<Page<Map<String, Value>>, TerminalError> {
+        let size = q.size.clamp(1, MAX_RECORD_PAGE);
+        let too_large = match self.records_page(q).await {
+            Err(e @ TerminalError::TooLarge { .. }) if size > 1 => e,
+            other => return other,
+        };
+        let page = q.page.max(1);
+        let first = (page - 1).saturating_mul(size);
+        let mut items = Vec::new();
+        let mut total = 0;
+        let mut answered = false;
+        for k in 1..=size {
+            let n = first.saturating_add(k);
+            let one = RecordQuery {
+                page: n,
+                size: 1,
+                ..q.clone()
+            };
+            match self.records_page(&one).await {
+                Ok(p) => {
+                    answered = true;
+                    total = p.total;
+                    if p.items.is_empty() {
+                        break;
+                    }
+                    items.extend(p.items);
+                }
+                Err(e @ TerminalError::TooLarge { .. }) => {
+                    tracing::error!(
+                        position = n,
+                        "/api/record: a record is too large to fetch, skipped: {e}"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+            if total > 0 && n >= total {
+                break;
+            }
+        }
+        // Not one record fit: that is no page of records, but a terminal answering too much.
+        if !answered {
+            return Err(too_large);
+        }
+        Ok(Page {
+            total,
+            page,
+            page_size: size,
+            total_pages: total.div_ceil(size),
+            items,
+        })
+    }
+
+    async fn records_page(
         &self,
         q: &RecordQuery,
     ) -> Result<Page<Map<String, Value>>, TerminalError> {
@@ -572,7 +662,7 @@ impl TerminalClient {
             ("startTime", q.start.to_string()),
             ("endTime", q.end.to_string()),
             ("page", q.page.max(1).to_string()),
-            ("size", q.size.clamp(1, 1000).to_string()),
+            ("size", q.size.clamp(1, MAX_RECORD_PAGE).to_string()),
         ];
         if let Some(id) = &q.user_id {
             params.push(("userId", id.clone()));

@@ -1,6 +1,7 @@
 //! The terminal's API: request signing, the HTTP client, and the tolerant data model.
 
 pub mod client;
+pub mod lean;
 pub mod model;
 pub mod push;
 pub mod sign;

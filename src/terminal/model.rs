@@ -154,33 +154,36 @@ impl fmt::Display for ApiCode {
     }
 }
 
-/// Reads an integer from whatever the firmware sent: `12`, `12.0`, `"12"`, `true`.
+/// Reads an integer from whatever the firmware sent: `12`, `12.0`, `"12"`, `true`. A number
+/// that is no `i64` (`1e30`, `18446744073709551615`, NaN) is `None`: `as` would quietly saturate
+/// it into a plausible-looking value.
 pub fn lenient_i64(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.is_finite())
-                .map(|f| f.round() as i64)
-        }),
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().and_then(f64_to_i64)),
         Value::String(s) => {
             let s = s.trim();
-            s.parse::<i64>().ok().or_else(|| {
-                s.parse::<f64>()
-                    .ok()
-                    .filter(|f| f.is_finite())
-                    .map(|f| f.round() as i64)
-            })
+            s.parse::<i64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().and_then(f64_to_i64))
         }
-        Value::Bool(b) => Some(*b as i64),
+        Value::Bool(b) => Some(i64::from(*b)),
         _ => None,
     }
 }
 
+/// Rounds to the nearest integer, or `None` when that is not an `i64`.
+pub fn f64_to_i64(f: f64) -> Option<i64> {
+    let r = f.round();
+    // 2^63 is exactly representable; every finite float below it (and at or above -2^63) fits.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    (r.is_finite() && (-LIMIT..LIMIT).contains(&r)).then_some(r as i64)
+}
+
 pub fn lenient_f64(v: &Value) -> Option<f64> {
     match v {
-        Value::Number(n) => n.as_f64(),
+        Value::Number(n) => n.as_f64().filter(|f| f.is_finite()),
         Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
-        Value::Bool(b) => Some(*b as i64 as f64),
+        Value::Bool(b) => Some(f64::from(u8::from(*b))),
         _ => None,
     }
 }
@@ -354,7 +357,13 @@ impl Page<Value> {
     /// Reads `data: {total, pageNum, size, pageSize, totalPage, data: [...]}`.
     pub fn from_data(data: &Value) -> Result<Page<Value>, String> {
         let obj = data.as_object().ok_or("`data` is not an object")?;
-        let num = |k: &str| obj.get(k).and_then(lenient_i64).unwrap_or(0).max(0) as u64;
+        // Counts from the terminal: anything negative or unreadable is 0.
+        let num = |k: &str| {
+            obj.get(k)
+                .and_then(lenient_i64)
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0)
+        };
         let items = match obj.get("data") {
             Some(Value::Array(items)) => items.clone(),
             None | Some(Value::Null) => Vec::new(),
@@ -467,6 +476,21 @@ mod tests {
         assert_eq!(lenient_bool(&json!("true")), Some(true));
         assert_eq!(lenient_string(&json!("null")), None);
         assert_eq!(lenient_string(&json!(7)), Some("7".into()));
+    }
+
+    #[test]
+    fn a_number_beyond_an_integer_is_none_rather_than_a_saturated_value() {
+        assert_eq!(lenient_i64(&json!(1e30)), None);
+        assert_eq!(lenient_i64(&json!(-1e30)), None);
+        assert_eq!(lenient_i64(&json!(u64::MAX)), None);
+        assert_eq!(lenient_i64(&json!("1e30")), None);
+        assert_eq!(lenient_i64(&json!("NaN")), None);
+        assert_eq!(lenient_i64(&json!(9.2e18)), Some(9_200_000_000_000_000_000));
+        assert_eq!(
+            lenient_i64(&json!(-9.223_372_036_854_776e18)),
+            Some(i64::MIN)
+        );
+        assert_eq!(lenient_f64(&json!("inf")), None);
     }
 
     #[test]

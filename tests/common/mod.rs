@@ -84,6 +84,8 @@ pub struct Mosquitto {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Saves its state after every change, so a SIGKILL loses (almost) nothing of it.
+    durable: bool,
 }
 
 pub fn mosquitto_binary() -> PathBuf {
@@ -106,9 +108,33 @@ impl Mosquitto {
             port: free_port(),
             dir,
             child: None,
+            durable: false,
         };
         m.spawn();
         m
+    }
+
+    /// A broker that saves sessions and queued messages after every change: test subscribers
+    /// then miss nothing across a SIGKILL of it (what the bridge does is what is under test).
+    pub fn start_durable() -> Mosquitto {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut m = Mosquitto {
+            port: free_port(),
+            dir,
+            child: None,
+            durable: true,
+        };
+        m.spawn();
+        m
+    }
+
+    /// SIGKILL, as a crash or the OOM killer would; then start again on the same port and data.
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.spawn();
     }
 
     fn spawn(&mut self) {
@@ -116,9 +142,14 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_inflight_messages 0\nmax_queued_messages 100000\nmessage_size_limit 0\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\n",
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_inflight_messages 0\nmax_queued_messages 100000\nmessage_size_limit 0\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\n{}",
                 self.port,
-                self.dir.path().display()
+                self.dir.path().display(),
+                if self.durable {
+                    "autosave_interval 1\nautosave_on_changes true\n"
+                } else {
+                    ""
+                }
             ),
         )
         .expect("write mosquitto.conf");

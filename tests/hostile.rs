@@ -1,0 +1,364 @@
+//! Hostile and careless input end to end (issue 9): a real Mosquitto, the in-process simulator
+//! and the bridge binary. Each test is one finding of the issue; each failed on the code before.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use face2mqtt::terminal::{PersonType, RecordQuery, TerminalError};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+const SECTIONS: &str = "[commands]\nrequire_synchronized_clock = false\n";
+
+struct Rig {
+    broker: Mosquitto,
+    sim: Sim,
+    sub: Subscriber,
+    bridge: Bridge,
+    seen: Vec<(String, Vec<u8>, bool)>,
+}
+
+/// Broker, simulator (optionally with records stored before the bridge starts) and a bridge
+/// whose link is up and whose request subscription is in place.
+async fn rig_with(before_start: impl FnOnce(&Sim)) -> Rig {
+    let broker = Mosquitto::start();
+    let sim = default_simulator().await;
+    before_start(&sim);
+    let sub = subscribe(broker.port, "face2mqtt/#").await;
+    let bridge = Bridge::start(&BridgeSetup {
+        extra_sections: SECTIONS,
+        ..BridgeSetup::new(broker.port, &sim.sim, PASSWORD)
+    });
+    let mut r = Rig {
+        broker,
+        sim,
+        sub,
+        bridge,
+        seen: Vec::new(),
+    };
+    collect_until(
+        &mut r.sub,
+        &mut r.seen,
+        Duration::from_secs(20),
+        "bridge online and the terminal link up",
+        |m| {
+            m.iter()
+                .any(|(t, p, _)| t == "face2mqtt/bridge/state" && p == br#"{"state":"online"}"#)
+                && m.iter()
+                    .any(|(t, p, _)| t == "face2mqtt/front-door/availability" && p == b"online")
+        },
+    )
+    .await;
+    r
+}
+
+async fn rig() -> Rig {
+    rig_with(|_| {}).await
+}
+
+impl Rig {
+    /// Publishes a request and returns the response to it.
+    async fn request(&mut self, cmd: &str, payload: &[u8]) -> Value {
+        let mark = self.seen.len();
+        let topic = format!("face2mqtt/front-door/response/{cmd}");
+        publish(
+            self.broker.port,
+            &format!("face2mqtt/front-door/request/{cmd}"),
+            payload,
+            false,
+        )
+        .await;
+        let t = topic.clone();
+        collect_until(
+            &mut self.sub,
+            &mut self.seen,
+            Duration::from_secs(20),
+            &format!("a response on {topic}"),
+            move |m| m[mark..].iter().any(|(tp, _, _)| *tp == t),
+        )
+        .await;
+        let (_, p, _) = self.seen[mark..]
+            .iter()
+            .find(|(tp, _, _)| *tp == topic)
+            .expect("response");
+        serde_json::from_slice(p).expect("response is JSON")
+    }
+
+    /// Waits for the record with this event id and returns it.
+    async fn record(&mut self, event_id: &str) -> Value {
+        let id = event_id.to_string();
+        collect_until(
+            &mut self.sub,
+            &mut self.seen,
+            Duration::from_secs(30),
+            &format!("record {event_id}"),
+            move |m| records_of(m).iter().any(|r| r["event_id"] == id.as_str()),
+        )
+        .await;
+        records_of(&self.seen)
+            .into_iter()
+            .find(|r| r["event_id"] == event_id)
+            .expect("record")
+    }
+}
+
+fn event_id(pushed: &Value) -> String {
+    format!("front-door-{}-{}", pushed["signTime"], pushed["id"])
+}
+
+/// Finding 1: each of these panicked the ingest task while formatting the time; the link then
+/// never delivered a record again while `availability` still said online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_with_a_time_beyond_the_year_9999_is_refused_and_the_link_keeps_delivering() {
+    let mut r = rig().await;
+    for sign_time in [
+        "1e30",
+        "300000000000000",
+        r#""253402300800000""#,
+        "-5",
+        "18446744073709551615",
+    ] {
+        r.sim.sim.push_raw(Message::text(format!(
+            r#"{{"code":30000,"message":"push record","data":{{"id":77,"signTime":{sign_time},"name":"Mallory"}}}}"#
+        )));
+    }
+    let good = r.sim.sim.push(Some(PersonType::Staff));
+    let rec = r.record(&event_id(&good)).await;
+    assert_eq!(rec["source"], "live", "it came over the same link");
+    assert!(
+        !records_of(&r.seen).iter().any(|x| x["record_id"] == 77),
+        "a record with an impossible time was published"
+    );
+    let log = r.bridge.log_text();
+    assert!(
+        log.matches("not a time between 1970 and 9999").count() >= 4,
+        "each refusal is logged:\n{log}"
+    );
+}
+
+/// Finding 1, backfill: the same value from `GET /api/record` killed the backfill task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfilled_record_with_a_time_beyond_the_year_9999_is_refused_and_the_rest_arrive() {
+    let mut good = Value::Null;
+    let mut r = rig_with(|s| {
+        good = s.sim.push(Some(PersonType::Staff));
+        let now = good["signTime"].as_u64().expect("signTime");
+        for (id, sign_time) in [(91, json!(1e30)), (92, json!("253402300800000"))] {
+            let fields = json!({"id": id, "signTime": sign_time, "type": 1, "name": "Mallory"});
+            if let Value::Object(m) = fields {
+                s.sim.store_raw(m, now);
+            }
+        }
+    })
+    .await;
+    let rec = r.record(&event_id(&good)).await;
+    assert_eq!(rec["source"], "backfill");
+    // And the backfill task is still alive: a later gap is filled too.
+    r.sim.sim.close_links();
+    let later = r.sim.sim.push(Some(PersonType::Visitor));
+    r.record(&event_id(&later)).await;
+    assert!(!records_of(&r.seen)
+        .iter()
+        .any(|x| x["record_id"] == 91 || x["record_id"] == 92));
+}
+
+/// Finding 2: `{"time":1e25}` panicked the command router; every later request and button
+/// press was dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_time_of_1e25_is_answered_bad_request_and_later_requests_still_run() {
+    let mut r = rig().await;
+    let resp = r.request("open", br#"{"time":1e25}"#).await;
+    assert_eq!(resp["status"], "error");
+    assert_eq!(resp["reason"], "bad_request");
+    let resp = r.request("open", br#"{"transaction":"t-2"}"#).await;
+    assert_eq!(resp, json!({"status": "ok", "transaction": "t-2"}));
+    assert_eq!(r.sim.sim.opens().len(), 1);
+}
+
+/// Finding 3: any payload that was not a JSON object opened the door and answered ok. Also:
+/// an oversized request is answered, not dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_that_are_not_requests_are_answered_bad_request_and_never_open_the_door() {
+    let mut r = rig().await;
+    let random: Vec<u8> = (0..64u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let oversized = vec![b'x'; 100_000];
+    let payloads: [&[u8]; 7] = [
+        &random,
+        b"xyzzy 123",
+        b"[1,2]",
+        b"null",
+        br#"{"remark":"x","tiem":1}"#,
+        b"reboot",
+        &oversized,
+    ];
+    for p in payloads {
+        let resp = r.request("open", p).await;
+        assert_eq!(
+            (resp["status"].as_str(), resp["reason"].as_str()),
+            (Some("error"), Some("bad_request")),
+            "{:?}: {resp}",
+            String::from_utf8_lossy(&p[..p.len().min(20)])
+        );
+    }
+    assert!(r.sim.sim.opens().is_empty(), "the door was opened");
+    // The documented shapes still work, in any case.
+    assert_eq!(r.request("open", b"open").await["status"], "ok");
+    assert_eq!(r.sim.sim.opens().len(), 1);
+}
+
+/// Finding 8: a frame over the 1 MiB limit (a record with a 5 MB photo) was dropped whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_with_a_five_megabyte_photo_keeps_its_record_without_the_photo() {
+    let mut r = rig().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let frame = format!(
+        "{{\n\t\"code\":\t30000,\n\t\"message\":\t\"push\u{a0}record\",\n\t\"data\":\t{{\n\t\t\"userId\":\t\"E001\",\n\t\t\"name\":\t\"Ada\",\n\t\t\"id\":\t4242,\n\t\t\"signTime\":\t{now},\n\t\t\"type\":\t1,\n\t\t\"similarity\":\t93,\n\t\t\"signAvatar\":\t\"/9j/{}\"\n\t}}\n}}",
+        "A".repeat(5 << 20)
+    );
+    r.sim.sim.push_raw(Message::text(frame));
+    let rec = r.record(&format!("front-door-{now}-4242")).await;
+    assert_eq!(rec["person"]["name"], "Ada");
+    assert_eq!(rec["similarity"], 93);
+    assert_eq!(rec["snapshot"], false);
+    assert_eq!(rec["truncated"], true);
+    // The link survived it.
+    let good = r.sim.sim.push(Some(PersonType::Staff));
+    assert_eq!(r.record(&event_id(&good)).await["source"], "live");
+}
+
+/// Finding 10: backfill keeps only the newest photo, but the older records still said
+/// `"snapshot": true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfilled_records_whose_photo_was_dropped_say_snapshot_false() {
+    let mut pushed = Vec::new();
+    let mut r = rig_with(|s| {
+        for _ in 0..3 {
+            pushed.push(s.sim.push(Some(PersonType::Staff)));
+        }
+    })
+    .await;
+    let mut records = Vec::new();
+    for p in &pushed {
+        records.push(r.record(&event_id(p)).await);
+    }
+    let newest = records
+        .iter()
+        .filter_map(|x| x["record_id"].as_u64())
+        .max()
+        .expect("ids");
+    for x in &records {
+        assert_eq!(x["source"], "backfill");
+        assert_eq!(
+            x["snapshot"],
+            json!(x["record_id"] == newest),
+            "record {}: only the newest keeps its photo: {x}",
+            x["record_id"]
+        );
+    }
+}
+
+/// Something in a terminal's place that answers every HTTP call with `head` and then `chunk`
+/// over and over, 50 MB in all.
+async fn fake_terminal(head: &'static str, chunk: Vec<u8>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let chunk = chunk.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                // 50 MB, or until the client hangs up.
+                for _ in 0..(50 << 20) / chunk.len() {
+                    if s.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Finding 9: a 50 MB answer was read whole (363 MB RSS). Declared or not, it is refused at the
+/// limit with an error that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_answer_over_the_limit_is_a_clear_error() {
+    // One chunk of 1022 spaces (0x3fe), chunked encoding: no length is declared.
+    let mut chunk = b"3fe\r\n".to_vec();
+    chunk.extend_from_slice(&[b' '; 0x3fe]);
+    chunk.extend_from_slice(b"\r\n");
+    let declared = fake_terminal(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 52428800\r\n\r\n{\"code\":200,\"data\":{\"data\":[\"",
+        vec![b' '; 1024],
+    )
+    .await;
+    let chunked = fake_terminal(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        chunk,
+    )
+    .await;
+    for port in [declared, chunked] {
+        let client = face2mqtt::terminal::TerminalClient::new(face2mqtt::terminal::Endpoint {
+            host: "127.0.0.1".into(),
+            http_port: port,
+            ws_port: port,
+            password: face2mqtt::secret::Secret::new(PASSWORD),
+            timeout: Duration::from_secs(20),
+        });
+        let e = client.information().await.expect_err("refused");
+        assert!(
+            matches!(e, TerminalError::TooLarge { .. }) && e.to_string().contains("larger than"),
+            "{e}"
+        );
+        // A records page is tried again record by record; when not one fits, it is the error.
+        let e = client
+            .records(&RecordQuery::between(0, 10))
+            .await
+            .expect_err("refused");
+        assert!(matches!(e, TerminalError::TooLarge { .. }), "{e}");
+    }
+}
+
+/// Finding 9, backfill: a records page over the limit (one record with a 5 MB field among
+/// others) costs only that record; the others still arrive and backfill completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_records_page_over_the_limit_costs_only_the_oversized_record() {
+    let mut pushed = Vec::new();
+    let mut r = rig_with(|s| {
+        pushed.push(s.sim.push(Some(PersonType::Staff)));
+        let now = pushed[0]["signTime"].as_u64().expect("signTime");
+        let huge =
+            json!({"id": 93, "signTime": now, "type": 1, "description": "d".repeat(5 << 20)});
+        if let Value::Object(m) = huge {
+            s.sim.store_raw(m, now);
+        }
+        pushed.push(s.sim.push(Some(PersonType::Visitor)));
+    })
+    .await;
+    for p in &pushed {
+        assert_eq!(r.record(&event_id(p)).await["source"], "backfill");
+    }
+    assert!(!records_of(&r.seen).iter().any(|x| x["record_id"] == 93));
+    let log = r.bridge.log_text();
+    assert!(log.contains("too large to fetch"), "{log}");
+}

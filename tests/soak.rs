@@ -1,0 +1,426 @@
+//! The fault soak (`scripts/soak [MINUTES]`): recognitions and open requests keep flowing while
+//! random faults fire, against the bridge binary (`FACE2MQTT_TEST_BIN`, the release build), the
+//! simulator and a real Mosquitto. Ignored in the normal suite; the script runs it.
+//!
+//! At the end it checks and prints: every valid recognition reached the broker (by event_id), no
+//! open for a retained, stale, duplicate or malformed request, a response to every valid request,
+//! the longest time the bridge did not act on valid requests, and peak RSS.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use face2mqtt::record::{self, Source};
+use face2mqtt::terminal::PersonType;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+const TOPIC_OPEN: &str = "face2mqtt/front-door/request/open";
+
+fn event_id(pushed: &Value) -> Option<String> {
+    let map = pushed.as_object()?;
+    record::normalize("front-door", map, Source::Live)
+        .ok()
+        .map(|r| r.event_id)
+}
+
+fn now_s() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Peak RSS (VmHWM, KiB) of a running process.
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[derive(Default)]
+struct Tally {
+    /// Valid recognitions pushed, by event_id.
+    want: BTreeSet<String>,
+    /// Valid requests: transaction → when sent.
+    requests: BTreeMap<String, Instant>,
+    /// Responses seen: transaction → when.
+    responses: BTreeMap<String, Instant>,
+    hostile_requests: u64,
+    hostile_frames: u64,
+    faults: BTreeMap<&'static str, u64>,
+    probes: u64,
+    peak_rss_kib: u64,
+}
+
+struct Rig {
+    sim: Sim,
+    broker: Mosquitto,
+    bridge: Bridge,
+    _disk: Option<SmallDisk>,
+    ballast: Option<std::path::PathBuf>,
+}
+
+/// A tmpfs for the spool, so "disk full" is real (root only; skipped elsewhere).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(bytes: u64) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+impl Rig {
+    async fn bridge_online(&self, deadline: Duration) {
+        let sim = &self.sim.sim;
+        eventually("the bridge is back", deadline, || async {
+            *sim.ws_clients().borrow() > 0
+        })
+        .await;
+    }
+
+    fn sample_rss(&self, tally: &mut Tally) {
+        if let Some(kib) = self.bridge.pid().and_then(vm_hwm_kib) {
+            tally.peak_rss_kib = tally.peak_rss_kib.max(kib);
+        }
+    }
+}
+
+/// Sends one valid open and remembers it.
+async fn valid_request(port: u16, n: u64, tally: &mut Tally) {
+    let transaction = format!("soak-{n}");
+    let payload = json!({"remark": transaction, "transaction": transaction, "time": now_s()});
+    tally.requests.insert(transaction, Instant::now());
+    publish(port, TOPIC_OPEN, payload.to_string().as_bytes(), false).await;
+}
+
+/// One of the hostile requests of issue 9; none may open the door.
+async fn hostile_request(port: u16, n: u64) {
+    let stale = json!({"remark": format!("hostile-stale-{n}"), "time": now_s() - 3600.0});
+    let bytes: Vec<u8> = (0..64).map(|_| fastrand::u8(..)).collect();
+    let payloads: Vec<(Vec<u8>, bool)> = vec![
+        (br#"{"time":1e25,"remark":"hostile-1e25"}"#.to_vec(), false),
+        (bytes, false),
+        (b"xyzzy 123".to_vec(), false),
+        (b"[1,2]".to_vec(), false),
+        (b"null".to_vec(), false),
+        (stale.to_string().into_bytes(), false),
+        (
+            json!({"remark": format!("hostile-retained-{n}")})
+                .to_string()
+                .into_bytes(),
+            true,
+        ),
+    ];
+    let (payload, retain) = &payloads[fastrand::usize(..payloads.len())];
+    publish(port, TOPIC_OPEN, payload, *retain).await;
+    if *retain {
+        // Cleared at once, so it is refused as a replay, not left for every later connect.
+        publish(port, TOPIC_OPEN, b"", true).await;
+    }
+}
+
+fn hostile_frame(sim: &face2mqtt::simulator::Simulator) {
+    match fastrand::u8(0..3) {
+        0 => {
+            sim.push_edited(PersonType::Staff, |f| {
+                f.insert("signTime".into(), json!(1e30));
+            });
+        }
+        1 => {
+            sim.push_edited(PersonType::Visitor, |f| {
+                f.insert("description".into(), json!("x".repeat(600_000)));
+            });
+        }
+        _ => sim.push_raw(Message::text(
+            "{\"code\":30000,\"data\":".to_string() + &"[".repeat(5000),
+        )),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the fault soak: run by scripts/soak"]
+async fn soak() {
+    let minutes: f64 = std::env::var("SOAK_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(2.0);
+    let run_for = Duration::from_secs_f64(minutes * 60.0);
+    let sim = default_simulator().await;
+    let broker = Mosquitto::start_durable();
+    let disk = SmallDisk::mount(48 << 20);
+    if disk.is_none() {
+        println!("soak: no tmpfs (needs root): the disk-full fault is skipped");
+    }
+    let spool = disk.as_ref().map(|d| d.dir.path().join("spool"));
+    let setup = BridgeSetup {
+        log_level: "info",
+        extra_sections: "[commands]\nopen_hold = \"200ms\"\nmax_age = \"10s\"\n",
+        ..BridgeSetup::new(broker.port, &sim.sim, PASSWORD)
+    };
+    let bridge = match &spool {
+        Some(s) => Bridge::start_with_spool(&setup, s),
+        None => Bridge::start(&setup),
+    };
+    let ballast = disk.as_ref().map(|d| d.dir.path().join("ballast"));
+    let mut rig = Rig {
+        sim,
+        broker,
+        bridge,
+        _disk: disk,
+        ballast,
+    };
+    let mut records = subscribe(rig.broker.port, "face2mqtt/+/record").await;
+    let mut responses = subscribe(rig.broker.port, "face2mqtt/+/response/open").await;
+    rig.bridge_online(Duration::from_secs(30)).await;
+
+    let mut tally = Tally::default();
+    let mut seen = BTreeSet::new();
+    let start = Instant::now();
+    let mut next_fault = Instant::now() + Duration::from_secs(5);
+    let mut n = 0u64;
+    while start.elapsed() < run_for {
+        n += 1;
+        // Recognitions at ~10/s, a valid request each second, a hostile one each 2 s.
+        let pushed = rig.sim.sim.push(None);
+        if let Some(id) = event_id(&pushed) {
+            tally.want.insert(id);
+        }
+        if n % 10 == 0 {
+            valid_request(rig.broker.port, n, &mut tally).await;
+        }
+        if n % 20 == 5 {
+            hostile_request(rig.broker.port, n).await;
+            tally.hostile_requests += 1;
+        }
+        if n % 50 == 25 {
+            hostile_frame(&rig.sim.sim);
+            tally.hostile_frames += 1;
+        }
+        while let Ok(m) = records.rx.try_recv() {
+            if let Ok(v) = serde_json::from_slice::<Value>(&m.1) {
+                if let Some(id) = v["event_id"].as_str() {
+                    seen.insert(id.to_string());
+                }
+            }
+        }
+        while let Ok(m) = responses.rx.try_recv() {
+            if let Ok(v) = serde_json::from_slice::<Value>(&m.1) {
+                if let Some(t) = v["transaction"].as_str() {
+                    tally
+                        .responses
+                        .entry(t.to_string())
+                        .or_insert_with(Instant::now);
+                }
+            }
+        }
+        if Instant::now() >= next_fault {
+            fault(&mut rig, &mut tally).await;
+            next_fault = Instant::now() + Duration::from_secs(fastrand::u64(3..8));
+        }
+        rig.sample_rss(&mut tally);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rig.sim.sim.clear_faults();
+
+    // Everything valid must arrive; wait on it, with a deadline.
+    let end = Instant::now() + Duration::from_secs(120);
+    while !(seen.is_superset(&tally.want)
+        && tally
+            .requests
+            .keys()
+            .all(|t| tally.responses.contains_key(t)))
+        && Instant::now() < end
+    {
+        tokio::select! {
+            Some(m) = records.rx.recv() => {
+                if let Ok(v) = serde_json::from_slice::<Value>(&m.1) {
+                    if let Some(id) = v["event_id"].as_str() {
+                        seen.insert(id.to_string());
+                    }
+                }
+            }
+            Some(m) = responses.rx.recv() => {
+                if let Ok(v) = serde_json::from_slice::<Value>(&m.1) {
+                    if let Some(t) = v["transaction"].as_str() {
+                        tally.responses.entry(t.to_string()).or_insert_with(Instant::now);
+                    }
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    rig.sample_rss(&mut tally);
+    let lost: Vec<&String> = tally.want.difference(&seen).collect();
+    let unanswered: Vec<&String> = tally
+        .requests
+        .keys()
+        .filter(|t| !tally.responses.contains_key(*t))
+        .collect();
+    let longest = tally
+        .requests
+        .iter()
+        .filter_map(|(t, sent)| tally.responses.get(t).map(|r| r.duration_since(*sent)))
+        .max()
+        .unwrap_or_default();
+    let opens = rig.sim.sim.opens();
+    let unsafe_opens: Vec<String> = opens
+        .iter()
+        .filter_map(|o| o.remark.clone())
+        .filter(|r| !r.starts_with("soak-"))
+        .collect();
+    let mut by_remark: BTreeMap<String, u32> = BTreeMap::new();
+    for o in &opens {
+        *by_remark
+            .entry(o.remark.clone().unwrap_or_default())
+            .or_default() += 1;
+    }
+    let twice: Vec<&String> = by_remark
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(r, _)| r)
+        .collect();
+    println!("soak: {minutes} min against the binary under test");
+    println!(
+        "soak: recognitions pushed {}, reached the broker {}, lost {}",
+        tally.want.len(),
+        tally.want.len() - lost.len(),
+        lost.len()
+    );
+    println!(
+        "soak: valid requests {}, answered {}, opens executed {}",
+        tally.requests.len(),
+        tally.requests.len() - unanswered.len(),
+        opens.len()
+    );
+    println!(
+        "soak: hostile requests {}, hostile frames {}, unsafe opens {}, opens executed twice {}",
+        tally.hostile_requests,
+        tally.hostile_frames,
+        unsafe_opens.len(),
+        twice.len()
+    );
+    println!("soak: longest time a valid request waited for its answer: {longest:?}");
+    println!("soak: faults fired {:?}", tally.faults);
+    println!(
+        "soak: bridge peak RSS {:.1} MiB",
+        tally.peak_rss_kib as f64 / 1024.0
+    );
+    let log = rig.bridge.log_text();
+    assert!(
+        lost.is_empty(),
+        "lost records: {:?}\n(bridge log tail)\n{}",
+        lost.iter().take(20).collect::<Vec<_>>(),
+        &log[log.len().saturating_sub(4000)..]
+    );
+    assert!(unsafe_opens.is_empty(), "unsafe opens: {unsafe_opens:?}");
+    assert!(twice.is_empty(), "opens executed twice: {twice:?}");
+    assert!(
+        unanswered.is_empty(),
+        "unanswered valid requests: {unanswered:?}"
+    );
+}
+
+/// Fires one random fault and waits until the bridge is back where that matters.
+async fn fault(rig: &mut Rig, tally: &mut Tally) {
+    let kinds = [
+        "broker sigkill",
+        "websocket close",
+        "silent link",
+        "terminal reboot",
+        "http errors",
+        "http slow",
+        "bridge sigkill",
+        "disk full",
+    ];
+    let kind = kinds[fastrand::usize(..kinds.len())];
+    *tally.faults.entry(kind).or_default() += 1;
+    let sim = rig.sim.sim.clone();
+    match kind {
+        "broker sigkill" => {
+            rig.broker.crash_and_restart();
+        }
+        "websocket close" => sim.close_links(),
+        "silent link" => {
+            sim.set_silent(true);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            sim.set_silent(false);
+        }
+        "terminal reboot" => sim.reboot(Duration::from_secs(2)),
+        "http errors" => sim.fail_http(50002, 3),
+        "http slow" => {
+            sim.set_http_delay(Duration::from_millis(1500));
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            sim.set_http_delay(Duration::ZERO);
+        }
+        "bridge sigkill" => {
+            rig.sample_rss(tally);
+            rig.bridge.kill9();
+            rig.bridge.spawn();
+        }
+        _ => {
+            let Some(ballast) = &rig.ballast else { return };
+            // Leaves the spool a few hundred KB: photos go, then records wait.
+            let _ = std::process::Command::new("fallocate")
+                .args(["-l", "40M"])
+                .arg(ballast)
+                .status();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let _ = std::fs::remove_file(ballast);
+        }
+    }
+    // Requests count only once the bridge hears them again: a probe (a sync_time request,
+    // harmless) must be answered first. A request published while nobody is subscribed is lost
+    // by MQTT itself, not by the bridge.
+    rig.bridge_online(Duration::from_secs(60)).await;
+    probe(rig, tally).await;
+}
+
+async fn probe(rig: &mut Rig, tally: &mut Tally) {
+    let mut answers = subscribe(rig.broker.port, "face2mqtt/front-door/response/sync_time").await;
+    let end = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        tally.probes += 1;
+        let transaction = format!("probe-{}", tally.probes);
+        let payload = json!({"transaction": transaction, "time": now_s()});
+        publish(
+            rig.broker.port,
+            "face2mqtt/front-door/request/sync_time",
+            payload.to_string().as_bytes(),
+            false,
+        )
+        .await;
+        let wait = tokio::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(Some((_, p, _))) =
+            tokio::time::timeout_at(wait.min(end), answers.rx.recv()).await
+        {
+            let v: Value = serde_json::from_slice(&p).unwrap_or_default();
+            if v["transaction"] == transaction.as_str() {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the bridge never answered a request again"
+        );
+    }
+}
