@@ -16,3 +16,13 @@ ensure_mosquitto() {
 mosquitto_bin() {
   command -v mosquitto 2>/dev/null || echo /usr/sbin/mosquitto
 }
+
+# nftables for the network-namespace tests (tests/netns.rs); they skip, loudly, without it.
+ensure_nftables() {
+  command -v nft >/dev/null 2>&1 && return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nftables \
+    || echo "!!! nftables could not be installed: the half-open link test will say SKIPPED"
+}

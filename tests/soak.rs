@@ -172,8 +172,9 @@ async fn soak() {
         println!("soak: no tmpfs (needs root): the disk-full fault is skipped");
     }
     let spool = disk.as_ref().map(|d| d.dir.path().join("spool"));
+    // Trace level: what the broker acknowledged is read back from the log (a test subscriber
+    // can miss messages across a broker SIGKILL; the bridge's duty ends at the PUBACK).
     let setup = BridgeSetup {
-        log_level: "info",
         extra_sections: "[commands]\nopen_hold = \"200ms\"\nmax_age = \"10s\"\n",
         ..BridgeSetup::new(broker.port, &sim.sim, PASSWORD)
     };
@@ -195,6 +196,7 @@ async fn soak() {
 
     let mut tally = Tally::default();
     let mut seen = BTreeSet::new();
+    let mut seen_by_subscriber = BTreeSet::new();
     let start = Instant::now();
     let mut next_fault = Instant::now() + Duration::from_secs(5);
     let mut n = 0u64;
@@ -220,6 +222,7 @@ async fn soak() {
             if let Ok(v) = serde_json::from_slice::<Value>(&m.1) {
                 if let Some(id) = v["event_id"].as_str() {
                     seen.insert(id.to_string());
+                    seen_by_subscriber.insert(id.to_string());
                 }
             }
         }
@@ -242,7 +245,8 @@ async fn soak() {
     }
     rig.sim.sim.clear_faults();
 
-    // Everything valid must arrive; wait on it, with a deadline.
+    // Everything valid must reach the broker; wait on it, with a deadline.
+    seen.extend(acknowledged_event_ids(&rig.bridge.log_text()));
     let end = Instant::now() + Duration::from_secs(120);
     while !(seen.is_superset(&tally.want)
         && tally
@@ -256,6 +260,7 @@ async fn soak() {
                 if let Ok(v) = serde_json::from_slice::<Value>(&m.1) {
                     if let Some(id) = v["event_id"].as_str() {
                         seen.insert(id.to_string());
+                        seen_by_subscriber.insert(id.to_string());
                     }
                 }
             }
@@ -266,10 +271,13 @@ async fn soak() {
                     }
                 }
             }
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                seen.extend(acknowledged_event_ids(&rig.bridge.log_text()));
+            }
         }
     }
     rig.sample_rss(&mut tally);
+    let subscriber_saw = seen_by_subscriber.intersection(&tally.want).count();
     let lost: Vec<&String> = tally.want.difference(&seen).collect();
     let unanswered: Vec<&String> = tally
         .requests
@@ -301,10 +309,11 @@ async fn soak() {
         .collect();
     println!("soak: {minutes} min against the binary under test");
     println!(
-        "soak: recognitions pushed {}, reached the broker {}, lost {}",
+        "soak: recognitions pushed {}, reached the broker {}, lost {} (the test subscriber saw {})",
         tally.want.len(),
         tally.want.len() - lost.len(),
-        lost.len()
+        lost.len(),
+        subscriber_saw
     );
     println!(
         "soak: valid requests {}, answered {}, opens executed {}",

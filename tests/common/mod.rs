@@ -522,3 +522,27 @@ pub async fn publish(port: u16, topic: &str, payload: &[u8], retain: bool) {
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
 }
+
+/// Event ids the broker acknowledged, read from a bridge log at trace level (`publishing seq=N
+/// event_id=X`, then `broker acknowledged; leaves the spool seq=N`). What reached the broker,
+/// whether or not a test subscriber was connected to see it.
+pub fn acknowledged_event_ids(log: &str) -> std::collections::BTreeSet<String> {
+    let field = |line: &str, key: &str| -> Option<String> {
+        let start = line.find(key)? + key.len();
+        Some(line[start..].split_whitespace().next()?.to_string())
+    };
+    let mut by_seq = std::collections::BTreeMap::new();
+    let mut acked = std::collections::BTreeSet::new();
+    for line in log.lines() {
+        if line.contains(" publishing ") {
+            if let (Some(seq), Some(id)) = (field(line, "seq="), field(line, "event_id=")) {
+                by_seq.insert(seq, id);
+            }
+        } else if line.contains("broker acknowledged; leaves the spool") {
+            if let Some(id) = field(line, "seq=").and_then(|s| by_seq.get(&s)) {
+                acked.insert(id.clone());
+            }
+        }
+    }
+    acked
+}
