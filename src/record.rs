@@ -1,3 +1,4 @@
+// Over 450 lines: the code is under 350; the rest is its unit tests.
 //! The record JSON published on `<base>/<t>/record`, made from what the terminal sent.
 //!
 //! Pure functions: the same terminal record always yields the same JSON and `event_id`, whether it

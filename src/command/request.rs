@@ -1,3 +1,4 @@
+// Over 450 lines: the code is under 350; the rest is its unit tests.
 //! MQTT command requests and the rules that decide whether one may reach the door. Pure: no IO,
 //! no clock reads (callers pass the times in).
 //!

@@ -1,4 +1,5 @@
-// Over 450 lines: the queue's code is under 450; the rest is its unit tests.
+// Over 450 lines: one type, the spool, whose methods share its trees and counters (queue, room,
+// quarantine, low-water mark); a third of it is unit tests.
 //! The durable FIFO every record passes through (sled). The store of record: an entry leaves only
 //! when the broker has acknowledged the publish that carried it.
 //!
