@@ -83,4 +83,28 @@ mod tests {
             (0..20).map(|_| a.next_delay()).collect();
         assert!(delays.len() > 10);
     }
+
+    #[test]
+    fn every_delay_lies_between_half_and_all_of_its_step_and_uses_that_whole_range() {
+        let mut b = Backoff::seeded(1000 * MS, 1000 * MS, 4);
+        let delays: Vec<Duration> = (0..200).map(|_| b.next_delay()).collect();
+        assert!(
+            delays.iter().all(|d| *d >= 500 * MS && *d <= 1000 * MS),
+            "{delays:?}"
+        );
+        assert!(
+            delays.iter().any(|d| *d < 600 * MS),
+            "the lower half is used"
+        );
+        assert!(delays.iter().any(|d| *d > 900 * MS), "the top is used");
+    }
+
+    #[test]
+    fn a_zero_minimum_still_waits_a_millisecond_step_and_the_maximum_is_never_below_it() {
+        let mut b = Backoff::seeded(Duration::ZERO, Duration::ZERO, 5);
+        for _ in 0..20 {
+            let d = b.next_delay();
+            assert!(d >= MS / 2 && d <= MS, "{d:?}");
+        }
+    }
 }

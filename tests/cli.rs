@@ -60,7 +60,7 @@ async fn every_installer_call_works_against_the_simulator() {
             s.sim.http_addr().port(),
             s.sim.ws_addr().port(),
             PASSWORD,
-            free_port(),
+            unused_port(),
         ),
     );
 
@@ -183,7 +183,7 @@ async fn check_reason(password: &str, http_port: u16, ws_port: u16) -> Vec<Strin
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(
         dir.path(),
-        &config_text(http_port, ws_port, password, free_port()),
+        &config_text(http_port, ws_port, password, unused_port()),
     );
     let o = face2mqtt(args(&["check"], &cfg)).await;
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
@@ -233,7 +233,7 @@ async fn check_says_the_clocks_differ() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_says_the_terminal_is_unreachable() {
-    let lines = check_reason(PASSWORD, free_port(), free_port()).await;
+    let lines = check_reason(PASSWORD, unused_port(), unused_port()).await;
     assert!(
         lines
             .iter()

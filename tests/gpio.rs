@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::inproc::{Daemon, FakePins};
 use common::*;
@@ -14,7 +14,7 @@ pin = 17
 terminal = "front-door"
 press = "open"
 long_press = "reboot"
-long_press_after = "400ms"
+long_press_after = "2s"
 debounce = "50ms"
 "#;
 
@@ -49,10 +49,10 @@ async fn a_press_opens_and_a_hold_runs_the_long_press_action() {
     let _d = daemon(&broker, &s, pins.clone());
     ready(&s, &pins).await;
 
-    // Active low with a pull-up: pressed is low.
-    pins.level(17, false);
-    tokio::time::sleep(Duration::from_millis(120)).await;
-    pins.level(17, true);
+    // Active low with a pull-up: pressed is low. A 120 ms press, timed by its edges.
+    let t0 = Instant::now();
+    pins.level_at(17, false, t0);
+    pins.level_at(17, true, t0 + Duration::from_millis(120));
     let sim = s.sim.clone();
     eventually("the press opened the door", Duration::from_secs(10), || {
         let sim = sim.clone();
@@ -64,9 +64,10 @@ async fn a_press_opens_and_a_hold_runs_the_long_press_action() {
         Some("exit button (GPIO17)")
     );
 
-    pins.level(17, false);
+    // A hold: pressed well after that release, and kept down until the long press fires.
+    pins.level_at(17, false, t0 + Duration::from_millis(1000));
     let sim = s.sim.clone();
-    eventually("the hold rebooted", Duration::from_secs(10), || {
+    eventually("the hold rebooted", Duration::from_secs(15), || {
         let sim = sim.clone();
         async move { sim.reboots() == 1 }
     })
@@ -100,12 +101,13 @@ async fn bounces_within_the_debounce_window_count_once() {
     let _d = daemon(&broker, &s, pins.clone());
     ready(&s, &pins).await;
 
-    for level in [false, true, false, true, false] {
-        pins.level(17, level);
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    // Contact bounce 5 ms apart against a 50 ms debounce, then a release at 150 ms: the edges
+    // carry their times, so a loaded machine cannot stretch them.
+    let t0 = Instant::now();
+    for (i, level) in [false, true, false, true, false].into_iter().enumerate() {
+        pins.level_at(17, level, t0 + Duration::from_millis(5 * i as u64));
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    pins.level(17, true);
+    pins.level_at(17, true, t0 + Duration::from_millis(150));
     let mut seen = Vec::new();
     collect_until(
         &mut sub,
@@ -143,7 +145,7 @@ async fn a_button_on_a_machine_without_gpio_fails_at_start_with_a_clear_message(
         &cfg,
         format!(
             "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\n[spool]\ndir = {:?}\n[[terminal]]\nid = \"front-door\"\nhost = \"127.0.0.1\"\npassword = \"x\"\n{BUTTONS}",
-            free_port(),
+            unused_port(),
             dir.path().join("spool")
         ),
     )

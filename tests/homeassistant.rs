@@ -358,8 +358,8 @@ async fn a_terminal_removed_from_the_config_has_its_entities_cleared() {
     let mut ha = subscribe(broker.port, "homeassistant/#").await;
     let garage = format!(
         "\n[[terminal]]\nid = \"garage\"\nhost = \"127.0.0.1\"\nhttp_port = {}\nws_port = {}\npassword = \"x\"\n",
-        free_port(),
-        free_port()
+        unused_port(),
+        unused_port()
     );
     let two = BridgeSetup {
         extra_sections: SECTIONS,

@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use face2mqtt::terminal::PersonType;
@@ -84,6 +84,19 @@ async fn collect_records(
             }
         }
     }
+}
+
+/// The event ids of pushed records as the bridge must compute them (strangers' by hash).
+fn expected_event_ids(pushed: &[Value]) -> BTreeSet<String> {
+    pushed
+        .iter()
+        .map(|r| {
+            let data = r.as_object().expect("a pushed record is an object");
+            face2mqtt::record::normalize("front-door", data, face2mqtt::record::Source::Live)
+                .expect("normalizes")
+                .event_id
+        })
+        .collect()
 }
 
 fn pushed_ids(pushed: &[Value]) -> BTreeSet<String> {
@@ -173,26 +186,31 @@ async fn a_bridge_killed_mid_stream_loses_nothing_after_restart() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
-    // Strangers have id 0: their event ids are hashes, so count rather than compare names.
-    let known: BTreeSet<String> = pushed_ids(&pushed)
-        .into_iter()
-        .filter(|id| !id.ends_with("-0"))
-        .collect();
-    let strangers = pushed.iter().filter(|r| r["id"] == 0).count();
+    // Every event_id, strangers' hashes included, computed from what the terminal pushed: a
+    // duplicate (the same id again) can then never stand in for a lost record.
+    let want = expected_event_ids(&pushed);
+    let strangers = want.iter().filter(|id| id.contains("-s")).count();
+    assert_eq!(
+        strangers,
+        pushed.iter().filter(|r| r["id"] == 0).count(),
+        "two strangers with one event_id"
+    );
     let mut seen = Vec::new();
-    collect_until(
+    collect_records(
         &mut sub,
         &mut seen,
+        &want,
         Duration::from_secs(120),
-        "every record after the SIGKILL",
-        |m| {
-            let got = ids(&records_of(m));
-            got.is_superset(&known)
-                && got.iter().filter(|id| id.contains("-s")).count() >= strangers
-        },
+        &bridge,
     )
     .await;
     let records = records_of(&seen);
+    let got = ids(&records);
+    assert_eq!(
+        got.difference(&want).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "event ids nobody pushed"
+    );
     assert!(
         records.iter().any(|r| r["source"] == "backfill"),
         "the records pushed while it was dead came by backfill"
@@ -220,16 +238,16 @@ async fn a_silent_link_is_detected_and_the_gap_is_backfilled() {
     .await;
 
     s.sim.set_silent(true);
-    let silent_at = Instant::now();
     let during: Vec<Value> = (0..5)
         .map(|_| s.sim.push(Some(PersonType::Staff)))
         .collect();
     let mark = seen.len();
+    // dead_after is 1 s in this config: a deadline on the event, with room for a loaded machine.
     collect_until(
         &mut sub,
         &mut seen,
-        Duration::from_secs(20),
-        "availability offline",
+        Duration::from_secs(15),
+        "availability offline (the silent link detected as dead)",
         |m| {
             m[mark..]
                 .iter()
@@ -237,12 +255,6 @@ async fn a_silent_link_is_detected_and_the_gap_is_backfilled() {
         },
     )
     .await;
-    let detected = silent_at.elapsed();
-    // dead_after is 1 s in this config; allow generous scheduling slack on a loaded CI machine.
-    assert!(
-        detected < Duration::from_secs(6),
-        "dead link detected only after {detected:?}"
-    );
     s.sim.set_silent(false);
 
     let want = pushed_ids(&during);

@@ -76,13 +76,13 @@ async fn ready_then_watchdog_while_running_then_stopping_on_sigterm() {
     assert!(bridge.log_text().contains("face2mqtt running"));
 
     assert!(bridge.stop(), "clean exit on SIGTERM");
+    // `read_until` fails the test unless STOPPING=1 arrives within its deadline.
     let s3 = sock.clone();
-    let rest = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         read_until(&s3, Duration::from_secs(5), |m| {
             m.iter().any(|l| l.contains("STOPPING=1"))
         })
     })
     .await
     .expect("reader");
-    assert!(rest.iter().any(|m| m.contains("STOPPING=1")));
 }

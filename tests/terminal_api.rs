@@ -217,7 +217,7 @@ async fn a_skewed_terminal_clock_is_reported_as_code_10003() {
 
 #[tokio::test]
 async fn an_unreachable_terminal_is_reported_as_such() {
-    let port = free_port();
+    let port = unused_port();
     let c = face2mqtt::terminal::TerminalClient::new(face2mqtt::terminal::Endpoint {
         host: "127.0.0.1".into(),
         http_port: port,

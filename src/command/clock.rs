@@ -14,7 +14,13 @@ pub fn kernel_clock_synchronized() -> Result<bool, String> {
             std::io::Error::last_os_error()
         ));
     }
-    Ok(state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0)
+    Ok(synchronized(state, tx.status))
+}
+
+/// The kernel's verdict from `ntp_adjtime`'s clock state and status bits: synchronized unless
+/// the state is `TIME_ERROR` or the `STA_UNSYNC` bit is set.
+fn synchronized(state: libc::c_int, status: libc::c_int) -> bool {
+    state != libc::TIME_ERROR && status & libc::STA_UNSYNC == 0
 }
 
 #[cfg(test)]
@@ -22,8 +28,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_kernel_answers_the_question() {
-        // Either answer is fine here; the call itself must work on Linux.
-        assert!(kernel_clock_synchronized().is_ok());
+    fn a_clock_in_the_ok_state_without_the_unsync_bit_is_synchronized() {
+        assert!(synchronized(libc::TIME_OK, 0));
+        assert!(synchronized(libc::TIME_OK, libc::STA_PLL));
+        // A leap second announced or in progress is still a synchronized clock.
+        assert!(synchronized(libc::TIME_INS, libc::STA_PLL | libc::STA_INS));
+    }
+
+    #[test]
+    fn the_unsync_bit_means_not_synchronized_whatever_the_state() {
+        assert!(!synchronized(libc::TIME_OK, libc::STA_UNSYNC));
+        assert!(!synchronized(
+            libc::TIME_OK,
+            libc::STA_PLL | libc::STA_UNSYNC
+        ));
+    }
+
+    #[test]
+    fn the_error_state_means_not_synchronized_even_without_the_unsync_bit() {
+        assert!(!synchronized(libc::TIME_ERROR, 0));
+    }
+
+    #[test]
+    fn the_kernel_call_itself_succeeds_on_linux() {
+        // Which answer depends on this machine's NTP; that the syscall works must not.
+        let answer = kernel_clock_synchronized();
+        assert!(answer.is_ok(), "{answer:?}");
     }
 }

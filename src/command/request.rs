@@ -542,4 +542,311 @@ mod tests {
             assert!(r.text(Cmd::Open).len() > 20, "{r:?}");
         }
     }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn sent_at(t: SystemTime) -> Payload {
+        Payload {
+            time: Some(t),
+            ..Payload::default()
+        }
+    }
+
+    #[test]
+    fn a_request_exactly_max_age_old_is_still_admitted() {
+        let mut g = gate();
+        let wall = at(1_000);
+        let p = sent_at(wall - Duration::from_secs(10));
+        assert_eq!(
+            g.admit(Cmd::Reboot, &p, false, Instant::now(), wall),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_request_one_millisecond_older_than_max_age_is_refused_with_its_age() {
+        let mut g = gate();
+        let wall = at(1_000);
+        let p = sent_at(wall - Duration::from_secs(10) - MS);
+        assert_eq!(
+            g.admit(Cmd::Reboot, &p, false, Instant::now(), wall),
+            Err(Refusal::Stale {
+                age: Duration::from_secs(10) + MS,
+                limit: Duration::from_secs(10),
+            })
+        );
+    }
+
+    #[test]
+    fn a_request_one_millisecond_in_the_future_is_admitted() {
+        let mut g = gate();
+        let wall = at(1_000);
+        let p = sent_at(wall + MS);
+        assert_eq!(g.admit(Cmd::Open, &p, false, Instant::now(), wall), Ok(()));
+    }
+
+    #[test]
+    fn a_request_exactly_max_age_in_the_future_is_admitted() {
+        let mut g = gate();
+        let wall = at(1_000);
+        let p = sent_at(wall + Duration::from_secs(10));
+        assert_eq!(g.admit(Cmd::Open, &p, false, Instant::now(), wall), Ok(()));
+    }
+
+    #[test]
+    fn a_request_one_millisecond_beyond_max_age_in_the_future_is_refused_with_how_far() {
+        let mut g = gate();
+        let wall = at(1_000);
+        let p = sent_at(wall + Duration::from_secs(10) + MS);
+        assert_eq!(
+            g.admit(Cmd::Open, &p, false, Instant::now(), wall),
+            Err(Refusal::InFuture {
+                ahead: Duration::from_secs(10) + MS,
+            })
+        );
+    }
+
+    #[test]
+    fn a_request_sent_at_this_very_instant_is_admitted() {
+        let mut g = gate();
+        let wall = at(1_000);
+        assert_eq!(
+            g.admit(Cmd::Open, &sent_at(wall), false, Instant::now(), wall),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_retained_request_is_refused_even_when_fresh_and_allowed() {
+        let mut g = gate();
+        let wall = at(1_000);
+        assert_eq!(
+            g.admit(Cmd::SyncTime, &sent_at(wall), true, Instant::now(), wall),
+            Err(Refusal::Retained)
+        );
+    }
+
+    #[test]
+    fn an_mqtt_request_outside_the_allow_list_is_refused_before_its_age_is_judged() {
+        let mut g = Gate::new(
+            Duration::from_secs(10),
+            Duration::from_secs(3),
+            [Cmd::SyncTime].into_iter().collect(),
+        );
+        let wall = at(1_000);
+        let stale = sent_at(wall - Duration::from_secs(60));
+        assert_eq!(
+            g.admit(Cmd::Open, &stale, false, Instant::now(), wall),
+            Err(Refusal::NotAllowed)
+        );
+        assert_eq!(
+            g.admit(Cmd::SyncTime, &sent_at(wall), false, Instant::now(), wall),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn an_allowed_command_passes_the_local_rules() {
+        let mut g = Gate::new(
+            Duration::from_secs(10),
+            Duration::from_secs(3),
+            [Cmd::Reboot].into_iter().collect(),
+        );
+        assert_eq!(g.admit_local(Cmd::Reboot, Instant::now()), Ok(()));
+        assert_eq!(
+            g.admit_local(Cmd::SyncTime, Instant::now()),
+            Err(Refusal::NotAllowed)
+        );
+    }
+
+    #[test]
+    fn a_second_open_exactly_at_the_hold_time_runs() {
+        let mut g = gate();
+        let t0 = Instant::now();
+        assert_eq!(g.admit_local(Cmd::Open, t0), Ok(()));
+        assert_eq!(
+            g.admit_local(Cmd::Open, t0 + Duration::from_secs(3)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_second_open_one_millisecond_before_the_hold_time_ends_is_refused_with_the_times() {
+        let mut g = gate();
+        let t0 = Instant::now();
+        assert_eq!(g.admit_local(Cmd::Open, t0), Ok(()));
+        assert_eq!(
+            g.admit_local(Cmd::Open, t0 + Duration::from_secs(3) - MS),
+            Err(Refusal::Duplicate {
+                since: Duration::from_secs(3) - MS,
+                hold: Duration::from_secs(3),
+            })
+        );
+    }
+
+    #[test]
+    fn a_refused_duplicate_does_not_extend_the_hold_time() {
+        let mut g = gate();
+        let t0 = Instant::now();
+        assert_eq!(g.admit_local(Cmd::Open, t0), Ok(()));
+        assert!(g
+            .admit_local(Cmd::Open, t0 + Duration::from_secs(2))
+            .is_err());
+        assert_eq!(
+            g.admit_local(Cmd::Open, t0 + Duration::from_secs(3)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn an_accepted_open_over_mqtt_starts_the_hold_time_for_the_button() {
+        let mut g = gate();
+        let t0 = Instant::now();
+        let wall = at(1_000);
+        assert_eq!(g.admit(Cmd::Open, &sent_at(wall), false, t0, wall), Ok(()));
+        assert!(matches!(
+            g.admit_local(Cmd::Open, t0 + Duration::from_secs(1)),
+            Err(Refusal::Duplicate { .. })
+        ));
+    }
+
+    #[test]
+    fn a_queued_request_exactly_max_age_old_is_still_executed() {
+        let t0 = Instant::now();
+        let limit = Duration::from_secs(10);
+        assert_eq!(still_fresh(t0, t0 + limit, limit), Ok(()));
+    }
+
+    #[test]
+    fn a_queued_request_one_millisecond_past_max_age_is_refused_with_its_age() {
+        let t0 = Instant::now();
+        let limit = Duration::from_secs(10);
+        assert_eq!(
+            still_fresh(t0, t0 + limit + MS, limit),
+            Err(Refusal::Stale {
+                age: limit + MS,
+                limit,
+            })
+        );
+    }
+
+    #[test]
+    fn parse_time_refuses_a_negative_number() {
+        assert_eq!(parse_time(&serde_json::json!(-1)), None);
+        assert_eq!(parse_time(&serde_json::json!(-0.5)), None);
+        assert!(parse_payload(Cmd::Open, br#"{"time":-1600000000}"#).is_err());
+    }
+
+    #[test]
+    fn parse_time_takes_zero_as_the_epoch() {
+        assert_eq!(parse_time(&serde_json::json!(0)), Some(UNIX_EPOCH));
+    }
+
+    #[test]
+    fn parse_time_reads_one_hundred_billion_as_seconds_and_more_as_milliseconds() {
+        assert_eq!(
+            parse_time(&serde_json::json!(100_000_000_000u64)),
+            Some(at(100_000_000_000))
+        );
+        assert_eq!(
+            parse_time(&serde_json::json!(100_000_000_500u64)),
+            Some(UNIX_EPOCH + Duration::from_millis(100_000_000_500))
+        );
+    }
+
+    #[test]
+    fn parse_time_refuses_values_that_are_neither_numbers_nor_strings() {
+        assert_eq!(parse_time(&serde_json::json!(true)), None);
+        assert_eq!(parse_time(&serde_json::json!([1])), None);
+        assert_eq!(
+            parse_time(&serde_json::json!(" 2020-09-13T12:26:40Z ")),
+            Some(at(1_600_000_000))
+        );
+    }
+
+    #[test]
+    fn every_refusal_has_its_documented_reason_word() {
+        let cases = [
+            (Refusal::Retained, "retained"),
+            (
+                Refusal::Stale {
+                    age: Duration::from_secs(60),
+                    limit: Duration::from_secs(10),
+                },
+                "stale",
+            ),
+            (
+                Refusal::InFuture {
+                    ahead: Duration::from_secs(60),
+                },
+                "stale",
+            ),
+            (
+                Refusal::Duplicate {
+                    since: Duration::from_secs(1),
+                    hold: Duration::from_secs(3),
+                },
+                "duplicate",
+            ),
+            (Refusal::NotAllowed, "not_allowed"),
+            (Refusal::BadPayload("x".into()), "bad_request"),
+            (Refusal::ClockUnsynchronized, "clock_unsynchronized"),
+        ];
+        for (r, word) in cases {
+            assert_eq!(r.reason(), word, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_text_names_the_times_involved() {
+        let stale = Refusal::Stale {
+            age: Duration::from_millis(10_500),
+            limit: Duration::from_secs(10),
+        };
+        assert_eq!(
+            stale.text(Cmd::Open),
+            "request is 10s 500ms old, older than the 10s limit: refused"
+        );
+        let ahead = Refusal::InFuture {
+            ahead: Duration::from_secs(60),
+        };
+        assert!(
+            ahead.text(Cmd::Open).contains("1m in the future"),
+            "{}",
+            ahead.text(Cmd::Open)
+        );
+        assert_eq!(
+            Refusal::BadPayload("payload is not a JSON object".into()).text(Cmd::Open),
+            "payload is not a JSON object"
+        );
+        assert!(Refusal::NotAllowed.text(Cmd::Reboot).contains("`reboot`"));
+        assert!(Refusal::Retained
+            .text(Cmd::SyncTime)
+            .contains("retained sync_time"));
+    }
+
+    #[test]
+    fn a_remark_of_exactly_255_characters_is_accepted_and_one_more_is_refused() {
+        let at_limit = format!(r#"{{"remark":"{}"}}"#, "é".repeat(255));
+        assert_eq!(
+            parse_payload(Cmd::Open, at_limit.as_bytes())
+                .expect("255 characters fit")
+                .remark
+                .map(|r| r.chars().count()),
+            Some(255)
+        );
+        let over = format!(r#"{{"remark":"{}"}}"#, "é".repeat(256));
+        assert!(parse_payload(Cmd::Open, over.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_null_time_is_a_request_without_a_time() {
+        assert_eq!(
+            parse_payload(Cmd::Open, br#"{"time":null,"remark":"x"}"#),
+            Ok(Payload {
+                remark: Some("x".into()),
+                ..Payload::default()
+            })
+        );
+    }
 }

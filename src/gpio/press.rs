@@ -56,6 +56,8 @@ impl ButtonLogic {
                 return None;
             }
         }
+        // A later edge supersedes a level left over from the lockout: it must not be taken again.
+        self.pending = None;
         self.accept(level, at)
     }
 
@@ -119,10 +121,14 @@ impl ButtonLogic {
             .pressed_at
             .map(|t0| at.saturating_duration_since(t0))
             .unwrap_or_default();
-        if self.long_enabled && !self.long_fired && held < self.long_after {
+        if !self.long_enabled || self.long_fired {
+            None
+        } else if held < self.long_after {
             Some(Press::Short)
         } else {
-            None
+            // Held for the long-press time, but released before a tick could say so (a busy
+            // task): it was a long press all the same, not nothing.
+            Some(Press::Long)
         }
     }
 }
@@ -205,5 +211,111 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(b.edge(LOW, t0), Some(Press::Short));
         assert_eq!(b.edge(LOW, t0 + 500 * MS), None);
+    }
+
+    #[test]
+    fn an_edge_exactly_at_the_end_of_the_lockout_counts() {
+        let mut b = button(false);
+        let t0 = Instant::now();
+        assert_eq!(b.edge(LOW, t0), Some(Press::Short));
+        assert_eq!(b.edge(HIGH, t0 + 50 * MS), None, "released");
+        assert_eq!(b.next_deadline(), None, "nothing pending");
+        assert_eq!(b.edge(LOW, t0 + 100 * MS), Some(Press::Short));
+    }
+
+    #[test]
+    fn an_edge_one_millisecond_before_the_end_of_the_lockout_is_a_bounce() {
+        let mut b = button(false);
+        let t0 = Instant::now();
+        assert_eq!(b.edge(LOW, t0), Some(Press::Short));
+        assert_eq!(b.edge(HIGH, t0 + 49 * MS), None);
+        assert_eq!(b.next_deadline(), Some(t0 + 50 * MS));
+        assert_eq!(b.tick(t0 + 49 * MS), None, "still locked out");
+        assert_eq!(b.next_deadline(), Some(t0 + 50 * MS), "still pending");
+        assert_eq!(b.tick(t0 + 50 * MS), None, "the release is taken");
+        assert_eq!(b.edge(LOW, t0 + 100 * MS), Some(Press::Short));
+    }
+
+    #[test]
+    fn a_bounce_left_over_from_the_lockout_does_not_press_again_after_a_later_edge() {
+        // The task was busy: the lockout's tick came after the release edge.
+        let mut b = button(true);
+        let t0 = Instant::now();
+        assert_eq!(b.edge(LOW, t0), None);
+        assert_eq!(b.edge(HIGH, t0 + 5 * MS), None);
+        assert_eq!(b.edge(LOW, t0 + 10 * MS), None);
+        assert_eq!(b.edge(HIGH, t0 + 150 * MS), Some(Press::Short));
+        assert_eq!(b.next_deadline(), None);
+        assert_eq!(b.tick(t0 + 200 * MS), None);
+        assert_eq!(
+            b.tick(t0 + 5000 * MS),
+            None,
+            "no phantom press, no phantom hold"
+        );
+    }
+
+    #[test]
+    fn a_release_exactly_at_the_long_press_time_is_a_long_press_even_without_a_tick() {
+        let mut b = button(true);
+        let t0 = Instant::now();
+        assert_eq!(b.edge(LOW, t0), None);
+        assert_eq!(b.edge(HIGH, t0 + 3000 * MS), Some(Press::Long));
+    }
+
+    #[test]
+    fn a_release_one_millisecond_before_the_long_press_time_is_a_short_press() {
+        let mut b = button(true);
+        let t0 = Instant::now();
+        assert_eq!(b.edge(LOW, t0), None);
+        assert_eq!(b.tick(t0 + 2999 * MS), None);
+        assert_eq!(b.edge(HIGH, t0 + 2999 * MS), Some(Press::Short));
+    }
+
+    #[test]
+    fn every_hold_fires_its_own_long_press() {
+        let mut b = button(true);
+        let t0 = Instant::now();
+        b.edge(LOW, t0);
+        assert_eq!(b.tick(t0 + 3000 * MS), Some(Press::Long));
+        assert_eq!(b.next_deadline(), None, "fired: nothing left to decide");
+        assert_eq!(b.edge(HIGH, t0 + 3100 * MS), None);
+        b.edge(LOW, t0 + 4000 * MS);
+        assert_eq!(b.next_deadline(), Some(t0 + 7000 * MS));
+        assert_eq!(b.tick(t0 + 7000 * MS), Some(Press::Long));
+    }
+
+    #[test]
+    fn a_released_button_has_no_deadline() {
+        let mut b = button(true);
+        assert_eq!(b.next_deadline(), None);
+        let t0 = Instant::now();
+        b.edge(LOW, t0);
+        b.edge(HIGH, t0 + 100 * MS);
+        assert_eq!(b.next_deadline(), None);
+        assert_eq!(b.tick(t0 + 10_000 * MS), None);
+    }
+
+    #[test]
+    fn without_a_long_action_a_hold_never_turns_long() {
+        let mut b = button(false);
+        let t0 = Instant::now();
+        assert_eq!(b.edge(LOW, t0), Some(Press::Short));
+        assert_eq!(b.next_deadline(), None);
+        assert_eq!(b.tick(t0 + 10_000 * MS), None);
+        assert_eq!(b.edge(HIGH, t0 + 10_000 * MS), None);
+    }
+
+    #[test]
+    fn the_lockout_deadline_comes_before_the_long_press_deadline() {
+        let mut b = button(true);
+        let t0 = Instant::now();
+        b.edge(LOW, t0);
+        b.edge(HIGH, t0 + 10 * MS);
+        assert_eq!(b.next_deadline(), Some(t0 + 50 * MS));
+        // A long press shorter than the lockout: the long deadline is the earlier one.
+        let mut quick = ButtonLogic::new(50 * MS, 30 * MS, true, true);
+        quick.edge(LOW, t0);
+        quick.edge(HIGH, t0 + 10 * MS);
+        assert_eq!(quick.next_deadline(), Some(t0 + 30 * MS));
     }
 }

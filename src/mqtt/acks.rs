@@ -140,4 +140,37 @@ mod tests {
         let mut t = AckTracker::default();
         assert_eq!(t.acked(99), None);
     }
+
+    #[test]
+    fn entries_stay_in_flight_until_their_last_publish_is_acknowledged() {
+        let mut t = AckTracker::default();
+        assert!(t.is_idle());
+        t.submitted(Tag::Entry(1));
+        t.submitted(Tag::Entry(1));
+        t.submitted(Tag::Entry(2));
+        t.submitted(Tag::Other);
+        assert_eq!(t.entries_in_flight(), 2);
+        assert!(!t.is_idle(), "submitted, not yet sent");
+        for pkid in 1..=4 {
+            assert!(t.sent(pkid));
+        }
+        assert!(!t.is_idle(), "sent, not yet acknowledged");
+        assert_eq!(t.acked(1), None);
+        assert_eq!(t.entries_in_flight(), 2);
+        assert_eq!(t.acked(2), Some(1));
+        assert_eq!(t.entries_in_flight(), 1);
+        assert_eq!(t.acked(3), Some(2));
+        assert_eq!(t.acked(4), None);
+        assert_eq!(t.entries_in_flight(), 0);
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn a_reset_forgets_publishes_submitted_but_not_yet_sent() {
+        let mut t = AckTracker::default();
+        t.submitted(Tag::Entry(1));
+        t.reset();
+        assert!(t.is_idle());
+        assert!(!t.sent(1), "nothing left to map a send to");
+    }
 }

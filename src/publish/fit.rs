@@ -108,4 +108,48 @@ mod tests {
         assert_eq!(fit(&r, 20), None);
         assert_eq!(fit("[1,2,3]", 2), None, "not an object");
     }
+
+    #[test]
+    fn a_record_of_exactly_the_limit_goes_out_unchanged_and_one_byte_more_is_cut() {
+        let r = record(json!({"description": "x".repeat(100)}), "Ada");
+        assert_eq!(fit(&r, r.len()).as_deref(), Some(r.as_str()));
+        let cut = fit(&r, r.len() - 1).expect("fits without the description");
+        let v: Value = serde_json::from_str(&cut).expect("json");
+        assert_eq!(v["truncated"], true);
+        assert!(v["extra"].get("description").is_none());
+    }
+
+    #[test]
+    fn the_largest_extra_field_goes_first_and_only_as_many_as_needed() {
+        let r = record(
+            json!({"small": "s".repeat(100), "large": "l".repeat(5_000), "medium": "m".repeat(1_000)}),
+            "Ada",
+        );
+        let v: Value = serde_json::from_str(&fit(&r, r.len() - 10).expect("fits")).expect("json");
+        assert!(v["extra"].get("large").is_none());
+        assert_eq!(v["extra"]["medium"], "m".repeat(1_000));
+        assert_eq!(v["extra"]["small"], "s".repeat(100));
+    }
+
+    #[test]
+    fn a_string_of_exactly_the_short_length_is_kept_and_longer_ones_end_in_an_ellipsis() {
+        let r = record(json!({}), &"n".repeat(SHORT));
+        let long = json!({"event_id": "door-1-1", "person": {"name": "n".repeat(SHORT + 50)}, "note": "k".repeat(SHORT), "pad": "p".repeat(3_000)}).to_string();
+        let out: Value = serde_json::from_str(&fit(&long, 1_500).expect("fits")).expect("json");
+        assert_eq!(out["person"]["name"], format!("{}…", "n".repeat(SHORT)));
+        assert_eq!(
+            out["note"],
+            "k".repeat(SHORT),
+            "not longer than SHORT: kept"
+        );
+        assert_eq!(fit(&r, 10_000).as_deref(), Some(r.as_str()));
+    }
+
+    #[test]
+    fn a_record_exactly_at_the_limit_after_cutting_goes_out() {
+        let r = record(json!({"description": "x".repeat(10_000)}), "Ada");
+        let cut = fit(&r, 10_000).expect("fits");
+        assert_eq!(fit(&r, cut.len()).as_deref(), Some(cut.as_str()));
+        assert_eq!(fit(&r, cut.len() - 1), None);
+    }
 }

@@ -50,10 +50,16 @@ impl OutputPin for FakeOutput {
 impl FakePins {
     /// Sets the input pin's level (true = high) now.
     pub fn level(&self, pin: u8, high: bool) {
+        self.level_at(pin, high, Instant::now());
+    }
+
+    /// Reports an edge to `high` that happened at `at`, as the GPIO driver timestamps its
+    /// edges: input timing is stated, not produced by sleeping.
+    pub fn level_at(&self, pin: u8, high: bool, at: Instant) {
         let map = self.inputs.lock().unwrap_or_else(|e| e.into_inner());
         map.get(&pin)
             .expect("pin watched")
-            .send((high, Instant::now()))
+            .send((high, at))
             .expect("daemon listening");
     }
 

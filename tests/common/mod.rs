@@ -71,12 +71,14 @@ where
     }
 }
 
-/// A free loopback port (bound then released; the tiny race is acceptable for tests).
-pub fn free_port() -> u16 {
+/// A loopback port nobody listens on right now (bound, then released): only for addresses that
+/// must refuse connections ("unreachable"). Servers in tests bind port 0 and report their
+/// address instead; Mosquitto, which cannot, retries on "address in use" (see [`Mosquitto`]).
+pub fn unused_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .expect("free port")
+        .expect("unused port")
 }
 
 /// A real Mosquitto broker on a loopback port, stoppable and restartable on the same port.
@@ -101,31 +103,42 @@ pub fn mosquitto_binary() -> PathBuf {
     panic!("mosquitto is not installed: run ./scripts/test (it installs it) or apt-get install mosquitto");
 }
 
+/// Why a Mosquitto did not come up.
+enum NotUp {
+    /// Another process holds the port (taken between our probe and Mosquitto's bind).
+    AddressInUse,
+    Other(String),
+}
+
 impl Mosquitto {
+    /// Mosquitto cannot listen on port 0 and tell us the port, so: a port that was free a moment
+    /// ago, and another one if something else took it meanwhile.
     pub fn start() -> Mosquitto {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Mosquitto::launch(false)
+    }
+
+    fn launch(durable: bool) -> Mosquitto {
         let mut m = Mosquitto {
-            port: free_port(),
-            dir,
+            port: 0,
+            dir: tempfile::tempdir().expect("tempdir"),
             child: None,
-            durable: false,
+            durable,
         };
-        m.spawn();
-        m
+        for _ in 0..20 {
+            m.port = unused_port();
+            match m.try_spawn() {
+                Ok(()) => return m,
+                Err(NotUp::AddressInUse) => continue,
+                Err(NotUp::Other(e)) => panic!("mosquitto did not start: {e}"),
+            }
+        }
+        panic!("mosquitto found every port it tried in use");
     }
 
     /// A broker that saves sessions and queued messages after every change: test subscribers
     /// then miss nothing across a SIGKILL of it (what the bridge does is what is under test).
     pub fn start_durable() -> Mosquitto {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut m = Mosquitto {
-            port: free_port(),
-            dir,
-            child: None,
-            durable: true,
-        };
-        m.spawn();
-        m
+        Mosquitto::launch(true)
     }
 
     /// SIGKILL, as a crash or the OOM killer would; then start again on the same port and data.
@@ -137,12 +150,31 @@ impl Mosquitto {
         self.spawn();
     }
 
+    /// (Re)starts on `self.port`, which our previous instance may still be releasing.
     fn spawn(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.try_spawn() {
+                Ok(()) => return,
+                Err(NotUp::AddressInUse) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(NotUp::AddressInUse) => {
+                    panic!("mosquitto's port {} stayed in use", self.port)
+                }
+                Err(NotUp::Other(e)) => panic!("mosquitto did not restart: {e}"),
+            }
+        }
+    }
+
+    /// Starts Mosquitto and waits until it says it runs (its listener is bound), or it exits.
+    fn try_spawn(&mut self) -> Result<(), NotUp> {
         let conf = self.dir.path().join("mosquitto.conf");
+        let log = self.dir.path().join("mosquitto.log");
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_inflight_messages 0\nmax_queued_messages 100000\nmessage_size_limit 0\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\n{}",
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_inflight_messages 0\nmax_queued_messages 100000\nmessage_size_limit 0\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type information\n{}",
                 self.port,
                 self.dir.path().display(),
                 if self.durable {
@@ -153,22 +185,35 @@ impl Mosquitto {
             ),
         )
         .expect("write mosquitto.conf");
-        let child = Command::new(mosquitto_binary())
+        let mut child = Command::new(mosquitto_binary())
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("mosquitto.log"))
             .spawn()
             .expect("mosquitto starts");
-        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen on {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(if text.contains("Address already in use") {
+                    NotUp::AddressInUse
+                } else {
+                    NotUp::Other(format!("exited with {status}: {text}"))
+                });
+            }
+            if text.contains(" running") {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                terminate(&mut child, Duration::from_secs(1));
+                return Err(NotUp::Other(format!(
+                    "not running on port {} after 10 s: {text}",
+                    self.port
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
