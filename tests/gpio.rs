@@ -27,7 +27,22 @@ fn daemon(broker: &Mosquitto, sim: &Sim, pins: FakePins) -> Daemon {
     Daemon::start(&setup, pins)
 }
 
-async fn ready(sim: &Sim, pins: &FakePins) {
+/// The link is up, the pin watched, and the bridge is `online` at the broker (button events
+/// published before that would be dropped: a late event is no event).
+async fn ready(broker: &Mosquitto, sim: &Sim, pins: &FakePins) {
+    let mut state = subscribe(broker.port, "face2mqtt/bridge/state").await;
+    let mut seen = Vec::new();
+    collect_until(
+        &mut state,
+        &mut seen,
+        Duration::from_secs(20),
+        "the bridge online",
+        |m| {
+            m.iter()
+                .any(|(_, p, _)| p.windows(6).any(|w| w == b"online"))
+        },
+    )
+    .await;
     let mut c = sim.sim.ws_clients();
     tokio::time::timeout(Duration::from_secs(20), c.wait_for(|n| *n == 1))
         .await
@@ -47,7 +62,7 @@ async fn a_press_opens_and_a_hold_runs_the_long_press_action() {
     let mut sub = subscribe(broker.port, "face2mqtt/bridge/button/#").await;
     let pins = FakePins::default();
     let _d = daemon(&broker, &s, pins.clone());
-    ready(&s, &pins).await;
+    ready(&broker, &s, &pins).await;
 
     // Active low with a pull-up: pressed is low. A 120 ms press, timed by its edges.
     let t0 = Instant::now();
@@ -99,7 +114,7 @@ async fn bounces_within_the_debounce_window_count_once() {
     let mut sub = subscribe(broker.port, "face2mqtt/bridge/button/#").await;
     let pins = FakePins::default();
     let _d = daemon(&broker, &s, pins.clone());
-    ready(&s, &pins).await;
+    ready(&broker, &s, &pins).await;
 
     // Contact bounce 5 ms apart against a 50 ms debounce, then a release at 150 ms: the edges
     // carry their times, so a loaded machine cannot stretch them.
