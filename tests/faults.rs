@@ -198,34 +198,6 @@ async fn a_message_too_large_to_read_on_a_subscribed_topic_does_not_stop_the_rec
     assert_eq!(sim.sim.reboots(), 0);
 }
 
-/// A small tmpfs for the spool, so the disk really fills. Needs root and `mount`; `None` (the
-/// test says it is skipped) where that is not permitted.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(bytes: u64) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().ok()?;
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
-            .arg("tmpfs")
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(SmallDisk { dir })
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_loses_no_record_the_terminal_still_holds() {
     let Some(disk) = SmallDisk::mount(12 << 20) else {
