@@ -135,7 +135,20 @@ pub async fn run(
     let period = sd_notify::watchdog_enabled();
     let feed = crate::watchdog::run(beats, sup.clone(), period, watchdog.stop.clone());
     watchdog.tasks.spawn(feed);
-    let Wiring { inputs, stats, .. } = w;
+    // Only the stages and the counters stay; every sender held here is dropped now, or the
+    // writer would never see its inboxes close and the last flush would wait for nothing.
+    let Wiring {
+        inputs,
+        stats,
+        sup: _,
+        spool: _,
+        writer,
+        acks,
+        out,
+        router,
+        ha,
+    } = w;
+    drop((writer, acks, out, router, ha));
     let (n, broker) = (config.terminals.len(), &config.mqtt.url);
     tracing::info!(terminals = n, broker = %broker, "face2mqtt running");
     // Every task is spawned and the spool is open: ready. (Terminal links and the broker come

@@ -148,7 +148,9 @@ pub fn run(
             return End::Failing(why);
         }
     }
-    w.flush();
+    if w.flush() {
+        tracing::info!(records = w.spool.len(), "spool flushed");
+    }
     w.save_marks();
     End::Done
 }
