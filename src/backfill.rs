@@ -1,15 +1,17 @@
 //! After every link-up, fetch what the terminal recorded while we were not listening.
 //!
 //! The window runs from the watermark (last signTime spooled or published) minus a safety margin
-//! to a little past now. Pages come newest first and are walked in that order, so records that
-//! arrive meanwhile only push older ones onto pages not yet read (seen twice, deduped), never past
-//! us. The batch is then spooled oldest first. Only the newest record keeps its photo: the
-//! snapshot topic shows the latest capture, and older photos would only cost memory.
+//! to a little past now. It is walked in slices, oldest first, small enough to hold: within a
+//! slice pages come newest first and are walked in that order, so records that arrive meanwhile
+//! only push older ones onto pages not yet read (seen twice, deduped), never past us; the slice
+//! is then spooled oldest first. Only the newest record keeps its photo: the snapshot topic shows
+//! the latest capture, and older photos would only cost memory.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +22,11 @@ use crate::spool::writer::SpoolCmd;
 use crate::spool::Spool;
 use crate::terminal::{sign, RecordQuery, TerminalClient, TerminalError};
 
-const PAGE: u64 = 100;
+const PAGE: u64 = 20;
+/// A slice of the backfill window holds at most this many records in memory...
+const SLICE_RECORDS: u64 = 500;
+/// ... and this many bytes (records of a hostile terminal can be large).
+const SLICE_BYTES: usize = 2 << 20;
 /// Dedupe keys are kept this long before the backfill window's start.
 const SEEN_SLACK: u64 = 3600;
 
@@ -83,6 +89,11 @@ impl Backfill {
     }
 
     /// One backfill. `Ok(None)` on shutdown, else how many records were handed to the spool.
+    ///
+    /// The window is walked in slices, oldest first, each small enough to hold in memory: a
+    /// slice the terminal says holds more than [`SLICE_RECORDS`] (or whose records turn out to
+    /// be over [`SLICE_BYTES`]) is halved. Each slice is spooled oldest first and moves the
+    /// watermark, so a long gap neither takes the Pi's memory nor starts over after a restart.
     async fn pass(&self, shutdown: &CancellationToken) -> Result<Option<usize>, TerminalError> {
         let t = &self.terminal;
         let watermark = self.spool.watermark(&t.id).unwrap_or_else(|e| {
@@ -91,54 +102,31 @@ impl Backfill {
         });
         let now = sign::now_ms() / 1000;
         let (start, end) = window(watermark, now, t.backfill_margin, t.backfill_first);
-        let mut q = RecordQuery::between(start, end);
-        q.size = PAGE;
-        let mut newest_first: Vec<Normalized> = Vec::new();
-        loop {
-            let page = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(None),
-                p = self.client.records(&q) => p?,
-            };
-            let n = page.items.len();
-            for item in page.items {
-                match record::normalize(&t.id, &item, Source::Backfill) {
-                    Ok(mut rec) => {
-                        if !newest_first.is_empty() {
-                            rec.drop_photo();
-                        }
-                        newest_first.push(rec);
+        let mut todo = vec![(start, end)];
+        let mut fetched = 0;
+        while let Some((a, b)) = todo.pop() {
+            let newest = b == end;
+            let slice = match self.gather(a, b, newest, shutdown).await? {
+                None => return Ok(None),
+                Some(Slice::TooBig) => {
+                    if let Some((older, newer)) = halve(a, b) {
+                        tracing::debug!(terminal = %t.id, from = a, to = b, "backfill: a slice too large to hold, halved");
+                        todo.push(newer);
+                        todo.push(older);
+                        continue;
                     }
-                    Err(e) => tracing::warn!(terminal = %t.id, "backfill skipped a record: {e}"),
+                    // One second holds more than a slice: read it page by page and spool each
+                    // page as it comes (newest first within that second, the only disorder).
+                    match self.stream(a, b, newest, shutdown).await? {
+                        None => return Ok(None),
+                        Some(n) => fetched += n,
+                    }
+                    continue;
                 }
-            }
-            if n == 0 || q.page >= page.total_pages {
-                break;
-            }
-            q.page += 1;
-        }
-        let fetched = newest_first.len();
-        let high = newest_first.iter().map(|r| r.sign_time).max();
-        for rec in newest_first.into_iter().rev() {
-            let cmd = SpoolCmd::Record {
-                terminal: t.id.clone(),
-                record: rec,
-                advance_watermark: false,
+                Some(Slice::Records(newest_first)) => newest_first,
             };
-            if self.writer.send(cmd).await.is_err() {
-                return Ok(None);
-            }
-        }
-        // Sent after the records on the same channel, so it lands only once they are spooled.
-        if let Some(sign_time) = high {
-            if self
-                .writer
-                .send(SpoolCmd::Watermark {
-                    terminal: t.id.clone(),
-                    sign_time,
-                })
-                .await
-                .is_err()
-            {
+            fetched += slice.len();
+            if !self.spool_oldest_first(slice).await {
                 return Ok(None);
             }
         }
@@ -151,6 +139,138 @@ impl Backfill {
         }
         Ok(Some(fetched))
     }
+
+    /// Reads every page of `[a, b]` (newest first, so records arriving meanwhile only push older
+    /// ones onto pages not yet read: seen twice and deduped, never missed). Only the newest
+    /// record of the whole window keeps its photo: the snapshot topic shows the latest capture.
+    async fn gather(
+        &self,
+        a: u64,
+        b: u64,
+        newest: bool,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Slice>, TerminalError> {
+        let splittable = halve(a, b).is_some();
+        let mut q = RecordQuery::between(a, b);
+        q.size = PAGE;
+        let (mut out, mut bytes) = (Vec::new(), 0usize);
+        loop {
+            let page = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(None),
+                p = self.client.records(&q) => p?,
+            };
+            if splittable && page.total > SLICE_RECORDS {
+                return Ok(Some(Slice::TooBig));
+            }
+            let n = page.items.len();
+            for rec in self.normalize(page.items, newest && out.is_empty()) {
+                bytes = bytes.saturating_add(held_size(&rec));
+                out.push(rec);
+            }
+            if splittable && (bytes > SLICE_BYTES || out.len() as u64 > SLICE_RECORDS) {
+                return Ok(Some(Slice::TooBig));
+            }
+            if n == 0 || q.page >= page.total_pages {
+                return Ok(Some(Slice::Records(out)));
+            }
+            q.page += 1;
+        }
+    }
+
+    /// Reads `[a, b]` page by page, spooling each page before the next is asked.
+    async fn stream(
+        &self,
+        a: u64,
+        b: u64,
+        newest: bool,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<usize>, TerminalError> {
+        let mut q = RecordQuery::between(a, b);
+        q.size = PAGE;
+        let mut fetched = 0;
+        loop {
+            let page = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(None),
+                p = self.client.records(&q) => p?,
+            };
+            let n = page.items.len();
+            let recs = self.normalize(page.items, newest && fetched == 0);
+            fetched += recs.len();
+            if !self.spool_oldest_first(recs).await {
+                return Ok(None);
+            }
+            if n == 0 || q.page >= page.total_pages {
+                return Ok(Some(fetched));
+            }
+            q.page += 1;
+        }
+    }
+
+    /// The page's records the bridge can read; `keep_first_photo` keeps the first one's photo.
+    fn normalize(&self, items: Vec<Map<String, Value>>, keep_first_photo: bool) -> Vec<Normalized> {
+        let t = &self.terminal;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match record::normalize(&t.id, &item, Source::Backfill) {
+                Ok(mut rec) => {
+                    if !(keep_first_photo && out.is_empty()) {
+                        rec.drop_photo();
+                    }
+                    out.push(rec);
+                }
+                Err(e) => tracing::warn!(terminal = %t.id, "backfill skipped a record: {e}"),
+            }
+        }
+        out
+    }
+
+    /// Hands newest-first records to the spool oldest first, then the watermark (on the same
+    /// channel, so it lands only once they are spooled). False on shutdown.
+    async fn spool_oldest_first(&self, newest_first: Vec<Normalized>) -> bool {
+        let t = &self.terminal;
+        let high = newest_first.iter().map(|r| r.sign_time).max();
+        for rec in newest_first.into_iter().rev() {
+            let cmd = SpoolCmd::Record {
+                terminal: t.id.clone(),
+                record: rec,
+                advance_watermark: false,
+            };
+            if self.writer.send(cmd).await.is_err() {
+                return false;
+            }
+        }
+        let Some(sign_time) = high else {
+            return true;
+        };
+        let mark = SpoolCmd::Watermark {
+            terminal: t.id.clone(),
+            sign_time,
+        };
+        self.writer.send(mark).await.is_ok()
+    }
+}
+
+/// What [`Backfill::gather`] found in a slice.
+enum Slice {
+    Records(Vec<Normalized>),
+    TooBig,
+}
+
+/// What a held record costs, roughly: its JSON and photo.
+fn held_size(rec: &Normalized) -> usize {
+    let json = serde_json::to_vec(&rec.json).map_or(0, |v| v.len());
+    json.saturating_add(rec.photo.as_ref().map_or(0, Vec::len))
+}
+
+/// `[a, b]` as two slices that overlap on their middle second, or `None` when it cannot shrink.
+/// The overlap makes the split exact whether the terminal's bounds are inclusive or not (the
+/// API document says inclusive); a record in that second is deduped.
+pub fn halve(a: u64, b: u64) -> Option<((u64, u64), (u64, u64))> {
+    if b.saturating_sub(a) < 2 {
+        return None;
+    }
+    let mid = a + (b - a) / 2;
+    Some(((a, mid), (mid, b)))
 }
 
 #[cfg(test)]
@@ -168,6 +288,34 @@ mod tests {
             ),
             (940, 5060)
         );
+    }
+
+    #[test]
+    fn a_slice_is_halved_into_two_that_overlap_on_the_middle_second() {
+        assert_eq!(halve(100, 200), Some(((100, 150), (150, 200))));
+        assert_eq!(halve(100, 103), Some(((100, 101), (101, 103))));
+        assert_eq!(halve(100, 102), Some(((100, 101), (101, 102))));
+    }
+
+    #[test]
+    fn a_slice_of_two_seconds_or_less_is_not_halved() {
+        assert_eq!(halve(100, 101), None);
+        assert_eq!(halve(100, 100), None);
+        assert_eq!(halve(200, 100), None);
+    }
+
+    #[test]
+    fn halving_always_shrinks_so_the_walk_ends() {
+        for (a, b) in [
+            (0, 2),
+            (0, u64::MAX),
+            (u64::MAX - 2, u64::MAX),
+            (7, 1_000_003),
+        ] {
+            let ((a1, b1), (a2, b2)) = halve(a, b).expect("splittable");
+            assert!(b1 - a1 < b - a && b2 - a2 < b - a);
+            assert_eq!((a1, b2), (a, b));
+        }
     }
 
     #[test]

@@ -11,13 +11,6 @@ use face2mqtt::terminal::PersonType;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-fn ids(records: &[Value]) -> BTreeSet<String> {
-    records
-        .iter()
-        .filter_map(|r| r["event_id"].as_str().map(String::from))
-        .collect()
-}
-
 /// Record ids in first-arrival order, duplicates (resends) removed.
 fn first_arrival_record_ids(records: &[Value]) -> Vec<i64> {
     let mut seen = BTreeSet::new();
@@ -26,64 +19,6 @@ fn first_arrival_record_ids(records: &[Value]) -> Vec<i64> {
         .filter(|r| seen.insert(r["event_id"].as_str().unwrap_or("").to_string()))
         .filter_map(|r| r["record_id"].as_i64())
         .collect()
-}
-
-/// Waits until every id in `want` was published; on timeout says which are missing and whether
-/// the bridge had received them (a loss in the bridge) or not (a loss before it).
-async fn collect_records(
-    sub: &mut Subscriber,
-    seen: &mut Vec<(String, Vec<u8>, bool)>,
-    want: &BTreeSet<String>,
-    deadline: Duration,
-    bridge: &Bridge,
-) {
-    let end = tokio::time::Instant::now() + deadline;
-    // Each message is parsed once: re-reading everything per message was quadratic.
-    let mut got = ids(&records_of(seen));
-    while !got.is_superset(want) {
-        match tokio::time::timeout_at(end, sub.rx.recv()).await {
-            Ok(Some(m)) => {
-                got.extend(ids(&records_of(std::slice::from_ref(&m))));
-                seen.push(m);
-            }
-            _ => {
-                let got = ids(&records_of(seen));
-                let missing: Vec<&String> = want.difference(&got).collect();
-                let log = bridge.log_text();
-                let received = missing
-                    .iter()
-                    .filter(|id| log.contains(id.as_str()))
-                    .count();
-                // Which side lost them: the bridge traces each publish (seq, event_id) and each
-                // PUBACK (seq). Acknowledged-but-missing points at the broker, not the bridge.
-                let acked: std::collections::BTreeSet<&str> = log
-                    .lines()
-                    .filter(|l| l.contains("broker acknowledged"))
-                    .filter_map(|l| l.split("seq=").nth(1)?.split_whitespace().next())
-                    .collect();
-                let acked_missing = missing
-                    .iter()
-                    .filter(|id| {
-                        log.lines()
-                            .filter(|l| {
-                                l.contains("publishing")
-                                    && l.split_whitespace().any(|w| w == format!("event_id={id}"))
-                            })
-                            .any(|l| {
-                                l.split("seq=")
-                                    .nth(1)
-                                    .and_then(|r| r.split_whitespace().next())
-                                    .is_some_and(|q| acked.contains(q))
-                            })
-                    })
-                    .count();
-                panic!(
-                    "after {deadline:?}, {} of {} records missing ({} of them received by the bridge, {} acknowledged by the broker), e.g. {:?}",
-                    missing.len(), want.len(), received, acked_missing, &missing[..missing.len().min(5)]
-                );
-            }
-        }
-    }
 }
 
 /// The event ids of pushed records as the bridge must compute them (strangers' by hash).
@@ -205,7 +140,7 @@ async fn a_bridge_killed_mid_stream_loses_nothing_after_restart() {
     )
     .await;
     let records = records_of(&seen);
-    let got = ids(&records);
+    let got = event_ids(&records);
     assert_eq!(
         got.difference(&want).collect::<Vec<_>>(),
         Vec::<&String>::new(),
