@@ -146,6 +146,69 @@ async fn bounces_within_the_debounce_window_count_once() {
     assert_eq!(s.sim.opens().len(), 1);
 }
 
+/// The hostile twin: a noisy line (40,000 edges in 40 ms, far past what the edge queue holds)
+/// neither grows memory without bound nor leaves the button believing a level the line has
+/// left. The noise fits in one debounce lockout (50 ms) and ends released: one press, however
+/// many edges were coalesced; and the next real press works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_edges_is_one_press_and_the_button_keeps_working() {
+    let broker = Mosquitto::start();
+    let s = default_simulator().await;
+    let mut sub = subscribe(broker.port, "face2mqtt/bridge/button/#").await;
+    let pins = FakePins::default();
+    let _d = daemon(&broker, &s, pins.clone());
+    ready(&broker, &s, &pins).await;
+
+    let t0 = Instant::now();
+    for i in 0..40_000u32 {
+        // Starts pressed (low), ends released (high).
+        pins.level_at(17, i % 2 == 1, t0 + Duration::from_micros(u64::from(i)));
+    }
+    let sim = s.sim.clone();
+    eventually(
+        "the noise's press opened the door",
+        Duration::from_secs(10),
+        || {
+            let sim = sim.clone();
+            async move { sim.opens().len() == 1 }
+        },
+    )
+    .await;
+    // A real press, after the gate's open_hold (100 ms, a duplicate guard: a press within it is
+    // refused by design).
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let t1 = Instant::now();
+    pins.level_at(17, false, t1);
+    pins.level_at(17, true, t1 + Duration::from_millis(120));
+    eventually(
+        "the real press opened the door",
+        Duration::from_secs(10),
+        || {
+            let sim = sim.clone();
+            async move { sim.opens().len() == 2 }
+        },
+    )
+    .await;
+    let mut seen = Vec::new();
+    collect_until(
+        &mut sub,
+        &mut seen,
+        Duration::from_secs(10),
+        "two press events",
+        |m| m.len() >= 2,
+    )
+    .await;
+    // Any further press would have been published before the door's answer to the real one.
+    while let Ok(m) = sub.rx.try_recv() {
+        seen.push(m);
+    }
+    assert_eq!(
+        seen.len(),
+        2,
+        "the noise was one press, the real press another"
+    );
+}
+
 #[tokio::test]
 async fn a_button_on_a_machine_without_gpio_fails_at_start_with_a_clear_message() {
     if std::path::Path::new("/dev/gpiomem").exists()

@@ -2,6 +2,7 @@
 //! [`led`]); the pins are behind the [`Pins`] trait so tests drive edges and read levels, with
 //! rppal behind it on a Raspberry Pi.
 
+pub mod edges;
 pub mod led;
 pub mod press;
 
@@ -14,12 +15,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ButtonAction, ButtonConfig, Config, Pull};
 use crate::messages::Outbound;
 use crate::messages::{topics, Cmd, RouterMsg};
+pub use edges::{EdgeReceiver, EdgeSender};
 use led::OutputPin;
 use press::{ButtonLogic, Press};
 
 /// The pins the config asked for, claimed.
 pub struct Hardware {
-    pub buttons: Vec<(ButtonConfig, mpsc::UnboundedReceiver<Edge>)>,
+    pub buttons: Vec<(ButtonConfig, EdgeReceiver)>,
     pub led: Option<Box<dyn OutputPin>>,
     /// Interrupts stop when the pins are dropped: held for the daemon's lifetime.
     pub pins: Option<Box<dyn Pins>>,
@@ -74,7 +76,7 @@ pub enum GpioError {
 
 /// The machine's GPIO: input pins that report their edges, output pins we set.
 pub trait Pins: Send {
-    fn watch(&mut self, pin: u8, pull: Pull) -> Result<mpsc::UnboundedReceiver<Edge>, GpioError>;
+    fn watch(&mut self, pin: u8, pull: Pull) -> Result<EdgeReceiver, GpioError>;
     /// An output, dark to start with. `active_low`: the LED lights when the pin is low.
     fn output(&mut self, pin: u8, active_low: bool) -> Result<Box<dyn OutputPin>, GpioError>;
 }
@@ -97,7 +99,7 @@ impl RppalPins {
 }
 
 impl Pins for RppalPins {
-    fn watch(&mut self, pin: u8, pull: Pull) -> Result<mpsc::UnboundedReceiver<Edge>, GpioError> {
+    fn watch(&mut self, pin: u8, pull: Pull) -> Result<EdgeReceiver, GpioError> {
         use rppal::gpio::Trigger;
         let err = |reason: String| GpioError::Pin { pin, reason };
         let p = self.gpio.get(pin).map_err(|e| err(e.to_string()))?;
@@ -106,11 +108,11 @@ impl Pins for RppalPins {
             Pull::Down => p.into_input_pulldown(),
             Pull::None => p.into_input(),
         };
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = edges::channel(edges::CAPACITY);
         // Debounce is ours (pure and tested), so rppal reports every edge.
         input
             .set_async_interrupt(Trigger::Both, None, move |event| {
-                let _ = tx.send((event.trigger == Trigger::RisingEdge, Instant::now()));
+                tx.send((event.trigger == Trigger::RisingEdge, Instant::now()));
             })
             .map_err(|e| err(e.to_string()))?;
         self.inputs.push(input);
@@ -158,7 +160,7 @@ fn cmd_of(action: ButtonAction) -> Option<Cmd> {
 /// One button: edges in, commands to the router and events to `<base>/bridge/button/<pin>` out.
 pub async fn run_button(
     cfg: ButtonConfig,
-    mut edges: mpsc::UnboundedReceiver<Edge>,
+    mut edges: EdgeReceiver,
     router: mpsc::Sender<RouterMsg>,
     out: mpsc::Sender<Outbound>,
     base: String,

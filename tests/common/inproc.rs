@@ -6,22 +6,22 @@ use std::time::Instant;
 
 use face2mqtt::config::{Config, Pull};
 use face2mqtt::gpio::led::OutputPin;
-use face2mqtt::gpio::{Edge, GpioError, Pins};
-use tokio::sync::{mpsc, watch};
+use face2mqtt::gpio::{EdgeReceiver, EdgeSender, GpioError, Pins};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{bridge_config, BridgeSetup};
 
 #[derive(Clone, Default)]
 pub struct FakePins {
-    pub inputs: Arc<Mutex<HashMap<u8, mpsc::UnboundedSender<Edge>>>>,
+    pub inputs: Arc<Mutex<HashMap<u8, EdgeSender>>>,
     /// Each output pin's level changes (true = lit), in order.
     pub outputs: Arc<Mutex<HashMap<u8, watch::Sender<Vec<bool>>>>>,
 }
 
 impl Pins for FakePins {
-    fn watch(&mut self, pin: u8, _pull: Pull) -> Result<mpsc::UnboundedReceiver<Edge>, GpioError> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn watch(&mut self, pin: u8, _pull: Pull) -> Result<EdgeReceiver, GpioError> {
+        let (tx, rx) = face2mqtt::gpio::edges::channel(face2mqtt::gpio::edges::CAPACITY);
         self.inputs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -57,10 +57,9 @@ impl FakePins {
     /// edges: input timing is stated, not produced by sleeping.
     pub fn level_at(&self, pin: u8, high: bool, at: Instant) {
         let map = self.inputs.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&pin)
-            .expect("pin watched")
-            .send((high, at))
-            .expect("daemon listening");
+        let edges = map.get(&pin).expect("pin watched");
+        assert!(!edges.is_closed(), "daemon listening");
+        edges.send((high, at));
     }
 
     pub fn watched(&self, pin: u8) -> bool {
