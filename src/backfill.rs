@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::budget::Budget;
 use crate::config::TerminalConfig;
 use crate::record::{self, Normalized, Source};
 use crate::spool::writer::SpoolCmd;
@@ -35,6 +36,8 @@ pub struct Backfill {
     pub client: TerminalClient,
     pub spool: Arc<Spool>,
     pub writer: mpsc::Sender<SpoolCmd>,
+    /// Shared with ingest: bytes of records not yet stored.
+    pub budget: Budget,
     /// The link generation; bumped by ingest on every link-up.
     pub trigger: watch::Receiver<u64>,
     /// The newest link generation whose gap is filled.
@@ -230,10 +233,12 @@ impl Backfill {
         let t = &self.terminal;
         let high = newest_first.iter().map(|r| r.sign_time).max();
         for rec in newest_first.into_iter().rev() {
+            let ticket = self.budget.take(held_size(&rec)).await;
             let cmd = SpoolCmd::Record {
                 terminal: t.id.clone(),
                 record: rec,
                 advance_watermark: false,
+                ticket,
             };
             if self.writer.send(cmd).await.is_err() {
                 return false;

@@ -127,6 +127,10 @@ pub struct SpoolConfig {
     pub dir: PathBuf,
     #[serde(default = "default_max_size")]
     pub max_size: ByteSize,
+    /// Bytes of records held in memory on their way to the spool (all terminals together). When
+    /// used up, the bridge stops reading the terminals until the spool has caught up.
+    #[serde(default = "default_memory")]
+    pub memory: ByteSize,
 }
 
 impl Default for SpoolConfig {
@@ -134,6 +138,7 @@ impl Default for SpoolConfig {
         SpoolConfig {
             dir: default_spool_dir(),
             max_size: default_max_size(),
+            memory: default_memory(),
         }
     }
 }
@@ -382,6 +387,9 @@ fn default_spool_dir() -> PathBuf {
 }
 fn default_max_size() -> ByteSize {
     ByteSize(512 << 20)
+}
+fn default_memory() -> ByteSize {
+    ByteSize(8 << 20)
 }
 fn default_log_level() -> String {
     "info".into()
@@ -689,6 +697,14 @@ impl Config {
                 self.spool.max_size
             ));
         }
+        // Below one photo record (~60 KB) every record would wait for the one before; above a
+        // gigabyte it bounds nothing a Pi has.
+        if !(256 << 10..=1 << 30).contains(&self.spool.memory.0) {
+            p.push(format!(
+                "spool.memory: {} is out of range; give 256KiB to 1GiB (default 8MiB)",
+                self.spool.memory
+            ));
+        }
         if self.terminals.is_empty() {
             p.push("terminal: no [[terminal]] configured".into());
         }
@@ -923,6 +939,7 @@ password = "123456"
         assert_eq!(c.home_assistant.discovery_prefix, "homeassistant");
         assert_eq!(c.spool.dir, PathBuf::from("/var/lib/face2mqtt"));
         assert_eq!(c.spool.max_size, ByteSize(512 << 20));
+        assert_eq!(c.spool.memory, ByteSize(8 << 20));
         let t = &c.terminals[0];
         assert_eq!((t.http_port, t.ws_port), (80, 9000));
         assert_eq!(t.time_sync_interval, Duration::from_secs(6 * 3600));

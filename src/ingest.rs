@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::budget::Budget;
 use crate::config::TerminalConfig;
 use crate::messages::Outbound;
 use crate::record::{self, Source};
@@ -132,6 +133,8 @@ pub struct Ingest {
     pub terminal: TerminalConfig,
     pub client: TerminalClient,
     pub spool: mpsc::Sender<SpoolCmd>,
+    /// Shared by every terminal: bytes of records not yet stored.
+    pub budget: Budget,
     pub outbound: mpsc::Sender<Outbound>,
     /// The link generation, bumped on every link-up: the backfill task then fetches what the gap
     /// missed.
@@ -276,17 +279,22 @@ impl Ingest {
                     tracing::debug!(terminal = %t.id, event_id = %rec.event_id, "record received");
                     let current = generation.max(*self.backfill.borrow());
                     let advance = self.caught_up.load(Ordering::SeqCst) >= current;
+                    // The frame's size stands for the record's: its photo in base64 is a third
+                    // larger than the decoded one the record holds.
+                    let waited = Instant::now();
+                    let ticket = self.budget.take(bytes.len()).await;
                     let cmd = SpoolCmd::Record {
                         terminal: t.id.clone(),
                         record: rec,
                         advance_watermark: advance,
+                        ticket,
                     };
-                    let waited = Instant::now();
                     if self.spool.send(cmd).await.is_err() {
                         return None;
                     }
-                    // The spool held us back (full): meanwhile the terminal may have given up on
-                    // pushes. A new link-up makes backfill fetch whatever we missed.
+                    // The spool held us back (full, or the budget used up): meanwhile the
+                    // terminal may have given up on pushes. A new link-up makes backfill fetch
+                    // whatever we missed.
                     if waited.elapsed() > t.dead_after {
                         return Some(Err(format!(
                             "the spool had no room for {}; reconnecting so that backfill covers the gap",

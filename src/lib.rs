@@ -4,6 +4,7 @@
 
 pub mod backfill;
 pub mod backoff;
+pub mod budget;
 pub mod cli;
 pub mod command;
 pub mod config;

@@ -150,6 +150,7 @@ pub fn spawn_terminal(config: &Config, t: &TerminalConfig, w: &Wiring) -> Route 
         terminal: t.clone(),
         client: client.clone(),
         spool: w.writer.clone(),
+        budget: w.budget.clone(),
         outbound: w.out.clone(),
         backfill: trigger_tx,
         caught_up: caught_up.clone(),
@@ -175,6 +176,7 @@ pub fn spawn_terminal(config: &Config, t: &TerminalConfig, w: &Wiring) -> Route 
         client,
         spool: w.spool.clone(),
         writer: w.writer.clone(),
+        budget: w.budget.clone(),
         trigger: trigger_rx,
         caught_up,
     };

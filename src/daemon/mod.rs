@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::budget::Budget;
 use crate::config::Config;
 use crate::exit::Failure;
 use crate::gpio::{self, led, Pins};
@@ -40,6 +41,8 @@ struct Wiring {
     inputs: Stage,
     spool: Arc<Spool>,
     writer: mpsc::Sender<SpoolCmd>,
+    /// Bytes of records on their way to the writer, for every terminal.
+    budget: Budget,
     /// The writer's second inbox: deletions and quarantine from the publisher.
     acks: mpsc::Sender<SpoolCmd>,
     out: mpsc::Sender<Outbound>,
@@ -69,6 +72,7 @@ pub async fn run(
         inputs: Stage::new(),
         spool: spool.clone(),
         writer: writer_tx,
+        budget: Budget::new(config.spool.memory.0),
         acks: acks_tx,
         out: out_tx,
         router: router_tx,
@@ -142,6 +146,7 @@ pub async fn run(
         stats,
         sup: _,
         spool: _,
+        budget: _,
         writer,
         acks,
         out,

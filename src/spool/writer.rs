@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::{Appended, Spool, SpoolError};
+use crate::budget::Ticket;
 use crate::record::Normalized;
 use crate::watchdog::{Heartbeat, BEAT};
 
@@ -31,6 +32,8 @@ pub enum SpoolCmd {
         terminal: String,
         record: Normalized,
         advance_watermark: bool,
+        /// Its bytes against the budget, given back once it is stored (or dropped at shutdown).
+        ticket: Ticket,
     },
     /// Backfill finished up to here: records up to `sign_time` are spooled or published.
     Watermark { terminal: String, sign_time: u64 },
@@ -225,6 +228,7 @@ impl Writer {
                 terminal,
                 record,
                 advance_watermark,
+                ..
             } => {
                 if !self.room_for(record) {
                     return Err(());
