@@ -23,9 +23,48 @@ press = "open"
 const SECTIONS: &str = "[commands]\nrequire_synchronized_clock = false\nopen_hold = \"100ms\"\n";
 
 /// Bridge: 3 diagnostic sensors + the button's event. Terminal: event, image, 2 sensors,
-/// 2 binary sensors, 3 buttons.
+/// 2 binary sensors, 3 buttons, the lock.
 const BRIDGE_ENTITIES: usize = 4;
-const TERMINAL_ENTITIES: usize = 9;
+const TERMINAL_ENTITIES: usize = 10;
+
+/// Keys every entity may carry, whatever its platform.
+const COMMON_KEYS: &[&str] = &[
+    "name",
+    "unique_id",
+    "default_entity_id",
+    "device",
+    "origin",
+    "qos",
+    "availability",
+    "availability_mode",
+    "entity_category",
+    "icon",
+    "enabled_by_default",
+    "json_attributes_topic",
+    "json_attributes_template",
+];
+
+/// HA's `lock.mqtt` schema: a key outside it fails HA's validation of the whole entity.
+const LOCK_KEYS: &[&str] = &[
+    "command_topic",
+    "command_template",
+    "state_topic",
+    "value_template",
+    "code_format",
+    "optimistic",
+    "retain",
+    "payload_lock",
+    "payload_unlock",
+    "payload_open",
+    "payload_reset",
+    "state_locked",
+    "state_locking",
+    "state_unlocked",
+    "state_unlocking",
+    "state_open",
+    "state_opening",
+    "state_jammed",
+];
 
 fn is_config(topic: &str) -> bool {
     topic.starts_with("homeassistant/") && topic.ends_with("/config")
@@ -66,7 +105,15 @@ fn str_of<'a>(v: &'a Value, key: &str, topic: &str) -> &'a str {
 fn check_against_home_assistant(topic: &str, v: &Value) {
     let component = topic.split('/').nth(1).expect("component");
     assert!(
-        ["sensor", "binary_sensor", "event", "image", "button"].contains(&component),
+        [
+            "sensor",
+            "binary_sensor",
+            "event",
+            "image",
+            "button",
+            "lock"
+        ]
+        .contains(&component),
         "{topic}: unexpected platform"
     );
     // Common to every entity.
@@ -146,6 +193,24 @@ fn check_against_home_assistant(topic: &str, v: &Value) {
                 Some(&Value::Bool(true)),
                 "{topic}: never retained"
             );
+        }
+        "lock" => {
+            for key in v.as_object().expect("object").keys() {
+                assert!(
+                    COMMON_KEYS.contains(&key.as_str()) || LOCK_KEYS.contains(&key.as_str()),
+                    "{topic}: `{key}` is not a lock key"
+                );
+            }
+            str_of(v, "command_topic", topic);
+            str_of(v, "state_topic", topic);
+            // Without payload_open HA offers only lock and unlock.
+            assert_eq!(str_of(v, "payload_open", topic), "OPEN");
+            assert_eq!(str_of(v, "payload_unlock", topic), "UNLOCK");
+            assert_eq!(str_of(v, "payload_lock", topic), "LOCK");
+            assert_eq!(str_of(v, "state_locked", topic), "locked");
+            assert_eq!(str_of(v, "state_unlocked", topic), "unlocked");
+            assert_eq!(str_of(v, "state_open", topic), "open");
+            assert_eq!(v["retain"], false, "{topic}: never retained");
         }
         _ => unreachable!(),
     }
@@ -235,6 +300,16 @@ async fn discovery_has_what_home_assistant_requires_and_names_only_topics_the_br
         .1;
     assert_eq!(temp["device"]["model"], "AATSS V2 PRO");
     assert_eq!(temp["device"]["via_device"], "face2mqtt_bridge");
+    let entity = |suffix: &str| {
+        all.iter()
+            .find(|(t, _)| t.ends_with(suffix))
+            .unwrap_or_else(|| panic!("{suffix}"))
+            .1
+    };
+    let lock = entity("/lock/face2mqtt/front-door_lock/config");
+    let open = entity("/button/face2mqtt/front-door_open/config");
+    assert_eq!(lock["availability"], open["availability"]);
+    assert_eq!(lock["availability_mode"], open["availability_mode"]);
 
     // Make every state topic carry something: a record (record, snapshot, event), a button
     // press; diagnostics, bridge state and availability are published on connect.
@@ -275,19 +350,26 @@ async fn discovery_has_what_home_assistant_requires_and_names_only_topics_the_br
         .filter(|(k, _)| k == "command_topic")
         .map(|(_, t)| t)
         .collect();
-    assert_eq!(commands.len(), 3);
+    assert_eq!(commands.len(), 4);
     for c in &commands {
-        let response = c.replace("/request/", "/response/");
-        publish(broker.port, c, b"PRESS", false).await;
+        // The lock answers on the open request's response topic.
+        let (response, press) = match c.strip_suffix("/lock/set") {
+            Some(t) => (format!("{t}/response/open"), &b"OPEN"[..]),
+            None => (c.replace("/request/", "/response/"), &b"PRESS"[..]),
+        };
+        let mark = traffic.len();
+        publish(broker.port, c, press, false).await;
+        // The lock's OPEN may come within the 100 ms hold of the button's: held back, answered.
         collect_until(
             &mut ours,
             &mut traffic,
             Duration::from_secs(10),
             &response,
             |m| {
-                m.iter().any(|(t, p, _)| {
+                m[mark..].iter().any(|(t, p, _)| {
                     t == &response
-                        && serde_json::from_slice::<Value>(p).is_ok_and(|v| v["status"] == "ok")
+                        && serde_json::from_slice::<Value>(p)
+                            .is_ok_and(|v| v["status"] == "ok" || v["reason"] == "duplicate")
                 })
             },
         )
@@ -421,6 +503,50 @@ async fn a_terminal_removed_from_the_config_has_its_entities_cleared() {
         now.keys()
     );
     assert!(now.keys().any(|t| t.contains("/front-door_")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_home_assistant_off_clears_every_entity_the_lock_among_them() {
+    let broker = Mosquitto::start();
+    let s = default_simulator().await;
+    let mut ha = subscribe(broker.port, "homeassistant/#").await;
+    let on = BridgeSetup {
+        extra_sections: SECTIONS,
+        ..BridgeSetup::new(broker.port, &s.sim, PASSWORD)
+    };
+    let d = Daemon::start(&on, FakePins::default());
+    let lock = "homeassistant/lock/face2mqtt/front-door_lock/config";
+    let mut seen = Vec::new();
+    collect_until(
+        &mut ha,
+        &mut seen,
+        Duration::from_secs(20),
+        "every entity",
+        |m| config_count(m, false) >= BRIDGE_ENTITIES - 1 + TERMINAL_ENTITIES,
+    )
+    .await;
+    let announced: BTreeSet<String> = configs(&seen).into_keys().collect();
+    assert!(announced.contains(lock), "{announced:#?}");
+    let dir = d.stop().await;
+
+    let sections = format!("{SECTIONS}[home_assistant]\nenabled = false\n");
+    let off = BridgeSetup {
+        extra_sections: &sections,
+        ..BridgeSetup::new(broker.port, &s.sim, PASSWORD)
+    };
+    let _d = Daemon::start_in(&off, FakePins::default(), dir);
+    collect_until(
+        &mut ha,
+        &mut seen,
+        Duration::from_secs(20),
+        "every entity cleared",
+        |m| configs(m).is_empty(),
+    )
+    .await;
+    assert!(
+        seen.iter().any(|(t, p, _)| t == lock && p.is_empty()),
+        "the lock's config was cleared with an empty payload"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,20 +5,22 @@
 //! its own executor task and queue, so a terminal that never answers delays only itself.
 
 pub mod clock;
+pub mod lock;
 pub mod request;
+pub mod router;
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::messages::{topics, Outbound};
+use crate::messages::{topics, LockState, Outbound};
 pub use crate::messages::{Incoming, RouterMsg};
 use crate::terminal::{TerminalClient, TerminalError};
 pub use request::{Cmd, Gate, Payload, Refusal};
+pub use router::{route, Route};
 
 /// Where a command came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +30,10 @@ pub enum Origin {
     },
     Button {
         pin: u8,
+    },
+    /// OPEN or UNLOCK on the lock's command topic; the lock shows `shows` once the door opened.
+    Lock {
+        shows: LockState,
     },
     /// The record link came up (the terminal may have rebooted with a wrong clock).
     LinkUp,
@@ -39,6 +45,7 @@ impl Origin {
         match self {
             Origin::Mqtt { .. } => "mqtt",
             Origin::Button { .. } => "button",
+            Origin::Lock { .. } => "lock",
             Origin::LinkUp => "link-up",
             Origin::Timer => "timer",
         }
@@ -46,7 +53,10 @@ impl Origin {
 
     /// Requests from people are answered on the response topic and expire; internal ones not.
     fn by_a_person(&self) -> bool {
-        matches!(self, Origin::Mqtt { .. } | Origin::Button { .. })
+        matches!(
+            self,
+            Origin::Mqtt { .. } | Origin::Button { .. } | Origin::Lock { .. }
+        )
     }
 }
 
@@ -114,6 +124,17 @@ impl Responder {
         let _ = self.out.send(message).await;
     }
 
+    /// What the terminal's lock shows, retained (and kept on the broker across its restarts).
+    pub async fn lock_state(&self, state: LockState) {
+        let message = Outbound::State {
+            topic: topics::lock_state(&self.base, &self.terminal),
+            payload: state.as_str().as_bytes().to_vec(),
+        };
+        tracing::debug!(terminal = %self.terminal, state = state.as_str(), "lock state");
+        // As in `send`: fails only after the session ended.
+        let _ = self.out.send(message).await;
+    }
+
     async fn refuse(&self, cmd: Cmd, refusal: &Refusal, transaction: Option<&str>) {
         let text = refusal.text(cmd);
         tracing::warn!(terminal = %self.terminal, command = cmd.as_str(), reason = refusal.reason(), "{text}");
@@ -135,6 +156,9 @@ pub struct Executor {
     /// Refuse `sync_time` while this machine's clock is not synchronized.
     pub require_synchronized_clock: bool,
     pub clock_synchronized: Arc<dyn Fn() -> Result<bool, String> + Send + Sync>,
+    /// Told when the door opened for the lock: only the executor knows the terminal did it,
+    /// and only the router, which owns the lock's state, may show it.
+    pub router: mpsc::Sender<RouterMsg>,
 }
 
 impl Executor {
@@ -156,6 +180,20 @@ impl Executor {
     }
 
     async fn execute(&self, job: Job) {
+        let origin = job.origin.clone();
+        let done = self.attempt(job).await;
+        if let (true, Origin::Lock { shows }) = (done, origin) {
+            let terminal = self.responder.terminal.clone();
+            // Only fails once the router has ended (shutdown): nobody is left to show it.
+            let _ = self
+                .router
+                .send(RouterMsg::LockOpened { terminal, shows })
+                .await;
+        }
+    }
+
+    /// Runs one job; `true` when the terminal did it.
+    async fn attempt(&self, job: Job) -> bool {
         let terminal = &self.responder.terminal;
         let transaction = match &job.origin {
             Origin::Mqtt { transaction } => transaction.clone(),
@@ -163,10 +201,10 @@ impl Executor {
         };
         if job.origin.by_a_person() {
             if let Err(r) = request::still_fresh(job.received, Instant::now(), self.max_age) {
-                return self
-                    .responder
+                self.responder
                     .refuse(job.cmd, &r, transaction.as_deref())
                     .await;
+                return false;
             }
         }
         if job.cmd == Cmd::SyncTime && self.require_synchronized_clock {
@@ -179,17 +217,17 @@ impl Executor {
                 true => {}
                 false => {
                     if job.origin.by_a_person() {
-                        return self
-                            .responder
+                        self.responder
                             .refuse(
                                 job.cmd,
                                 &Refusal::ClockUnsynchronized,
                                 transaction.as_deref(),
                             )
                             .await;
+                        return false;
                     }
                     tracing::warn!(terminal = %terminal, origin = job.origin.label(), "{}", Refusal::ClockUnsynchronized.text(job.cmd));
-                    return;
+                    return false;
                 }
             }
         }
@@ -215,122 +253,7 @@ impl Executor {
             );
             self.responder.send(job.cmd.as_str(), payload).await;
         }
-    }
-}
-
-/// One terminal as the router sees it.
-pub struct Route {
-    pub gate: Gate,
-    pub jobs: mpsc::Sender<Job>,
-    pub responder: Responder,
-}
-
-/// Applies the safety rules and hands admitted commands to the terminal's executor.
-pub async fn route(
-    base: String,
-    mut routes: HashMap<String, Route>,
-    mut rx: mpsc::Receiver<RouterMsg>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let msg = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            m = rx.recv() => match m {
-                Some(m) => m,
-                None => return,
-            },
-        };
-        match msg {
-            RouterMsg::Mqtt(inc) => {
-                let Some((terminal, cmd_word)) = request::parse_topic(&base, &inc.topic) else {
-                    continue;
-                };
-                let Some(route) = routes.get_mut(terminal) else {
-                    tracing::warn!(topic = %inc.topic, "request for a terminal that is not configured; ignored");
-                    continue;
-                };
-                let Some(cmd) = Cmd::parse(cmd_word) else {
-                    let text = format!("unknown command `{cmd_word}` (open, reboot, sync_time)");
-                    tracing::warn!(terminal, "{text}");
-                    route
-                        .responder
-                        .send(cmd_word, response(Err((text, None, "bad_request")), None))
-                        .await;
-                    continue;
-                };
-                let payload = match request::parse_payload(cmd, &inc.payload) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        route
-                            .responder
-                            .refuse(cmd, &Refusal::BadPayload(e), None)
-                            .await;
-                        continue;
-                    }
-                };
-                if let Err(r) =
-                    route
-                        .gate
-                        .admit(cmd, &payload, inc.retain, inc.at, SystemTime::now())
-                {
-                    route
-                        .responder
-                        .refuse(cmd, &r, payload.transaction.as_deref())
-                        .await;
-                    continue;
-                }
-                let job = Job {
-                    cmd,
-                    remark: payload.remark,
-                    origin: Origin::Mqtt {
-                        transaction: payload.transaction.clone(),
-                    },
-                    received: inc.at,
-                };
-                enqueue(route, job, payload.transaction.as_deref()).await;
-            }
-            RouterMsg::Button {
-                terminal,
-                cmd,
-                pin,
-                at,
-            } => {
-                let Some(route) = routes.get_mut(&terminal) else {
-                    continue;
-                };
-                if let Err(r) = route.gate.admit_local(cmd, at) {
-                    route.responder.refuse(cmd, &r, None).await;
-                    continue;
-                }
-                let remark = Some(format!("exit button (GPIO{pin})"));
-                enqueue(
-                    route,
-                    Job {
-                        cmd,
-                        remark,
-                        origin: Origin::Button { pin },
-                        received: at,
-                    },
-                    None,
-                )
-                .await;
-            }
-        }
-    }
-}
-
-async fn enqueue(route: &Route, job: Job, transaction: Option<&str>) {
-    let cmd = job.cmd;
-    if route.jobs.try_send(job).is_err() {
-        let text = "the terminal is busy with earlier commands; refused".to_string();
-        tracing::warn!(terminal = %route.responder.terminal, command = cmd.as_str(), "{text}");
-        route
-            .responder
-            .send(
-                cmd.as_str(),
-                response(Err((text, None, "busy")), transaction),
-            )
-            .await;
+        result.is_ok()
     }
 }
 

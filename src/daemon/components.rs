@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use super::{Wiring, DRAIN};
 use crate::backfill::Backfill;
 use crate::backoff::Backoff;
-use crate::command::{self, Executor, Gate, Responder, Route};
+use crate::command::{self, lock::Shown, Cmd, Executor, Gate, Responder, Route};
 use crate::config::{Config, TerminalConfig};
 use crate::exit::Failure;
 use crate::homeassistant::{self, Diagnostics, HomeAssistant};
@@ -68,7 +68,10 @@ pub fn spawn_mqtt(
         .spawn(&driver.tasks, "mqtt driver", Lifetime::UntilShutdown, drive);
     let (base, ha) = (&config.mqtt.base_topic, &config.home_assistant);
     let inbox = Inbox {
-        request_filter: topics::request_filter(base),
+        command_filters: vec![
+            topics::request_filter(base),
+            topics::lock_command_filter(base),
+        ],
         commands: Some(w.router.clone()),
         ha: Some(HaInbox {
             prefix: ha.discovery_prefix.clone(),
@@ -127,6 +130,7 @@ pub fn spawn_terminal(config: &Config, t: &TerminalConfig, w: &Wiring) -> Route 
         max_age: commands.max_age,
         require_synchronized_clock: commands.require_synchronized_clock,
         clock_synchronized: Arc::new(command::clock::kernel_clock_synchronized),
+        router: w.router.clone(),
     };
     sup.spawn(
         tracker,
@@ -186,11 +190,17 @@ pub fn spawn_terminal(config: &Config, t: &TerminalConfig, w: &Wiring) -> Route 
         Lifetime::UntilShutdown,
         backfill.run(stop.clone()),
     );
-    let gate = Gate::new(commands.max_age, commands.open_hold, t.allowed_commands());
+    let allowed = t.allowed_commands();
+    // The lock shows the door open for as long as the gate holds a second open back.
+    let lock = allowed
+        .contains(&Cmd::Open)
+        .then(|| Shown::new(commands.open_hold));
+    let gate = Gate::new(commands.max_age, commands.open_hold, allowed);
     Route {
         gate,
         jobs: jobs_tx,
         responder,
+        lock,
     }
 }
 

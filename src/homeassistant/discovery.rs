@@ -359,6 +359,15 @@ pub fn entities(site: &Site<'_>, details: &dyn Fn(&str) -> Option<DeviceDetails>
                 ),
             );
         }
+        // The door also as a lock (HA's lock card and actions), through the same gate.
+        if allowed.contains(&crate::messages::Cmd::Open) {
+            b.add(
+                "lock",
+                &format!("{id}_lock"),
+                &dev,
+                merge(avail(), super::lock::fields(base, id)),
+            );
+        }
         // The link sensor must read "off" when the link is down, not "unavailable".
         b.add(
             "binary_sensor",
@@ -449,6 +458,36 @@ mod tests {
             buttons[0].payload["command_topic"],
             "site/doors/front-door/request/open"
         );
+    }
+
+    fn one(es: &[Entity], suffix: &str) -> Option<Value> {
+        es.iter()
+            .find(|e| e.topic.ends_with(suffix))
+            .map(|e| e.payload.clone())
+    }
+
+    #[test]
+    fn a_terminal_that_may_open_has_a_lock_with_the_open_buttons_availability() {
+        let es = all(&config(""));
+        let lock = one(&es, "/lock/site_doors/front-door_lock/config").expect("a lock");
+        let button = one(&es, "/button/site_doors/front-door_open/config").expect("a button");
+        assert_eq!(lock["availability"], button["availability"]);
+        assert_eq!(lock["availability_mode"], button["availability_mode"]);
+        assert_eq!(lock["device"], button["device"]);
+        assert_eq!(lock["default_entity_id"], "lock.front_door_lock");
+        assert_eq!(lock["payload_open"], "OPEN");
+        assert_eq!(lock["command_topic"], "site/doors/front-door/lock/set");
+    }
+
+    #[test]
+    fn a_terminal_that_may_not_open_has_no_lock() {
+        for commands in [
+            "commands = []\n",
+            "commands = [\"reboot\", \"sync_time\"]\n",
+        ] {
+            let es = all(&config(commands));
+            assert!(!es.iter().any(|e| e.topic.contains("/lock/")), "{commands}");
+        }
     }
 
     #[test]

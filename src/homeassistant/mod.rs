@@ -13,6 +13,7 @@
 
 pub mod discovery;
 pub mod event;
+mod lock;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;

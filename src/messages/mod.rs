@@ -36,12 +36,53 @@ impl Cmd {
     pub const ALL: [Cmd; 3] = [Cmd::Open, Cmd::Reboot, Cmd::SyncTime];
 }
 
+/// What Home Assistant's lock entity sends on `<base>/<t>/lock/set` (its `payload_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockCommand {
+    Lock,
+    Unlock,
+    Open,
+}
+
+impl LockCommand {
+    pub const ALL: [LockCommand; 3] = [LockCommand::Lock, LockCommand::Unlock, LockCommand::Open];
+
+    pub fn payload(self) -> &'static str {
+        match self {
+            LockCommand::Lock => "LOCK",
+            LockCommand::Unlock => "UNLOCK",
+            LockCommand::Open => "OPEN",
+        }
+    }
+}
+
+/// What the lock shows on `<base>/<t>/lock/state` (its `state_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockState {
+    Locked,
+    Unlocked,
+    Open,
+}
+
+impl LockState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockState::Locked => "locked",
+            LockState::Unlocked => "unlocked",
+            LockState::Open => "open",
+        }
+    }
+}
+
 /// Messages other tasks want published (to the MQTT session).
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// The terminal link went up or down (`<base>/<t>/availability`, retained, and published
     /// again after every reconnect).
     Availability { terminal: String, online: bool },
+    /// A retained state the broker must hold whenever we are connected (the lock's): the latest
+    /// per topic is published again after every reconnect, as the broker may have lost it.
+    State { topic: String, payload: Vec<u8> },
     /// Anything else; dropped while the broker is unreachable (a late answer is no answer).
     Message {
         topic: String,
@@ -68,6 +109,12 @@ pub enum RouterMsg {
         cmd: Cmd,
         pin: u8,
         at: Instant,
+    },
+    /// The terminal opened on an OPEN or UNLOCK from its lock (from the executor, which alone
+    /// knows the outcome): the lock shows `shows` for the hold time.
+    LockOpened {
+        terminal: String,
+        shows: LockState,
     },
 }
 

@@ -41,6 +41,21 @@ pub fn request(base: &str, terminal: &str, cmd: &str) -> String {
     format!("{base}/{terminal}/request/{cmd}")
 }
 
+/// Home Assistant's lock entity sends `LOCK`, `UNLOCK`, `OPEN` here.
+pub fn lock_command(base: &str, terminal: &str) -> String {
+    format!("{base}/{terminal}/lock/set")
+}
+
+/// What the lock shows (`locked`, `open`, `unlocked`), retained.
+pub fn lock_state(base: &str, terminal: &str) -> String {
+    format!("{base}/{terminal}/lock/state")
+}
+
+/// Every terminal's lock commands.
+pub fn lock_command_filter(base: &str) -> String {
+    format!("{base}/+/lock/set")
+}
+
 /// Every terminal's requests.
 pub fn request_filter(base: &str) -> String {
     format!("{base}/+/request/+")

@@ -1,5 +1,5 @@
-//! Where a message on a subscribed topic goes: command requests to the command router, Home
-//! Assistant's status and retained discovery replays to the Home Assistant task.
+//! Where a message on a subscribed topic goes: command requests and lock commands to the command
+//! router, Home Assistant's status and retained discovery replays to the Home Assistant task.
 //!
 //! Neither consumer may hold up the connection, so messages are handed over with `try_send`;
 //! one that finds its consumer behind is dropped with a warning (a request dropped here is one
@@ -21,8 +21,8 @@ pub struct HaInbox {
 
 /// The consumers of subscribed topics.
 pub struct Inbox {
-    /// Subscribed after every CONNACK when there is a command router.
-    pub request_filter: String,
+    /// Subscribed after every CONNACK when there is a command router (requests, lock commands).
+    pub command_filters: Vec<String>,
     pub commands: Option<mpsc::Sender<RouterMsg>>,
     pub ha: Option<HaInbox>,
 }
@@ -55,7 +55,7 @@ impl Inbox {
     pub fn subscriptions(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.commands.is_some() {
-            out.push(self.request_filter.clone());
+            out.extend(self.command_filters.iter().cloned());
         }
         if let Some(ha) = &self.ha {
             out.extend(ha.filters.iter().cloned());
@@ -123,6 +123,16 @@ mod tests {
             Destination::Commands,
             "a retained request still reaches the router, which refuses it with a response"
         );
+    }
+
+    #[test]
+    fn lock_commands_go_to_the_command_router_retained_or_not() {
+        for retain in [false, true] {
+            assert_eq!(
+                destination("f2m/door/lock/set", retain, Some("homeassistant")),
+                Destination::Commands
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! state and every terminal's availability (the broker may have restarted and lost retained
 //! state), and lets its [`Feed`] send everything still spooled, oldest first. On a lost
 //! connection it forgets what was in flight: the spool is the store of record and resends.
-//! Messages of other tasks ([`Outbound`]) go out while connected and are dropped otherwise.
+//! Messages of other tasks ([`Outbound`]) go out while connected and are dropped otherwise,
+//! except states (`Outbound::State`, the lock's), whose latest is kept and published after every
+//! CONNACK like the availability.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -88,6 +90,8 @@ struct State {
     connected: bool,
     tracker: AckTracker,
     availability: BTreeMap<String, bool>,
+    /// The latest retained state per topic (`Outbound::State`).
+    states: BTreeMap<String, Vec<u8>>,
     outbound_open: bool,
     /// Connections in a row that the broker broke with a message too large to read.
     oversize_strikes: u32,
@@ -134,6 +138,7 @@ impl<F: Feed> Session<F> {
             connected: false,
             tracker: AckTracker::default(),
             availability: self.terminals.iter().map(|t| (t.clone(), false)).collect(),
+            states: BTreeMap::new(),
             outbound_open: true,
             oversize_strikes: 0,
             withhold_until: None,
@@ -261,6 +266,13 @@ impl<F: Feed> Session<F> {
                     self.publish_availability(st, &terminal, online);
                 }
             }
+            Outbound::State { topic, payload } => {
+                if st.connected {
+                    self.sink(st)
+                        .submit(&topic, payload.clone(), true, Tag::Other);
+                }
+                st.states.insert(topic, payload);
+            }
             Outbound::Message {
                 topic,
                 payload,
@@ -297,6 +309,14 @@ impl<F: Feed> Session<F> {
             .collect();
         for (terminal, online) in all {
             self.publish_availability(st, &terminal, online);
+        }
+        let states: Vec<(String, Vec<u8>)> = st
+            .states
+            .iter()
+            .map(|(t, p)| (t.clone(), p.clone()))
+            .collect();
+        for (topic, payload) in states {
+            self.sink(st).submit(&topic, payload, true, Tag::Other);
         }
     }
 

@@ -1,0 +1,215 @@
+//! The command router: every request, lock command and button press passes the terminal's
+//! [`Gate`] here, as it arrives, before it may reach the terminal's executor. It also owns what
+//! each terminal's lock shows ([`Shown`]), and its one timer: the earliest moment a lock falls
+//! back to `locked`.
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::lock::{self, Decision, Shown};
+use super::{
+    request, response, Cmd, Gate, Incoming, Job, Origin, Payload, Refusal, Responder, RouterMsg,
+};
+
+/// One terminal as the router sees it.
+pub struct Route {
+    pub gate: Gate,
+    pub jobs: mpsc::Sender<Job>,
+    pub responder: Responder,
+    /// What its lock shows; `None` on a terminal that may not open (it has no lock).
+    pub lock: Option<Shown>,
+}
+
+/// Applies the safety rules and hands admitted commands to the terminal's executor.
+pub async fn route(
+    base: String,
+    mut routes: HashMap<String, Route>,
+    mut rx: mpsc::Receiver<RouterMsg>,
+    shutdown: CancellationToken,
+) {
+    // Every lock starts `locked` (a door terminal closes by itself); the session keeps the
+    // latest state and publishes it again after every CONNACK.
+    for r in routes.values() {
+        if let Some(shown) = &r.lock {
+            r.responder.lock_state(shown.state()).await;
+        }
+    }
+    loop {
+        let relock = routes
+            .values()
+            .filter_map(|r| r.lock.as_ref()?.relock_at())
+            .min();
+        let wake = relock.map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std);
+        let msg = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(wake), if relock.is_some() => {
+                relock_due(&mut routes, Instant::now()).await;
+                continue;
+            }
+            m = rx.recv() => match m {
+                Some(m) => m,
+                None => return,
+            },
+        };
+        match msg {
+            RouterMsg::Mqtt(inc) => match lock::parse_topic(&base, &inc.topic) {
+                Some(terminal) => on_lock(&mut routes, terminal, &inc).await,
+                None => on_request(&base, &mut routes, inc).await,
+            },
+            RouterMsg::Button {
+                terminal,
+                cmd,
+                pin,
+                at,
+            } => {
+                let Some(route) = routes.get_mut(&terminal) else {
+                    continue;
+                };
+                if let Err(r) = route.gate.admit_local(cmd, at) {
+                    route.responder.refuse(cmd, &r, None).await;
+                    continue;
+                }
+                let remark = Some(format!("exit button (GPIO{pin})"));
+                enqueue(
+                    route,
+                    Job {
+                        cmd,
+                        remark,
+                        origin: Origin::Button { pin },
+                        received: at,
+                    },
+                    None,
+                )
+                .await;
+            }
+            RouterMsg::LockOpened { terminal, shows } => {
+                let Some(route) = routes.get_mut(&terminal) else {
+                    continue;
+                };
+                if let Some(shown) = route.lock.as_mut() {
+                    let state = shown.opened(shows, Instant::now());
+                    route.responder.lock_state(state).await;
+                }
+            }
+        }
+    }
+}
+
+/// `<base>/<t>/request/<cmd>`.
+async fn on_request(base: &str, routes: &mut HashMap<String, Route>, inc: Incoming) {
+    let Some((terminal, cmd_word)) = request::parse_topic(base, &inc.topic) else {
+        return;
+    };
+    let Some(route) = routes.get_mut(terminal) else {
+        tracing::warn!(topic = %inc.topic, "request for a terminal that is not configured; ignored");
+        return;
+    };
+    let Some(cmd) = Cmd::parse(cmd_word) else {
+        let text = format!("unknown command `{cmd_word}` (open, reboot, sync_time)");
+        tracing::warn!(terminal, "{text}");
+        route
+            .responder
+            .send(cmd_word, response(Err((text, None, "bad_request")), None))
+            .await;
+        return;
+    };
+    let payload = match request::parse_payload(cmd, &inc.payload) {
+        Ok(p) => p,
+        Err(e) => {
+            route
+                .responder
+                .refuse(cmd, &Refusal::BadPayload(e), None)
+                .await;
+            return;
+        }
+    };
+    if let Err(r) = route
+        .gate
+        .admit(cmd, &payload, inc.retain, inc.at, SystemTime::now())
+    {
+        route
+            .responder
+            .refuse(cmd, &r, payload.transaction.as_deref())
+            .await;
+        return;
+    }
+    let job = Job {
+        cmd,
+        remark: payload.remark,
+        origin: Origin::Mqtt {
+            transaction: payload.transaction.clone(),
+        },
+        received: inc.at,
+    };
+    enqueue(route, job, payload.transaction.as_deref()).await;
+}
+
+/// `<base>/<t>/lock/set`: OPEN and UNLOCK are `open` requests before the same gate as
+/// `request/open`, answered on `response/open`; the lock shows the door open only once the
+/// executor reports that the terminal did it (`RouterMsg::LockOpened`). A refusal changes
+/// nothing the lock shows.
+async fn on_lock(routes: &mut HashMap<String, Route>, terminal: &str, inc: &Incoming) {
+    let Some(route) = routes.get_mut(terminal) else {
+        tracing::warn!(topic = %inc.topic, "lock command for a terminal that is not configured; ignored");
+        return;
+    };
+    let (command, shows) = match lock::decide(&inc.payload, inc.retain, route.lock.is_some()) {
+        Decision::AskGate { command, shows } => (command, shows),
+        Decision::ShowLocked => {
+            if let Some(shown) = route.lock.as_mut() {
+                let state = shown.lock();
+                route.responder.lock_state(state).await;
+            }
+            return;
+        }
+        Decision::Refuse(refusal) => {
+            route.responder.refuse(Cmd::Open, &refusal, None).await;
+            return;
+        }
+    };
+    let payload = Payload {
+        remark: Some(format!("lock: {}", command.payload())),
+        ..Payload::default()
+    };
+    let admitted = route
+        .gate
+        .admit(Cmd::Open, &payload, inc.retain, inc.at, SystemTime::now());
+    if let Err(r) = admitted {
+        route.responder.refuse(Cmd::Open, &r, None).await;
+        return;
+    }
+    let job = Job {
+        cmd: Cmd::Open,
+        remark: payload.remark,
+        origin: Origin::Lock { shows },
+        received: inc.at,
+    };
+    enqueue(route, job, None).await;
+}
+
+/// Every lock whose hold time is over shows `locked` again.
+async fn relock_due(routes: &mut HashMap<String, Route>, now: Instant) {
+    for r in routes.values_mut() {
+        if let Some(state) = r.lock.as_mut().and_then(|s| s.expire(now)) {
+            r.responder.lock_state(state).await;
+        }
+    }
+}
+
+async fn enqueue(route: &Route, job: Job, transaction: Option<&str>) {
+    let cmd = job.cmd;
+    if route.jobs.try_send(job).is_err() {
+        let text = "the terminal is busy with earlier commands; refused".to_string();
+        tracing::warn!(terminal = %route.responder.terminal, command = cmd.as_str(), "{text}");
+        route
+            .responder
+            .send(
+                cmd.as_str(),
+                response(Err((text, None, "busy")), transaction),
+            )
+            .await;
+    }
+}
