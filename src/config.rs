@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::pem::{self, TlsFiles};
 use crate::secret::Secret;
 
 pub const DEFAULT_PATH: &str = "/etc/face2mqtt/config.toml";
@@ -67,12 +68,17 @@ pub struct MqttConfig {
     pub password: Option<Secret>,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// PEM bundle of the CAs trusted for `mqtts://`; without it, Mozilla's roots (compiled in).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM, with its chain) for brokers that require one, and its key.
     #[serde(default)]
     pub client_cert_file: Option<PathBuf>,
     #[serde(default)]
     pub client_key_file: Option<PathBuf>,
+    /// The TLS files, read when the config is loaded (not a key of the file).
+    #[serde(skip)]
+    pub tls: TlsFiles,
     /// MQTT keep-alive interval.
     #[serde(default = "default_keep_alive", with = "humantime_serde")]
     pub keep_alive: Duration,
@@ -642,18 +648,7 @@ impl Config {
         {
             p.push("mqtt.username: a password needs a username".into());
         }
-        if self.mqtt.client_cert_file.is_some() != self.mqtt.client_key_file.is_some() {
-            p.push("mqtt.client_key_file: client_cert_file and client_key_file go together".into());
-        }
-        if self.mqtt.ca_file.is_some() || self.mqtt.client_cert_file.is_some() {
-            p.push("mqtt.ca_file: TLS is not built into this version of face2mqtt; use mqtt:// on a trusted network or a local broker bridge".into());
-        }
-        if matches!(
-            BrokerAddr::parse(&self.mqtt.url),
-            Ok(BrokerAddr { tls: true, .. })
-        ) {
-            p.push("mqtt.url: mqtts:// (TLS) is not built into this version of face2mqtt".into());
-        }
+        p.extend(self.mqtt.tls_problems());
         if self.mqtt.reconnect_min.is_zero() || self.mqtt.reconnect_min > self.mqtt.reconnect_max {
             p.push("mqtt.reconnect_min: must be above zero and at most reconnect_max".into());
         }
@@ -872,7 +867,7 @@ impl Config {
         out
     }
 
-    /// Reads `password_file`s (systemd credentials, say) into the config.
+    /// Reads `password_file`s (systemd credentials, say) and the TLS files into the config.
     fn resolve_secrets(&mut self) -> Vec<String> {
         let mut p = Vec::new();
         if let Some(path) = &self.mqtt.password_file {
@@ -881,6 +876,7 @@ impl Config {
                 Err(e) => p.push(format!("mqtt.password_file: {e}")),
             }
         }
+        p.extend(self.mqtt.read_tls_files());
         for (i, t) in self.terminals.iter_mut().enumerate() {
             if let Some(path) = &t.password_file {
                 match read_secret(path) {
@@ -894,6 +890,76 @@ impl Config {
 
     pub fn terminal(&self, id: &str) -> Option<&TerminalConfig> {
         self.terminals.iter().find(|t| t.id == id)
+    }
+}
+
+impl MqttConfig {
+    /// TLS keys that cannot work together or with the URL.
+    fn tls_problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        match (&self.client_cert_file, &self.client_key_file) {
+            (Some(_), None) => p.push(
+                "mqtt.client_key_file: client_cert_file needs its key: give client_key_file too"
+                    .into(),
+            ),
+            (None, Some(_)) => p.push(
+                "mqtt.client_cert_file: client_key_file needs its certificate: give client_cert_file too"
+                    .into(),
+            ),
+            _ => {}
+        }
+        match BrokerAddr::parse(&self.url) {
+            Ok(BrokerAddr { tls: false, .. }) => {
+                let given = [
+                    ("ca_file", &self.ca_file),
+                    ("client_cert_file", &self.client_cert_file),
+                    ("client_key_file", &self.client_key_file),
+                ];
+                for (key, _) in given.iter().filter(|(_, v)| v.is_some()) {
+                    p.push(format!(
+                        "mqtt.{key}: TLS files need a TLS connection: use mqtts:// in mqtt.url"
+                    ));
+                }
+            }
+            // The name the broker's certificate is checked against: a DNS name or an address.
+            Ok(BrokerAddr {
+                tls: true, host, ..
+            }) => {
+                if rustls::pki_types::ServerName::try_from(host.as_str()).is_err() {
+                    p.push(format!(
+                        "mqtt.url: `{host}` is neither a DNS name nor an IP address, so the broker's certificate cannot be checked against it"
+                    ));
+                }
+            }
+            Err(_) => {}
+        }
+        p
+    }
+
+    /// Reads `ca_file`, `client_cert_file` and `client_key_file` into `tls`.
+    fn read_tls_files(&mut self) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Some(path) = &self.ca_file {
+            match pem::ca_bundle(path) {
+                Ok(store) => self.tls.ca = Some(store),
+                Err(e) => p.push(format!("mqtt.ca_file: {e}")),
+            }
+        }
+        if let (Some(cert), Some(key)) = (&self.client_cert_file, &self.client_key_file) {
+            let chain = pem::certificates(cert).map_err(|e| format!("mqtt.client_cert_file: {e}"));
+            let der = pem::private_key(key).map_err(|e| format!("mqtt.client_key_file: {e}"));
+            match (chain, der) {
+                (Ok(chain), Ok(der)) => match pem::client_identity(chain, der, cert, key) {
+                    Ok(id) => self.tls.client = Some(id),
+                    Err(e @ pem::PemError::BadCertificate { .. }) => {
+                        p.push(format!("mqtt.client_cert_file: {e}"))
+                    }
+                    Err(e) => p.push(format!("mqtt.client_key_file: {e}")),
+                },
+                (chain, der) => p.extend(chain.err().into_iter().chain(der.err())),
+            }
+        }
+        p
     }
 }
 
@@ -1131,6 +1197,41 @@ password = "123456"
         );
         assert!(BrokerAddr::parse("http://h").is_err());
         assert!(BrokerAddr::parse("mqtt://u:p@h").is_err());
+    }
+
+    #[test]
+    fn mqtts_without_tls_files_is_valid_and_trusts_the_built_in_roots() {
+        let text = MINIMAL.replace("mqtt://127.0.0.1:1883", "mqtts://broker.example");
+        let c = Config::parse(&text).expect("parses");
+        assert_eq!(c.validate(), Vec::<String>::new());
+        assert!(c.mqtt.tls.ca.is_none() && c.mqtt.tls.client.is_none());
+    }
+
+    #[test]
+    fn an_mqtts_host_a_certificate_cannot_name_is_a_config_error() {
+        let text = MINIMAL.replace("mqtt://127.0.0.1:1883", "mqtts://bad_host!");
+        let problems = Config::parse(&text).expect("parses").validate();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("mqtt.url: `bad_host!`")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_client_key_without_its_certificate_names_the_missing_key() {
+        let text = MINIMAL.replace(
+            "mqtt://127.0.0.1:1883\"",
+            "mqtts://broker.example\"\nclient_key_file = \"/k\"",
+        );
+        let problems = Config::parse(&text).expect("parses").validate();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("mqtt.client_cert_file:")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod homeassistant;
 pub mod ingest;
 pub mod messages;
 pub mod mqtt;
+pub mod pem;
 pub mod publish;
 pub mod record;
 pub mod secret;

@@ -57,13 +57,14 @@ pub fn spawn_mqtt(
     records: mpsc::Sender<Published>,
     beats: &Beats,
 ) -> Result<(Stage, Stage), Failure> {
-    let options = crate::mqtt::options(&config.mqtt)
-        .map_err(|e| Failure::Config(format!("mqtt.url: {e}")))?;
+    let options = crate::mqtt::options(&config.mqtt).map_err(Failure::Config)?;
     let (client, eventloop) = AsyncClient::new(options, 1024);
     let (events_tx, events_rx) = mpsc::channel(1024);
     let driver = Stage::new();
     let backoff = Backoff::new(config.mqtt.reconnect_min, config.mqtt.reconnect_max);
-    let drive = crate::mqtt::driver::drive(eventloop, events_tx, backoff, driver.stop.clone());
+    let setup = crate::mqtt::tls::Setup::of(&config.mqtt.tls);
+    let drive =
+        crate::mqtt::driver::drive(eventloop, events_tx, backoff, setup, driver.stop.clone());
     w.sup
         .spawn(&driver.tasks, "mqtt driver", Lifetime::UntilShutdown, drive);
     let (base, ha) = (&config.mqtt.base_topic, &config.home_assistant);

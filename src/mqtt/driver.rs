@@ -9,6 +9,7 @@ use rumqttc::{ConnectionError, Event, EventLoop, Outgoing, Packet, StateError};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::tls::Setup;
 use crate::backoff::Backoff;
 
 pub enum MqttEvent {
@@ -30,6 +31,7 @@ pub async fn drive(
     mut eventloop: EventLoop,
     events: mpsc::Sender<MqttEvent>,
     mut backoff: Backoff,
+    setup: Setup,
     stop: CancellationToken,
 ) {
     loop {
@@ -52,7 +54,7 @@ pub async fn drive(
                 let (quiet, quieted) = oneshot::channel();
                 if events
                     .send(MqttEvent::Down {
-                        reason: super::explain(&e),
+                        reason: super::explain(&e, setup),
                         oversized: oversized(&e),
                         quiet,
                     })

@@ -1,6 +1,7 @@
 //! The broker side: one MQTT connection shared by everything the bridge publishes.
 //!
 //! - [`options`]: connection settings (also used by `face2mqtt check`) and failure wording;
+//! - [`tls`]: the rustls client config and what a failed handshake means;
 //! - [`driver`]: the task that polls rumqttc's event loop, alone;
 //! - [`session`]: the task that owns the connection's state: what is in flight ([`acks`]),
 //!   status and availability, messages from other tasks, and a [`session::Feed`] (the spool
@@ -12,6 +13,7 @@ pub mod driver;
 pub mod options;
 pub mod router;
 pub mod session;
+pub mod tls;
 
 pub use options::{explain, options, probe};
 

@@ -84,10 +84,28 @@ pub fn unused_port() -> u16 {
 /// A real Mosquitto broker on a loopback port, stoppable and restartable on the same port.
 pub struct Mosquitto {
     pub port: u16,
+    /// The TLS listener's port ([`Mosquitto::start_tls`]); 0 without one.
+    pub tls_port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
     /// Saves its state after every change, so a SIGKILL loses (almost) nothing of it.
     durable: bool,
+    tls: Option<BrokerTls>,
+}
+
+/// A TLS listener beside the plain one: the bridge under test connects to it, while test
+/// subscribers and publishers stay on the plain port (anonymous, as in every other test).
+#[derive(Clone, Default)]
+pub struct BrokerTls {
+    /// The CA that client certificates must chain to (Mosquitto's `cafile`), PEM.
+    pub ca_pem: String,
+    /// The broker's certificate (with its chain) and key, PEM.
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// Refuse clients without a certificate signed by `ca_pem`.
+    pub require_certificate: bool,
+    /// The one user the TLS listener accepts (anonymous clients are refused there).
+    pub login: Option<(String, String)>,
 }
 
 pub fn mosquitto_binary() -> PathBuf {
@@ -117,15 +135,32 @@ impl Mosquitto {
         Mosquitto::launch(false)
     }
 
+    /// With a TLS listener as well (`tls_port`, [`Mosquitto::tls_url`]).
+    pub fn start_tls(tls: BrokerTls) -> Mosquitto {
+        Mosquitto::launch_with(false, Some(tls))
+    }
+
     fn launch(durable: bool) -> Mosquitto {
+        Mosquitto::launch_with(durable, None)
+    }
+
+    fn launch_with(durable: bool, tls: Option<BrokerTls>) -> Mosquitto {
         let mut m = Mosquitto {
             port: 0,
+            tls_port: 0,
             dir: tempfile::tempdir().expect("tempdir"),
             child: None,
             durable,
+            tls,
         };
+        if m.tls.is_some() {
+            m.write_tls_files();
+        }
         for _ in 0..20 {
             m.port = unused_port();
+            if m.tls.is_some() {
+                m.tls_port = unused_port();
+            }
             match m.try_spawn() {
                 Ok(()) => return m,
                 Err(NotUp::AddressInUse) => continue,
@@ -167,6 +202,45 @@ impl Mosquitto {
         }
     }
 
+    /// The PEM files and password file a TLS listener reads.
+    fn write_tls_files(&self) {
+        let Some(tls) = &self.tls else { return };
+        let d = self.dir.path();
+        for (name, text) in [
+            ("ca.pem", &tls.ca_pem),
+            ("server.pem", &tls.cert_pem),
+            ("server.key", &tls.key_pem),
+        ] {
+            std::fs::write(d.join(name), text).expect("write a TLS file");
+        }
+        if let Some((user, password)) = &tls.login {
+            let status = Command::new("mosquitto_passwd")
+                .args(["-b", "-c"])
+                .arg(d.join("passwd"))
+                .args([user, password])
+                .status()
+                .expect("mosquitto_passwd runs (it comes with mosquitto)");
+            assert!(status.success(), "mosquitto_passwd failed");
+        }
+    }
+
+    /// The TLS listener's lines of mosquitto.conf (after the plain listener's).
+    fn tls_listener(&self) -> String {
+        let Some(tls) = &self.tls else {
+            return String::new();
+        };
+        let d = self.dir.path().display();
+        let login = match &tls.login {
+            Some(_) => format!("allow_anonymous false\npassword_file {d}/passwd\n"),
+            None => "allow_anonymous true\n".into(),
+        };
+        format!(
+            "listener {port} 127.0.0.1\n{login}cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\nrequire_certificate {req}\n",
+            port = self.tls_port,
+            req = tls.require_certificate,
+        )
+    }
+
     /// Starts Mosquitto and waits until it says it runs (its listener is bound), or it exits.
     fn try_spawn(&mut self) -> Result<(), NotUp> {
         let conf = self.dir.path().join("mosquitto.conf");
@@ -174,14 +248,21 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_inflight_messages 0\nmax_queued_messages 100000\nmessage_size_limit 0\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type information\n{}",
+                // With a TLS listener, anonymous access and the password file are set per listener.
+                "{}listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_inflight_messages 0\nmax_queued_messages 100000\nmessage_size_limit 0\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type information\n{}{}",
+                if self.tls.is_some() {
+                    "per_listener_settings true\n"
+                } else {
+                    ""
+                },
                 self.port,
                 self.dir.path().display(),
                 if self.durable {
                     "autosave_interval 1\nautosave_on_changes true\n"
                 } else {
                     ""
-                }
+                },
+                self.tls_listener(),
             ),
         )
         .expect("write mosquitto.conf");
@@ -219,6 +300,10 @@ impl Mosquitto {
 
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    pub fn tls_url(&self) -> String {
+        format!("mqtts://127.0.0.1:{}", self.tls_port)
     }
 
     /// A clean stop (SIGTERM): Mosquitto saves its sessions, so test subscribers with
@@ -352,6 +437,10 @@ pub fn bridge_command() -> Command {
 
 pub struct BridgeSetup<'a> {
     pub broker_port: u16,
+    /// `mqtt` or `mqtts` (TLS, to [`Mosquitto::tls_port`]).
+    pub scheme: &'a str,
+    /// Extra keys of the `[mqtt]` section (TLS files, a login).
+    pub extra_mqtt_keys: &'a str,
     pub sim: &'a Simulator,
     pub password: &'a str,
     pub extra_terminal_keys: &'a str,
@@ -366,6 +455,8 @@ impl<'a> BridgeSetup<'a> {
     pub fn new(broker_port: u16, sim: &'a Simulator, password: &'a str) -> BridgeSetup<'a> {
         BridgeSetup {
             broker_port,
+            scheme: "mqtt",
+            extra_mqtt_keys: "",
             sim,
             password,
             extra_terminal_keys: "",
@@ -379,10 +470,11 @@ impl<'a> BridgeSetup<'a> {
 pub fn bridge_config(s: &BridgeSetup<'_>, spool: &Path) -> String {
     format!(
         r#"[mqtt]
-url = "mqtt://127.0.0.1:{broker}"
+url = "{scheme}://127.0.0.1:{broker}"
 client_id = "bridge-under-test-{rand}"
 reconnect_min = "50ms"
 reconnect_max = "500ms"
+{mqtt_keys}
 
 [spool]
 dir = "{spool}"
@@ -406,7 +498,9 @@ reconnect_max = "500ms"
 backfill_margin = "5s"
 {extra}
 "#,
+        scheme = s.scheme,
         broker = s.broker_port,
+        mqtt_keys = s.extra_mqtt_keys,
         rand = fastrand::u32(..),
         spool = spool.display(),
         http = s.sim.http_addr().port(),

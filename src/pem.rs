@@ -1,0 +1,261 @@
+//! PEM files for TLS to the broker: the CA bundle, the client certificate and its key.
+//!
+//! They are read once, while the config is loaded, like the password files: systemd credentials
+//! (`$CREDENTIALS_DIRECTORY`) and files only root may read are there at start, and a broken file
+//! is a config error naming its key instead of a failure at every reconnect. Errors say what is
+//! wrong with a file and never quote it: a key file's text is a secret.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use rustls::RootCertStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not valid PEM: {reason}", path.display())]
+    NotPem { path: PathBuf, reason: &'static str },
+    #[error("{} holds no certificate (a PEM `BEGIN CERTIFICATE` section)", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("certificate {index} in {} is not a valid X.509 certificate ({reason})", path.display())]
+    BadCertificate {
+        path: PathBuf,
+        index: usize,
+        reason: String,
+    },
+    #[error("{} holds no private key (PEM `PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY`)", path.display())]
+    NoKey { path: PathBuf },
+    #[error("the key in {} does not belong to the certificate in {}", key.display(), cert.display())]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error("the key in {} cannot be used ({reason})", path.display())]
+    UnusableKey { path: PathBuf, reason: String },
+}
+
+/// The one crypto provider of the bridge: ring builds with the cross gcc the cross builds already
+/// use; rustls's default, aws-lc-rs, would add cmake to every target's toolchain.
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// What the TLS connection trusts and presents, as read from the config's files.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    /// The CAs of `mqtt.ca_file`; `None`: Mozilla's roots, compiled in.
+    pub ca: Option<RootCertStore>,
+    /// `mqtt.client_cert_file` and `mqtt.client_key_file`.
+    pub client: Option<ClientIdentity>,
+}
+
+/// A client certificate chain with its key, checked to belong together.
+#[derive(Clone)]
+pub struct ClientIdentity(pub Arc<CertifiedKey>);
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ClientIdentity({} certificates, key ***)",
+            self.0.cert.len()
+        )
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, PemError> {
+    std::fs::read(path).map_err(|source| PemError::Read {
+        path: path.into(),
+        source,
+    })
+}
+
+/// Our words for a PEM syntax error: the library's quote the offending line.
+fn pem_reason(e: &pem::Error) -> &'static str {
+    match e {
+        pem::Error::MissingSectionEnd { .. } => "a section has no END line",
+        pem::Error::IllegalSectionStart { .. } => "a malformed BEGIN line",
+        pem::Error::Base64Decode(_) => "a section is not valid base64",
+        pem::Error::SectionTooLarge => "a section is too large",
+        _ => "unreadable",
+    }
+}
+
+/// Every certificate in a PEM file, in order; at least one.
+pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError> {
+    let bytes = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PemError::NotPem {
+            path: path.into(),
+            reason: pem_reason(&e),
+        })?;
+    if certs.is_empty() {
+        return Err(PemError::NoCertificate { path: path.into() });
+    }
+    Ok(certs)
+}
+
+/// A CA bundle as trust anchors; every certificate in it must be one.
+pub fn ca_bundle(path: &Path) -> Result<RootCertStore, PemError> {
+    let mut store = RootCertStore::empty();
+    for (i, cert) in certificates(path)?.into_iter().enumerate() {
+        store.add(cert).map_err(|e| PemError::BadCertificate {
+            path: path.into(),
+            index: i + 1,
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(store)
+}
+
+/// The first private key in a PEM file.
+pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, PemError> {
+    let bytes = read(path)?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
+        pem::Error::NoItemsFound => PemError::NoKey { path: path.into() },
+        e => PemError::NotPem {
+            path: path.into(),
+            reason: pem_reason(&e),
+        },
+    })
+}
+
+/// A client certificate chain (from `cert`) and its key (from `key`), checked as the handshake
+/// will use them.
+pub fn client_identity(
+    chain: Vec<CertificateDer<'static>>,
+    der: PrivateKeyDer<'static>,
+    cert: &Path,
+    key: &Path,
+) -> Result<ClientIdentity, PemError> {
+    match CertifiedKey::from_der(chain, der, &crypto_provider()) {
+        Ok(k) => Ok(ClientIdentity(Arc::new(k))),
+        Err(rustls::Error::InconsistentKeys(_)) => Err(PemError::KeyMismatch {
+            cert: cert.into(),
+            key: key.into(),
+        }),
+        Err(rustls::Error::InvalidCertificate(e)) => Err(PemError::BadCertificate {
+            path: cert.into(),
+            index: 1,
+            reason: format!("{e:?}"),
+        }),
+        Err(e) => Err(PemError::UnusableKey {
+            path: key.into(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    fn self_signed(name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_ca_bundle_of_several_certificates_gives_each_as_a_trust_anchor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bundle = format!("{}\n{}", self_signed("a").0, self_signed("b").0);
+        let store = ca_bundle(&write(dir.path(), "ca.pem", &bundle)).expect("reads");
+        assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn a_file_without_certificates_is_refused_in_words() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e =
+            ca_bundle(&write(dir.path(), "ca.pem", "not a certificate\n")).expect_err("no cert");
+        assert!(matches!(e, PemError::NoCertificate { .. }), "{e}");
+        let torn = "-----BEGIN CERTIFICATE-----\nMIIB\n";
+        let e = ca_bundle(&write(dir.path(), "torn.pem", torn)).expect_err("torn");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{} is not valid PEM: a section has no END line",
+                dir.path().join("torn.pem").display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_certificate_whose_base64_is_not_x509_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let junk = "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n";
+        let e = ca_bundle(&write(dir.path(), "ca.pem", junk)).expect_err("not x509");
+        assert!(
+            matches!(e, PemError::BadCertificate { index: 1, .. }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_key_that_belongs_to_another_certificate_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, _) = self_signed("bridge");
+        let (_, other_key) = self_signed("other");
+        let (c, k) = (
+            write(dir.path(), "c.pem", &cert),
+            write(dir.path(), "k.pem", &other_key),
+        );
+        let e = client_identity(
+            certificates(&c).expect("cert"),
+            private_key(&k).expect("key"),
+            &c,
+            &k,
+        )
+        .expect_err("mismatch");
+        assert!(matches!(e, PemError::KeyMismatch { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_matching_certificate_and_key_make_an_identity_that_never_prints_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = self_signed("bridge");
+        let (c, k) = (
+            write(dir.path(), "c.pem", &cert),
+            write(dir.path(), "k.pem", &key),
+        );
+        let id = client_identity(
+            certificates(&c).expect("cert"),
+            private_key(&k).expect("key"),
+            &c,
+            &k,
+        )
+        .expect("identity");
+        assert_eq!(format!("{id:?}"), "ClientIdentity(1 certificates, key ***)");
+    }
+
+    #[test]
+    fn a_broken_key_file_is_refused_without_quoting_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, key) = self_signed("bridge");
+        // A key with its END line cut off: the error must not echo any of its text.
+        let torn: String = key.lines().take(2).collect::<Vec<_>>().join("\n");
+        let e = private_key(&write(dir.path(), "k.pem", &torn)).expect_err("torn");
+        let secret_line = key.lines().nth(1).expect("a base64 line");
+        assert!(!e.to_string().contains(secret_line), "{e}");
+        let e = private_key(&write(dir.path(), "cert-only.pem", &self_signed("x").0))
+            .expect_err("no key");
+        assert!(matches!(e, PemError::NoKey { .. }), "{e}");
+    }
+}
