@@ -171,7 +171,7 @@ fn route(
         ["api", "device", "reboot"] => {
             shared.state().reboots += 1;
             // Answer first, then go down, as a unit does.
-            let _ = shared.reboot_tx.send(super::RebootRequest {
+            let _ = shared.reboot_tx.try_send(super::RebootRequest {
                 down: shared.reboot_downtime,
                 after_answer: true,
             });

@@ -70,7 +70,9 @@ pub struct Shared {
     ws_clients: watch::Sender<usize>,
     up: watch::Sender<bool>,
     rate: watch::Sender<f64>,
-    reboot_tx: mpsc::UnboundedSender<RebootRequest>,
+    /// Bounded: a reboot already queued covers any asked for meanwhile (the unit is going down
+    /// anyway), so a flood of reboot calls costs nothing.
+    reboot_tx: mpsc::Sender<RebootRequest>,
     reboot_downtime: Duration,
 }
 
@@ -100,7 +102,7 @@ impl Simulator {
     ) -> std::io::Result<Simulator> {
         let http_addr = http.local_addr()?;
         let ws_addr = ws.local_addr()?;
-        let (reboot_tx, reboot_rx) = mpsc::unbounded_channel();
+        let (reboot_tx, reboot_rx) = mpsc::channel(4);
         let shared = Arc::new(Shared {
             state: Mutex::new(
                 State::new(config.password.clone(), config.seed, config.max_records)
@@ -251,7 +253,7 @@ impl Simulator {
 
     /// Both ports go down for `down` (connections cut without a word), then come back.
     pub fn reboot(&self, down: Duration) {
-        let _ = self.shared.reboot_tx.send(RebootRequest {
+        let _ = self.shared.reboot_tx.try_send(RebootRequest {
             down,
             after_answer: false,
         });
@@ -311,7 +313,7 @@ impl Simulator {
         self,
         mut http: TcpListener,
         mut ws: TcpListener,
-        mut reboots: mpsc::UnboundedReceiver<RebootRequest>,
+        mut reboots: mpsc::Receiver<RebootRequest>,
         shutdown: CancellationToken,
     ) {
         loop {
