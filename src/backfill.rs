@@ -21,6 +21,7 @@ use crate::config::TerminalConfig;
 use crate::record::{self, Normalized, Source};
 use crate::spool::writer::SpoolCmd;
 use crate::spool::Spool;
+use crate::terminal::model::Page;
 use crate::terminal::{sign, RecordQuery, TerminalClient, TerminalError};
 
 const PAGE: u64 = 20;
@@ -158,17 +159,16 @@ impl Backfill {
         q.size = PAGE;
         let (mut out, mut bytes) = (Vec::new(), 0usize);
         loop {
-            let page = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(None),
-                p = self.client.records(&q) => p?,
+            let Some(page) = self.page(&q, shutdown).await? else {
+                return Ok(None);
             };
             if splittable && page.total > SLICE_RECORDS {
                 return Ok(Some(Slice::TooBig));
             }
             let n = page.items.len();
-            for rec in self.normalize(page.items, newest && out.is_empty()) {
-                bytes = bytes.saturating_add(held_size(&rec));
-                out.push(rec);
+            for held in self.normalize(page.items, newest && out.is_empty()) {
+                bytes = bytes.saturating_add(held.size);
+                out.push(held);
             }
             if splittable && (bytes > SLICE_BYTES || out.len() as u64 > SLICE_RECORDS) {
                 return Ok(Some(Slice::TooBig));
@@ -192,9 +192,8 @@ impl Backfill {
         q.size = PAGE;
         let mut fetched = 0;
         loop {
-            let page = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(None),
-                p = self.client.records(&q) => p?,
+            let Some(page) = self.page(&q, shutdown).await? else {
+                return Ok(None);
             };
             let n = page.items.len();
             let recs = self.normalize(page.items, newest && fetched == 0);
@@ -209,8 +208,21 @@ impl Backfill {
         }
     }
 
-    /// The page's records the bridge can read; `keep_first_photo` keeps the first one's photo.
-    fn normalize(&self, items: Vec<Map<String, Value>>, keep_first_photo: bool) -> Vec<Normalized> {
+    /// One page; `None` on shutdown.
+    async fn page(
+        &self,
+        q: &RecordQuery,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Page<Map<String, Value>>>, TerminalError> {
+        tokio::select! {
+            _ = shutdown.cancelled() => Ok(None),
+            p = self.client.records(q) => p.map(Some),
+        }
+    }
+
+    /// The page's records the bridge can read, each with its size (measured once: it bounds the
+    /// slice and is the record's ticket); `keep_first_photo` keeps the first one's photo.
+    fn normalize(&self, items: Vec<Map<String, Value>>, keep_first_photo: bool) -> Vec<Held> {
         let t = &self.terminal;
         let mut out = Vec::with_capacity(items.len());
         for item in items {
@@ -219,7 +231,8 @@ impl Backfill {
                     if !(keep_first_photo && out.is_empty()) {
                         rec.drop_photo();
                     }
-                    out.push(rec);
+                    let size = held_size(&rec);
+                    out.push(Held { rec, size });
                 }
                 Err(e) => tracing::warn!(terminal = %t.id, "backfill skipped a record: {e}"),
             }
@@ -229,11 +242,11 @@ impl Backfill {
 
     /// Hands newest-first records to the spool oldest first, then the watermark (on the same
     /// channel, so it lands only once they are spooled). False on shutdown.
-    async fn spool_oldest_first(&self, newest_first: Vec<Normalized>) -> bool {
+    async fn spool_oldest_first(&self, newest_first: Vec<Held>) -> bool {
         let t = &self.terminal;
-        let high = newest_first.iter().map(|r| r.sign_time).max();
-        for rec in newest_first.into_iter().rev() {
-            let ticket = self.budget.take(held_size(&rec)).await;
+        let high = newest_first.iter().map(|h| h.rec.sign_time).max();
+        for Held { rec, size } in newest_first.into_iter().rev() {
+            let ticket = self.budget.take(size).await;
             let cmd = SpoolCmd::Record {
                 terminal: t.id.clone(),
                 record: rec,
@@ -257,8 +270,14 @@ impl Backfill {
 
 /// What [`Backfill::gather`] found in a slice.
 enum Slice {
-    Records(Vec<Normalized>),
+    Records(Vec<Held>),
     TooBig,
+}
+
+/// A record read by backfill, and what holding it costs.
+struct Held {
+    rec: Normalized,
+    size: usize,
 }
 
 /// What a held record costs, roughly: its JSON and photo.

@@ -38,25 +38,11 @@ async fn rig(password: &str, terminal_keys: &str) -> Rig {
         seen: Vec::new(),
     };
     // Requests are only heard once the bridge is connected and subscribed: wait for its online.
-    collect_until(
-        &mut r.sub,
-        &mut r.seen,
-        Duration::from_secs(20),
-        "bridge online",
-        |m| {
-            m.iter()
-                .any(|(t, p, _)| t == "face2mqtt/bridge/state" && p == br#"{"state":"online"}"#)
-        },
-    )
-    .await;
+    until_online(&mut r.sub, &mut r.seen).await;
     // `online` follows the bridge's SUBSCRIBE on the same connection, so requests are heard
     // from here on. With the right password the record link must come up as well.
     if password == PASSWORD {
-        let mut c = r.sim.sim.ws_clients();
-        tokio::time::timeout(Duration::from_secs(10), c.wait_for(|n| *n == 1))
-            .await
-            .expect("the bridge's record link to the terminal came up")
-            .expect("watch");
+        wait_link(&r.sim.sim, 1).await;
     }
     r
 }
@@ -264,22 +250,8 @@ async fn a_terminal_that_never_answers_delays_neither_the_other_terminal_nor_rec
         ..BridgeSetup::new(broker.port, &good.sim, PASSWORD)
     });
     let mut seen = Vec::new();
-    collect_until(
-        &mut sub,
-        &mut seen,
-        Duration::from_secs(20),
-        "bridge online",
-        |m| {
-            m.iter()
-                .any(|(t, p, _)| t == "face2mqtt/bridge/state" && p == br#"{"state":"online"}"#)
-        },
-    )
-    .await;
-    let mut c = good.sim.ws_clients();
-    tokio::time::timeout(Duration::from_secs(10), c.wait_for(|n| *n == 1))
-        .await
-        .expect("link")
-        .expect("watch");
+    until_online(&mut sub, &mut seen).await;
+    wait_link(&good.sim, 1).await;
 
     // The slow terminal gets an open it will sit on for its whole 5 s deadline...
     publish(

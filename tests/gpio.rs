@@ -43,11 +43,7 @@ async fn ready(broker: &Mosquitto, sim: &Sim, pins: &FakePins) {
         },
     )
     .await;
-    let mut c = sim.sim.ws_clients();
-    tokio::time::timeout(Duration::from_secs(20), c.wait_for(|n| *n == 1))
-        .await
-        .expect("link")
-        .expect("watch");
+    wait_link(&sim.sim, 1).await;
     eventually("pin 17 watched", Duration::from_secs(10), || {
         let ok = pins.watched(17);
         async move { ok }
@@ -268,11 +264,7 @@ async fn the_status_led_is_steady_while_all_is_up_and_blinks_when_a_terminal_lin
         },
     )
     .await;
-    let mut c = s.sim.ws_clients();
-    tokio::time::timeout(Duration::from_secs(20), c.wait_for(|n| *n == 1))
-        .await
-        .expect("link")
-        .expect("watch");
+    wait_link(&s.sim, 1).await;
     let mut led = pins
         .output_levels(27)
         .expect("the LED pin was claimed at start");

@@ -235,14 +235,6 @@ fn named_topics(v: &Value) -> Vec<(String, String)> {
     out
 }
 
-async fn link_up(s: &Sim) {
-    let mut c = s.sim.ws_clients();
-    tokio::time::timeout(Duration::from_secs(20), c.wait_for(|n| *n == 1))
-        .await
-        .expect("link")
-        .expect("watch");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_has_what_home_assistant_requires_and_names_only_topics_the_bridge_uses() {
     let broker = Mosquitto::start();
@@ -256,7 +248,7 @@ async fn discovery_has_what_home_assistant_requires_and_names_only_topics_the_br
         ..BridgeSetup::new(broker.port, &s.sim, PASSWORD)
     };
     let _d = Daemon::start(&setup, pins.clone());
-    link_up(&s).await;
+    wait_link(&s.sim, 1).await;
 
     let mut seen = Vec::new();
     let total = BRIDGE_ENTITIES + TERMINAL_ENTITIES;
@@ -582,7 +574,7 @@ async fn a_backfilled_record_older_than_the_limit_reaches_the_record_topic_but_n
     )
     .await;
 
-    link_up(&s).await;
+    wait_link(&s.sim, 1).await;
     let live = s.sim.push(Some(PersonType::Blacklist));
     let live_id = format!("front-door-{}-{}", live["signTime"], live["id"]);
     collect_until(

@@ -73,23 +73,9 @@ async fn rig_with(
         seen: Vec::new(),
     };
     // `online` follows the bridge's SUBSCRIBE on the same connection: commands are heard now.
-    collect_until(
-        &mut r.sub,
-        &mut r.seen,
-        Duration::from_secs(20),
-        "bridge online",
-        |m| {
-            m.iter()
-                .any(|(t, p, _)| t == "face2mqtt/bridge/state" && p == br#"{"state":"online"}"#)
-        },
-    )
-    .await;
+    until_online(&mut r.sub, &mut r.seen).await;
     if password == PASSWORD {
-        let mut c = r.sim.sim.ws_clients();
-        tokio::time::timeout(Duration::from_secs(10), c.wait_for(|n| *n == 1))
-            .await
-            .expect("the bridge's record link to the terminal came up")
-            .expect("watch");
+        wait_link(&r.sim.sim, 1).await;
     }
     r
 }

@@ -32,11 +32,7 @@ async fn a_burst_of_photo_records_with_the_broker_down_stays_inside_the_memory_b
     let s = default_simulator().await;
     let mut sub = subscribe(broker.port, "face2mqtt/+/record").await;
     let bridge = Bridge::start(&BridgeSetup::new(broker.port, &s.sim, PASSWORD));
-    let mut clients = s.sim.ws_clients();
-    tokio::time::timeout(Duration::from_secs(20), clients.wait_for(|n| *n == 1))
-        .await
-        .expect("link")
-        .expect("watch");
+    wait_link(&s.sim, 1).await;
 
     broker.stop();
     let mut want = BTreeSet::new();

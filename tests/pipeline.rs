@@ -41,14 +41,6 @@ fn pushed_ids(pushed: &[Value]) -> BTreeSet<String> {
         .collect()
 }
 
-async fn wait_link(sim: &face2mqtt::simulator::Simulator, n: usize) {
-    let mut c = sim.ws_clients();
-    tokio::time::timeout(Duration::from_secs(20), c.wait_for(|k| *k == n))
-        .await
-        .expect("link state in time")
-        .expect("watch");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_records_survive_a_broker_outage_in_order() {
     let mut broker = Mosquitto::start();

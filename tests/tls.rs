@@ -185,14 +185,6 @@ async fn records_flow(sim: &Sim, sub: &mut Subscriber, bridge: &Bridge, n: usize
     collect_records(sub, &mut seen, &pushed, Duration::from_secs(30), bridge).await;
 }
 
-async fn link_up(sim: &Sim) {
-    let mut c = sim.sim.ws_clients();
-    tokio::time::timeout(Duration::from_secs(20), c.wait_for(|k| *k == 1))
-        .await
-        .expect("link up in time")
-        .expect("watch");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_flow_over_tls_to_a_broker_whose_ca_is_in_ca_file() {
     let ca = Ca::new("site CA");
@@ -211,7 +203,7 @@ async fn records_flow_over_tls_to_a_broker_whose_ca_is_in_ca_file() {
 
     let mut sub = subscribe(broker.port, "face2mqtt/#").await;
     let bridge = Bridge::start(&setup);
-    link_up(&sim).await;
+    wait_link(&sim.sim, 1).await;
     records_flow(&sim, &mut sub, &bridge, 20).await;
 }
 
@@ -231,7 +223,7 @@ async fn a_client_certificate_logs_in_to_a_broker_that_requires_one() {
 
     let mut sub = subscribe(broker.port, "face2mqtt/#").await;
     let bridge = Bridge::start(&setup);
-    link_up(&sim).await;
+    wait_link(&sim.sim, 1).await;
     records_flow(&sim, &mut sub, &bridge, 5).await;
 }
 
@@ -252,7 +244,7 @@ async fn a_broker_signed_by_another_ca_is_refused_and_gets_nothing() {
     // The daemon says the same, and a record it holds never reaches the broker.
     let mut sub = subscribe(broker.port, "face2mqtt/#").await;
     let bridge = Bridge::start(&setup);
-    link_up(&sim).await;
+    wait_link(&sim.sim, 1).await;
     let r = sim.sim.push(Some(PersonType::Staff));
     let id = format!("front-door-{}-{}", r["signTime"], r["id"]);
     let refusals = |log: &str| log.lines().filter(|l| l.contains(why)).count();
@@ -379,7 +371,7 @@ async fn a_username_and_password_log_in_over_tls_and_the_password_shows_nowhere(
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let mut sub = subscribe(broker.port, "face2mqtt/#").await;
     let bridge = Bridge::start(&setup);
-    link_up(&sim).await;
+    wait_link(&sim.sim, 1).await;
     records_flow(&sim, &mut sub, &bridge, 5).await;
     assert!(!bridge.log_text().contains(password));
     assert!(!text(&o).contains(password));

@@ -778,3 +778,22 @@ pub async fn collect_records(
         }
     }
 }
+
+/// Waits until the simulator has `n` record links (a deadline on the event, not a sleep).
+pub async fn wait_link(sim: &Simulator, n: usize) {
+    let mut c = sim.ws_clients();
+    tokio::time::timeout(Duration::from_secs(20), c.wait_for(|k| *k == n))
+        .await
+        .expect("link state in time")
+        .expect("watch");
+}
+
+/// Collects until the bridge says `online`: it follows the bridge's SUBSCRIBE on the same
+/// connection, so requests published from here on are heard.
+pub async fn until_online(sub: &mut Subscriber, seen: &mut Vec<(String, Vec<u8>, bool)>) {
+    collect_until(sub, seen, Duration::from_secs(20), "bridge online", |m| {
+        m.iter()
+            .any(|(t, p, _)| t == "face2mqtt/bridge/state" && p == br#"{"state":"online"}"#)
+    })
+    .await;
+}
