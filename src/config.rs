@@ -1080,6 +1080,24 @@ password = "123456"
 
     /// Finding 10 of issue 9: this was accepted (the float saturated to 16 EiB).
     #[test]
+    fn a_memory_budget_outside_256_kib_to_1_gib_is_a_config_error_naming_the_key() {
+        for bad in ["0", "255KiB", "2GiB", "18446744073709551615"] {
+            let text = format!("{MINIMAL}\n[spool]\nmemory = \"{bad}\"\n");
+            let c = Config::parse(&text).expect("parses");
+            let problems = c.validate();
+            assert!(
+                problems.iter().any(|p| p.starts_with("spool.memory:")),
+                "{bad}: {problems:?}"
+            );
+        }
+        for good in ["256KiB", "8MiB", "1GiB"] {
+            let text = format!("{MINIMAL}\n[spool]\nmemory = \"{good}\"\n");
+            let c = Config::parse(&text).expect("parses");
+            assert!(c.validate().is_empty(), "{good}: {:?}", c.validate());
+        }
+    }
+
+    #[test]
     fn a_size_that_overflows_is_an_error_not_a_saturated_number() {
         assert!(ByteSize::parse("99999999999999999999GiB").is_err());
         assert!(ByteSize::parse("18446744073709551615GiB").is_err());
