@@ -23,6 +23,7 @@
 //! reading is removed on the spot ([`Spool::photo`]). [`Spool::flush`] is the only thing that makes writes
 //! durable (sled otherwise flushes every 500 ms).
 
+mod entry;
 pub mod lowwater;
 mod photos;
 pub mod writer;
@@ -32,9 +33,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
 use crate::record::Normalized;
+
+pub use entry::{Encoded, Entry, PhotoRef};
 
 /// Free disk space the spool leaves alone: sled's errors are sticky until it is opened again,
 /// so it must never be the one to find the disk full. Photos and held records give way first.
@@ -75,26 +76,6 @@ impl SpoolError {
     }
 }
 
-/// What an entry's photo file must be: a torn write after a power cut shows as a mismatch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PhotoRef {
-    pub len: u64,
-    pub hash: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
-    pub terminal: String,
-    pub event_id: String,
-    pub sign_time: u64,
-    /// The record JSON, as published.
-    pub json: String,
-    /// When it entered the spool (Unix ms), for the "age of the oldest queued record" figure.
-    pub spooled_ms: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub photo: Option<PhotoRef>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
     Stored(u64),
@@ -130,8 +111,12 @@ pub struct Spool {
     /// Entries that can never be published as they are (undecodable), kept for a person.
     quarantine: sled::Tree,
     next_seq: AtomicU64,
-    /// Logical bytes queued (record JSON + photos), kept in memory: sled's `len()` scans.
-    bytes: AtomicU64,
+    /// What the spool takes on disk, kept in memory (`spool.max_size` is checked per record):
+    /// sled's files as last measured, entries written since the last flush (sled's files grow
+    /// only as it writes them out), and the photo files' blocks.
+    sled_disk: AtomicU64,
+    unflushed: AtomicU64,
+    photo_disk: AtomicU64,
     count: AtomicU64,
     quarantined: AtomicU64,
     max_bytes: u64,
@@ -173,13 +158,6 @@ fn pending_key(terminal: &str, sign_time: u64, seq: u64) -> Vec<u8> {
     let mut k = seen_prefix(terminal, sign_time);
     k.extend_from_slice(&seq.to_be_bytes());
     k
-}
-
-/// The part of an entry the indexes need, read without the record JSON.
-#[derive(Deserialize)]
-struct Head {
-    terminal: String,
-    sign_time: u64,
 }
 
 fn wm_key(terminal: &str) -> Vec<u8> {
@@ -247,16 +225,15 @@ impl Spool {
             dir: photo_dir.clone(),
             source,
         })?;
-        let mut bytes = 0u64;
+        let mut photo_disk = 0u64;
         let mut count = 0u64;
         // A spool written before the `pending` index existed gets it now, once.
         let rebuild = pending.is_empty() && !records.is_empty();
         for item in records.iter() {
             let (k, v) = item.map_err(err)?;
-            bytes += v.len() as u64;
             count += 1;
             if rebuild {
-                if let Ok(h) = serde_json::from_slice::<Head>(&v) {
+                if let Ok(h) = entry::head(&v) {
                     let key = pending_key(&h.terminal, h.sign_time, key_seq(&k));
                     pending.insert(key, &[]).map_err(err)?;
                 }
@@ -270,7 +247,7 @@ impl Spool {
         })?;
         for (seq, len) in on_disk {
             if records.contains_key(seq_key(seq)).map_err(err)? {
-                bytes += len;
+                photo_disk += photos::allocated(len);
             } else if let Err(e) = photos.remove(seq) {
                 tracing::warn!("cannot remove an orphaned spool photo: {e}");
             }
@@ -280,6 +257,7 @@ impl Spool {
             .map_err(err)?
             .map(|(k, _)| key_seq(&k) + 1)
             .unwrap_or(1);
+        let sled_disk = db.size_on_disk().map_err(err)?;
         Ok(Spool {
             dir: dir.into(),
             db,
@@ -291,7 +269,9 @@ impl Spool {
             quarantined: AtomicU64::new(quarantine.len() as u64),
             quarantine,
             next_seq: AtomicU64::new(next),
-            bytes: AtomicU64::new(bytes),
+            sled_disk: AtomicU64::new(sled_disk),
+            unflushed: AtomicU64::new(0),
+            photo_disk: AtomicU64::new(photo_disk),
             count: AtomicU64::new(count),
             max_bytes,
         })
@@ -321,43 +301,43 @@ impl Spool {
         photo: Option<&[u8]>,
         advance_watermark: bool,
     ) -> Result<Appended, SpoolError> {
-        let seen = seen_key(terminal, rec.sign_time, &rec.event_id);
+        self.append_encoded(
+            &Encoded::new(terminal, rec, photo, now_ms()),
+            advance_watermark,
+        )
+    }
+
+    /// [`Spool::append`] for a record already encoded (by the writer, which measured it first).
+    pub fn append_encoded(
+        &self,
+        rec: &Encoded<'_>,
+        advance_watermark: bool,
+    ) -> Result<Appended, SpoolError> {
+        let seen = seen_key(rec.terminal, rec.sign_time, rec.event_id);
         if self.seen.contains_key(&seen).map_err(|e| self.err(e))? {
             return Ok(Appended::Duplicate);
         }
-        let entry = Entry {
-            terminal: terminal.to_string(),
-            event_id: rec.event_id.clone(),
-            sign_time: rec.sign_time,
-            json: rec.json.to_string(),
-            spooled_ms: now_ms(),
-            photo: photo.map(|p| PhotoRef {
-                len: p.len() as u64,
-                hash: crate::record::stable_hash(p),
-            }),
-        };
-        let value = serde_json::to_vec(&entry).map_err(|e| SpoolError::Corrupt {
-            seq: 0,
-            reason: e.to_string(),
-        })?;
         let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-        let mut added = value.len() as u64;
         // The photo first: a record on disk whose photo is not is caught by its PhotoRef.
-        if let Some(p) = photo {
+        if let Some(p) = rec.photo {
             self.photos.put(seq, p).map_err(|e| self.photo_err(e))?;
-            added += p.len() as u64;
         }
         self.records
-            .insert(seq_key(seq), value.as_slice())
+            .insert(seq_key(seq), rec.value.as_slice())
             .map_err(|e| self.err(e))?;
         self.pending
-            .insert(pending_key(terminal, rec.sign_time, seq), &[])
+            .insert(pending_key(rec.terminal, rec.sign_time, seq), &[])
             .map_err(|e| self.err(e))?;
         self.seen.insert(seen, &[]).map_err(|e| self.err(e))?;
         if advance_watermark {
-            self.advance_watermark(terminal, rec.sign_time)?;
+            self.advance_watermark(rec.terminal, rec.sign_time)?;
         }
-        self.bytes.fetch_add(added, Ordering::SeqCst);
+        self.unflushed
+            .fetch_add(rec.value.len() as u64, Ordering::SeqCst);
+        if let Some(p) = rec.photo {
+            self.photo_disk
+                .fetch_add(photos::allocated(p.len() as u64), Ordering::SeqCst);
+        }
         self.count.fetch_add(1, Ordering::SeqCst);
         Ok(Appended::Stored(seq))
     }
@@ -387,7 +367,15 @@ impl Spool {
     /// call once per batch. Blocks.
     pub fn flush(&self) -> Result<(), SpoolError> {
         self.photos.sync().map_err(|e| self.photo_err(e))?;
+        // Counted before the flush: an entry written meanwhile is counted twice, never not at all.
+        let flushed = self.unflushed.load(Ordering::SeqCst);
         self.db.flush().map_err(|e| self.err(e))?;
+        self.measure_sled()?;
+        let _ = self
+            .unflushed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
+                Some(u.saturating_sub(flushed))
+            });
         Ok(())
     }
 
@@ -399,9 +387,9 @@ impl Spool {
         for item in self.records.range(seq_key(start)..).take(limit) {
             let (k, v) = item.map_err(|e| self.err(e))?;
             let seq = key_seq(&k);
-            match serde_json::from_slice(&v) {
+            match entry::decode(&v) {
                 Ok(entry) => batch.entries.push((seq, entry)),
-                Err(e) => batch.undecodable.push((seq, e.to_string())),
+                Err(e) => batch.undecodable.push((seq, e)),
             }
         }
         Ok(batch)
@@ -439,10 +427,7 @@ impl Spool {
         for item in self.records.range(seq_key(start)..).take(limit) {
             let (k, v) = item.map_err(|e| self.err(e))?;
             let seq = key_seq(&k);
-            let entry = serde_json::from_slice(&v).map_err(|e| SpoolError::Corrupt {
-                seq,
-                reason: e.to_string(),
-            })?;
+            let entry = entry::decode(&v).map_err(|reason| SpoolError::Corrupt { seq, reason })?;
             out.push((seq, entry));
         }
         Ok(out)
@@ -471,8 +456,7 @@ impl Spool {
         };
         if bytes.len() as u64 != want.len || crate::record::stable_hash(&bytes) != want.hash {
             tracing::warn!(event_id = %entry.event_id, "the capture photo of a spooled record is damaged (a power cut before it reached the disk?); the record goes out without it");
-            let freed = self.photos.remove(seq).map_err(|e| self.photo_err(e))?;
-            self.sub_bytes(freed);
+            self.remove_photo(seq)?;
             return Ok(None);
         }
         Ok(Some(bytes))
@@ -481,18 +465,15 @@ impl Spool {
     /// The broker acknowledged the entry: it leaves the spool. No flush needed: a delete lost in a
     /// crash is a duplicate publish, never a loss.
     pub fn ack(&self, seq: u64) -> Result<(), SpoolError> {
-        let mut freed = 0;
         if let Some(v) = self.records.remove(seq_key(seq)).map_err(|e| self.err(e))? {
-            freed += v.len() as u64;
             self.count.fetch_sub(1, Ordering::SeqCst);
-            if let Ok(h) = serde_json::from_slice::<Head>(&v) {
+            if let Ok(h) = entry::head(&v) {
                 self.pending
                     .remove(pending_key(&h.terminal, h.sign_time, seq))
                     .map_err(|e| self.err(e))?;
             }
         }
-        freed += self.photos.remove(seq).map_err(|e| self.photo_err(e))?;
-        self.sub_bytes(freed);
+        self.remove_photo(seq)?;
         Ok(())
     }
 
@@ -501,12 +482,24 @@ impl Spool {
         self.ack(seq)
     }
 
-    fn sub_bytes(&self, n: u64) {
+    /// Removes the entry's photo file, if any; whether there was one.
+    fn remove_photo(&self, seq: u64) -> Result<bool, SpoolError> {
+        let len = self.photos.remove(seq).map_err(|e| self.photo_err(e))?;
+        let freed = if len > 0 { photos::allocated(len) } else { 0 };
         let _ = self
-            .bytes
+            .photo_disk
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
-                Some(b.saturating_sub(n))
+                Some(b.saturating_sub(freed))
             });
+        Ok(len > 0)
+    }
+
+    /// Reads sled's size on disk again (deletions shrink it only as sled frees and truncates
+    /// its segments, which it does on its own schedule).
+    fn measure_sled(&self) -> Result<(), SpoolError> {
+        let size = self.db.size_on_disk().map_err(|e| self.err(e))?;
+        self.sled_disk.store(size, Ordering::SeqCst);
+        Ok(())
     }
 
     pub fn len(&self) -> u64 {
@@ -517,8 +510,12 @@ impl Spool {
         self.len() == 0
     }
 
+    /// What the spool takes on disk (what `spool.max_size` limits): sled's files and the photos.
     pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::SeqCst)
+        self.sled_disk
+            .load(Ordering::SeqCst)
+            .saturating_add(self.unflushed.load(Ordering::SeqCst))
+            .saturating_add(self.photo_disk.load(Ordering::SeqCst))
     }
 
     /// How long the oldest queued record has waited.
@@ -529,19 +526,28 @@ impl Spool {
             .map(|(_, e)| Duration::from_millis(now_ms().saturating_sub(e.spooled_ms))))
     }
 
-    /// Makes room for `incoming` more bytes under `max_size`: photos of the oldest records go
-    /// first. `room` is false when even that is not enough: the caller then holds the record
-    /// (backpressure). Records themselves are never dropped to make room.
+    /// Makes room for `incoming` more bytes on disk under `max_size`: photos of the oldest
+    /// records go first. `room` is false when even that is not enough: the caller then holds the
+    /// record (backpressure). Records themselves are never dropped to make room.
+    ///
+    /// An empty queue always takes a record, whatever sled's files measure: sled reuses the
+    /// space of deleted entries but gives it back to the file system only from the end of its
+    /// file, so its size can stay above the cap after a drain, and nothing else could lower it.
     pub fn make_room(&self, incoming: u64) -> Result<Trimmed, SpoolError> {
         let mut t = Trimmed {
             photos: 0,
             room: true,
         };
         let fits = |s: &Spool| {
-            s.bytes().saturating_add(incoming) <= s.max_bytes
+            (s.bytes().saturating_add(incoming) <= s.max_bytes || s.is_empty())
                 && s.disk_free()
                     .is_none_or(|free| free >= incoming.saturating_add(DISK_RESERVE))
         };
+        if fits(self) {
+            return Ok(t);
+        }
+        // Deletions since the last flush may have let sled give space back.
+        self.measure_sled()?;
         if fits(self) {
             return Ok(t);
         }
@@ -584,9 +590,7 @@ impl Spool {
     }
 
     fn shed_photo(&self, seq: u64) -> Result<u64, SpoolError> {
-        let freed = self.photos.remove(seq).map_err(|e| self.photo_err(e))?;
-        self.sub_bytes(freed);
-        Ok(u64::from(freed > 0))
+        Ok(u64::from(self.remove_photo(seq)?))
     }
 
     /// Per terminal, the oldest record not yet acknowledged, or the watermark when none waits.
@@ -737,9 +741,10 @@ mod tests {
             Some(vec![0xFF, 0xD8, 1, 2])
         );
         assert_eq!(s.len(), 1);
+        let with_photo = s.bytes();
         s.ack(seq).expect("ack");
         assert_eq!(s.len(), 0);
-        assert_eq!(s.bytes(), 0);
+        assert_eq!(s.bytes(), with_photo - 4096, "the photo's block is free");
         assert_eq!(s.photo(seq, &entry).expect("photo"), None);
         assert!(
             std::fs::read_dir(d.path().join("photos"))
@@ -831,16 +836,23 @@ mod tests {
         assert_eq!(s.watermark("other").expect("wm"), None);
     }
 
+    /// What an empty spool takes on disk (sled's files): caps in tests are counted above it.
+    fn empty_size() -> u64 {
+        let d = tempfile::tempdir().expect("tempdir");
+        open(d.path()).bytes()
+    }
+
     #[test]
     fn over_the_cap_photos_of_the_oldest_go_first_and_records_are_never_dropped() {
         let d = tempfile::tempdir().expect("tempdir");
-        let s = Spool::open(d.path(), 12_000).expect("opens");
+        // Three photos of one block each and their entries fit; a fourth block does not.
+        let s = Spool::open(d.path(), empty_size() + 3 * 4096 + 1000).expect("opens");
         let photo = vec![0xFFu8; 3000];
         for i in 0..3 {
             s.append("t", &rec(&format!("t-{i}"), i), Some(&photo), true)
                 .expect("append");
         }
-        let t = s.make_room(3500).expect("room");
+        let t = s.make_room(4096).expect("room");
         assert_eq!(
             t,
             Trimmed {
@@ -863,7 +875,7 @@ mod tests {
         );
 
         let s2dir = tempfile::tempdir().expect("tempdir");
-        let s2 = Spool::open(s2dir.path(), 200).expect("opens");
+        let s2 = Spool::open(s2dir.path(), empty_size() + 200).expect("opens");
         for i in 0..10 {
             s2.append("t", &rec(&format!("t-{i}"), i), None, true)
                 .expect("append");
@@ -898,5 +910,77 @@ mod tests {
                 .expect("append"),
             Appended::Duplicate
         );
+    }
+
+    /// What a directory takes on disk, as `du` counts it.
+    fn du(dir: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let mut total = 0;
+        for item in std::fs::read_dir(dir).expect("read dir") {
+            let m = item.expect("entry").metadata().expect("metadata");
+            total += m.blocks() * 512;
+        }
+        let photos = dir.join("photos");
+        if photos.is_dir() {
+            total += du(&photos);
+        }
+        total
+    }
+
+    /// Records with photos stored the writer's way: room made first, then appended.
+    fn fill(s: &Spool, n: u64, photo: &[u8]) -> u64 {
+        let mut shed = 0;
+        for i in 0..n {
+            let r = rec(&format!("t-{i}"), i);
+            let e = Encoded::new("t", &r, Some(photo), 0);
+            let t = s.make_room(e.size()).expect("room");
+            shed += t.photos;
+            assert!(t.room, "photos can always make room here");
+            s.append_encoded(&e, true).expect("append");
+            if i % 16 == 15 {
+                s.flush().expect("flush");
+            }
+        }
+        s.flush().expect("flush");
+        shed
+    }
+
+    #[test]
+    fn the_cap_is_what_the_spool_takes_on_disk() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let cap = empty_size() + (2 << 20);
+        let s = Spool::open(d.path(), cap).expect("opens");
+        let photo = vec![0xA5u8; 43_000];
+        // 200 photos of 43 KB are 8.6 MB, four times the cap above sled's own files.
+        let shed = fill(&s, 200, &photo);
+        assert!(shed >= 150, "photos of the oldest made room: {shed}");
+        assert_eq!(s.len(), 200, "no record was dropped");
+        let on_disk = du(d.path());
+        // Directory blocks and sled's small files beside its log are the slack.
+        assert!(
+            on_disk <= cap + (64 << 10),
+            "{on_disk} bytes on disk for a cap of {cap}"
+        );
+        assert!(
+            s.bytes() + (64 << 10) >= on_disk,
+            "counted {} bytes, {on_disk} on disk",
+            s.bytes()
+        );
+    }
+
+    #[test]
+    fn an_empty_queue_takes_a_record_whatever_sleds_files_measure() {
+        let d = tempfile::tempdir().expect("tempdir");
+        // A cap below what sled's own files take.
+        let s = Spool::open(d.path(), empty_size() / 2).expect("opens");
+        assert!(s.make_room(1000).expect("room").room, "the queue is empty");
+        s.append("t", &rec("t-1", 1), None, true).expect("append");
+        assert!(
+            !s.make_room(1000).expect("room").room,
+            "with one queued, the cap holds"
+        );
+        let (seq, _) = s.next_after(None, 1).expect("read")[0].clone();
+        s.ack(seq).expect("ack");
+        assert!(s.make_room(1000).expect("room").room, "empty again");
     }
 }

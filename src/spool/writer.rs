@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use super::{Appended, Spool, SpoolError};
+use super::{Appended, Encoded, Spool, SpoolError};
 use crate::budget::Ticket;
 use crate::record::Normalized;
 use crate::watchdog::{Heartbeat, BEAT};
@@ -230,22 +230,20 @@ impl Writer {
                 advance_watermark,
                 ..
             } => {
-                if !self.room_for(record) {
+                // Encoded once: its size decides whether there is room, its bytes are stored.
+                let encoded =
+                    Encoded::new(terminal, record, record.photo.as_deref(), super::now_ms());
+                if !self.room_for(encoded.size()) {
                     return Err(());
                 }
-                let photo = record.photo.as_deref();
-                let mut result = self
-                    .spool
-                    .append(terminal, record, photo, *advance_watermark);
+                let mut result = self.spool.append_encoded(&encoded, *advance_watermark);
                 if matches!(&result, Err(e) if e.is_full()) {
                     // The disk is full before the cap: a few photos of the oldest records make
                     // room for many records.
                     match self.spool.shed_photos(16) {
                         Ok(n) if n > 0 => {
                             self.shed += n;
-                            result = self
-                                .spool
-                                .append(terminal, record, photo, *advance_watermark);
+                            result = self.spool.append_encoded(&encoded, *advance_watermark);
                         }
                         _ => {}
                     }
@@ -283,9 +281,8 @@ impl Writer {
     }
 
     /// Whether the record fits under `spool.max_size`, after dropping photos of the oldest.
-    fn room_for(&mut self, record: &Normalized) -> bool {
-        let size = record.json.to_string().len() + record.photo.as_ref().map_or(0, Vec::len);
-        match self.spool.make_room(size as u64) {
+    fn room_for(&mut self, size: u64) -> bool {
+        match self.spool.make_room(size) {
             Ok(t) => {
                 self.shed += t.photos;
                 if !t.room && self.held.is_empty() {

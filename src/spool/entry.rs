@@ -1,0 +1,207 @@
+//! How a queued record is stored in sled: a small JSON head, a newline, then the record JSON
+//! exactly as it is published.
+//!
+//! The first format kept the record JSON as a string field of one JSON object: escaped (every
+//! `"` became `\"`, ~10 % larger on disk), serialized twice on the way in and unescaped on the
+//! way out. Entries in that format (no newline: compact JSON escapes control characters) are
+//! still read, so a spool written by an older bridge drains after an upgrade.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::{stable_hash, Normalized};
+
+/// What an entry's photo file must be: a torn write after a power cut shows as a mismatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoRef {
+    pub len: u64,
+    pub hash: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Entry {
+    pub terminal: String,
+    pub event_id: String,
+    pub sign_time: u64,
+    /// The record JSON, as published.
+    pub json: String,
+    /// When it entered the spool (Unix ms), for the "age of the oldest queued record" figure.
+    pub spooled_ms: u64,
+    #[serde(default)]
+    pub photo: Option<PhotoRef>,
+}
+
+/// Everything but the record JSON; also all the indexes need.
+#[derive(Serialize, Deserialize)]
+pub(super) struct Head<'a> {
+    #[serde(borrow)]
+    pub terminal: Cow<'a, str>,
+    #[serde(borrow)]
+    pub event_id: Cow<'a, str>,
+    pub sign_time: u64,
+    pub spooled_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo: Option<PhotoRef>,
+}
+
+/// A record encoded for the spool, once: the room check needs its size before it is stored.
+pub struct Encoded<'a> {
+    pub(super) terminal: &'a str,
+    pub(super) event_id: &'a str,
+    pub(super) sign_time: u64,
+    pub(super) value: Vec<u8>,
+    pub(super) photo: Option<&'a [u8]>,
+}
+
+impl<'a> Encoded<'a> {
+    pub fn new(
+        terminal: &'a str,
+        rec: &'a Normalized,
+        photo: Option<&'a [u8]>,
+        spooled_ms: u64,
+    ) -> Encoded<'a> {
+        let head = Head {
+            terminal: terminal.into(),
+            event_id: rec.event_id.as_str().into(),
+            sign_time: rec.sign_time,
+            spooled_ms,
+            photo: photo.map(|p| PhotoRef {
+                len: p.len() as u64,
+                hash: stable_hash(p),
+            }),
+        };
+        let mut value = Vec::with_capacity(128 + terminal.len() + rec.event_id.len());
+        // Neither can fail: strings, integers and a JSON value (whose keys are strings) into a Vec.
+        let _ = serde_json::to_writer(&mut value, &head);
+        value.push(b'\n');
+        let _ = serde_json::to_writer(&mut value, &rec.json);
+        Encoded {
+            terminal,
+            event_id: &rec.event_id,
+            sign_time: rec.sign_time,
+            value,
+            photo,
+        }
+    }
+
+    /// Bytes it adds to the spool on disk: the entry (sled's own overhead is counted at the next
+    /// flush) and its photo file's blocks.
+    pub fn size(&self) -> u64 {
+        let photo = self
+            .photo
+            .map_or(0, |p| super::photos::allocated(p.len() as u64));
+        self.value.len() as u64 + photo
+    }
+}
+
+/// The head of a stored entry, without reading its record JSON.
+pub(super) fn head(value: &[u8]) -> Result<Head<'_>, String> {
+    match split(value) {
+        Some((head, _)) => serde_json::from_slice(head).map_err(|e| e.to_string()),
+        None => serde_json::from_slice(value).map_err(|e| e.to_string()),
+    }
+}
+
+/// A whole stored entry, in either format.
+pub(super) fn decode(value: &[u8]) -> Result<Entry, String> {
+    let Some((head, json)) = split(value) else {
+        return serde_json::from_slice(value).map_err(|e| format!("entry (first format): {e}"));
+    };
+    let head: Head<'_> = serde_json::from_slice(head).map_err(|e| format!("entry head: {e}"))?;
+    let json = std::str::from_utf8(json).map_err(|e| format!("record JSON: {e}"))?;
+    Ok(Entry {
+        terminal: head.terminal.into_owned(),
+        event_id: head.event_id.into_owned(),
+        sign_time: head.sign_time,
+        json: json.to_owned(),
+        spooled_ms: head.spooled_ms,
+        photo: head.photo,
+    })
+}
+
+fn split(value: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = value.iter().position(|b| *b == b'\n')?;
+    Some((&value[..at], &value[at + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rec() -> Normalized {
+        Normalized {
+            event_id: "door-1700000000-7".into(),
+            sign_time: 1_700_000_000,
+            json: json!({"event_id": "door-1700000000-7", "name": "Zoë \"Z\"\u{a0}Ng", "snapshot": true}),
+            photo: None,
+            photo_problem: None,
+        }
+    }
+
+    #[test]
+    fn an_entry_reads_back_as_it_was_written() {
+        let r = rec();
+        let e = Encoded::new("door", &r, Some(b"jpeg"), 42);
+        let back = decode(&e.value).expect("decodes");
+        assert_eq!(
+            back,
+            Entry {
+                terminal: "door".into(),
+                event_id: r.event_id.clone(),
+                sign_time: r.sign_time,
+                json: r.json.to_string(),
+                spooled_ms: 42,
+                photo: Some(PhotoRef {
+                    len: 4,
+                    hash: stable_hash(b"jpeg")
+                }),
+            }
+        );
+        let h = head(&e.value).expect("head");
+        assert_eq!((&*h.terminal, h.sign_time), ("door", r.sign_time));
+    }
+
+    #[test]
+    fn the_record_json_is_stored_verbatim_not_escaped() {
+        let r = rec();
+        let e = Encoded::new("door", &r, None, 1);
+        let text = String::from_utf8(e.value.clone()).expect("utf-8");
+        assert!(text.ends_with(&format!("\n{}", r.json)), "{text}");
+        assert_eq!(e.size(), e.value.len() as u64);
+        let with_photo = Encoded::new("door", &r, Some(b"12345"), 1);
+        assert_eq!(with_photo.size(), with_photo.value.len() as u64 + 4096);
+    }
+
+    #[test]
+    fn an_entry_of_the_first_format_still_reads() {
+        let old = json!({
+            "terminal": "door",
+            "event_id": "door-1-1",
+            "sign_time": 1,
+            "json": "{\"event_id\":\"door-1-1\",\"note\":\"a\\nb\"}",
+            "spooled_ms": 5,
+            "photo": {"len": 3, "hash": 9}
+        })
+        .to_string();
+        let e = decode(old.as_bytes()).expect("decodes");
+        assert_eq!(e.json, "{\"event_id\":\"door-1-1\",\"note\":\"a\\nb\"}");
+        assert_eq!(e.photo, Some(PhotoRef { len: 3, hash: 9 }));
+        let h = head(old.as_bytes()).expect("head");
+        assert_eq!((&*h.terminal, h.sign_time), ("door", 1));
+    }
+
+    #[test]
+    fn a_damaged_entry_is_an_error_not_a_panic() {
+        for bad in [
+            &b""[..],
+            b"\n",
+            b"{\"terminal\":1}\n{}",
+            b"garbage",
+            b"{}\n\xff\xfe",
+        ] {
+            assert!(decode(bad).is_err(), "{bad:?}");
+        }
+    }
+}
