@@ -308,6 +308,37 @@ async fn the_record_push_answers_20000_then_pushes_cjson_frames() {
 }
 
 #[tokio::test]
+async fn queued_pushes_count_the_frames_a_link_has_not_been_sent_yet() {
+    let s = default_simulator().await;
+    s.sim.push(Some(PersonType::Staff));
+    assert_eq!(s.sim.queued_pushes(), 0, "without a link nothing is queued");
+    let c = client_for(&s.sim, PASSWORD, T);
+    let mut ws = push::connect(&c, T).await.expect("connects");
+    let mut clients = s.sim.ws_clients();
+    tokio::time::timeout(T, clients.wait_for(|n| *n == 1))
+        .await
+        .expect("registered")
+        .expect("watch");
+    // A client that does not read: ~60 KB frames fill the socket buffers, then wait in the queue.
+    for _ in 0..200 {
+        s.sim.push(Some(PersonType::Staff));
+    }
+    eventually("frames wait for the link", T, || async {
+        s.sim.queued_pushes() > 0
+    })
+    .await;
+    let mut read = 0;
+    while read < 200 {
+        match tokio::time::timeout(T, ws.next()).await.expect("a frame") {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(_))) => read += 1,
+            Some(Ok(_)) => {}
+            other => panic!("link ended: {other:?}"),
+        }
+    }
+    assert_eq!(s.sim.queued_pushes(), 0, "every frame was sent");
+}
+
+#[tokio::test]
 async fn the_record_push_refuses_a_wrong_password_with_20002() {
     let s = default_simulator().await;
     let c = client_for(&s.sim, "wrong", T);

@@ -263,6 +263,18 @@ impl Simulator {
         self.shared.rate.send_replace(per_second.max(0.0));
     }
 
+    /// Recognitions from now on carry photos (`true`) or not: the benchmark's mix of both.
+    pub fn set_photos(&self, photos: bool) {
+        self.shared.state().set_photos(photos);
+    }
+
+    /// Push frames not yet sent on every link (0 without links). A link more than the push
+    /// queue's depth (16,384 frames) behind skips frames, as a terminal that gives up on a slow
+    /// client does; a caller pushing faster than the client reads waits on this to stay below.
+    pub fn queued_pushes(&self) -> usize {
+        self.shared.pushes.len()
+    }
+
     pub fn set_password(&self, password: Secret) {
         self.shared.state().password = password;
     }

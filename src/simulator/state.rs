@@ -252,6 +252,12 @@ impl State {
         self
     }
 
+    /// Switches photos on or off for the recognitions from now on (a mix of records with and
+    /// without photos, as benchmarks need).
+    pub fn set_photos(&mut self, photos: bool) {
+        self.photos = photos;
+    }
+
     /// The face of a known user, the same picture every time.
     fn user_photo(&mut self, user_id: &str) -> Face {
         let seed = self
@@ -583,6 +589,19 @@ mod tests {
         assert_eq!(r.fields["type"], json!(-1));
         assert!(r.capture.is_some());
         assert_eq!(r.to_value()["photo"], json!("null"));
+    }
+
+    #[test]
+    fn photos_switched_off_and_on_apply_to_the_next_recognitions() {
+        let mut s = state();
+        s.set_photos(false);
+        let without = s.recognize(PersonType::Staff).to_value();
+        assert_eq!(without["signAvatar"], json!(""));
+        assert_eq!(without["photo"], json!("null"));
+        s.set_photos(true);
+        let with = s.recognize(PersonType::Staff).to_value();
+        assert_ne!(with["signAvatar"], json!(""));
+        assert_ne!(with["photo"], json!("null"));
     }
 
     #[test]

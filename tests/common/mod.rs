@@ -523,17 +523,25 @@ impl Bridge {
     }
 
     fn start_with_spool_in(setup: &BridgeSetup<'_>, spool: Option<&Path>) -> Bridge {
+        Bridge::start_written(setup.env, |dir| {
+            let spool = spool.map_or_else(|| dir.join("spool"), Path::to_path_buf);
+            bridge_config(setup, &spool)
+        })
+    }
+
+    /// Starts with the config `write` returns, given the bridge's own directory (its spool goes
+    /// in `<dir>/spool` by convention): for configs `BridgeSetup` does not describe (several
+    /// terminals, other spool keys).
+    pub fn start_written(env: &[(&str, &str)], write: impl FnOnce(&Path) -> String) -> Bridge {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("config.toml");
-        let spool = spool.map_or_else(|| dir.path().join("spool"), Path::to_path_buf);
-        std::fs::write(&config, bridge_config(setup, &spool)).expect("write config");
+        std::fs::write(&config, write(dir.path())).expect("write config");
         let mut b = Bridge {
             child: None,
             log: dir.path().join("bridge.log"),
             dir,
             config,
-            env: setup
-                .env
+            env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),

@@ -1,0 +1,133 @@
+//! The bridge under test: its config (one or many simulated terminals), its start, and
+//! systemd's READY=1 over a notify socket of our own.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use face2mqtt::simulator::Simulator;
+
+use crate::common::{Bridge, PASSWORD};
+use crate::measure::Proc;
+
+/// A bridge's settings beyond the terminals. The keepalive is the production default (ping
+/// every 10 s, dead after 33 s); reconnects are quick (50–500 ms) so that a bench measures the
+/// bridge, not its backoff; backfill looks 5 s before the last record (production: 60 s).
+pub struct Setup<'a> {
+    pub broker_port: u16,
+    pub terminals: Vec<(String, &'a Simulator)>,
+    pub spool_keys: &'a str,
+    pub env: &'a [(&'a str, &'a str)],
+    pub log_level: &'a str,
+}
+
+impl<'a> Setup<'a> {
+    pub fn one(broker_port: u16, sim: &'a Simulator) -> Setup<'a> {
+        Setup {
+            broker_port,
+            terminals: vec![("front-door".into(), sim)],
+            spool_keys: "",
+            env: &[],
+            log_level: "warn",
+        }
+    }
+
+    pub fn start(&self) -> Bridge {
+        Bridge::start_written(self.env, |dir| {
+            let mut c = format!(
+                "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id = \"bench-{}\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\n\n[spool]\ndir = \"{}\"\n{}\n\n[log]\nlevel = \"{}\"\n\n",
+                self.broker_port,
+                fastrand::u32(..),
+                dir.join("spool").display(),
+                self.spool_keys,
+                self.log_level,
+            );
+            for (id, sim) in &self.terminals {
+                c.push_str(&format!(
+                    "[[terminal]]\nid = \"{id}\"\nhost = \"127.0.0.1\"\nhttp_port = {}\nws_port = {}\npassword = \"{PASSWORD}\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\nbackfill_margin = \"5s\"\n\n",
+                    sim.http_addr().port(),
+                    sim.ws_addr().port(),
+                ));
+            }
+            c
+        })
+    }
+}
+
+pub fn proc_of(bridge: &Bridge) -> Proc {
+    Proc(bridge.pid().expect("bridge running"))
+}
+
+pub fn spool_dir(bridge: &Bridge) -> PathBuf {
+    bridge.dir.path().join("spool")
+}
+
+/// A notify socket the bridge reports READY=1 to (`NOTIFY_SOCKET`).
+pub struct Notify {
+    _dir: tempfile::TempDir,
+    sock: UnixDatagram,
+    pub path: String,
+}
+
+impl Notify {
+    pub fn bind() -> Notify {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notify.sock");
+        let sock = UnixDatagram::bind(&path).expect("notify socket");
+        sock.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        Notify {
+            path: path.to_string_lossy().into_owned(),
+            _dir: dir,
+            sock,
+        }
+    }
+
+    /// Waits for a datagram containing `what`.
+    pub fn wait_for(&self, what: &str) {
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = self
+                .sock
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("{what} within 60 s: {e}"));
+            if String::from_utf8_lossy(&buf[..n]).contains(what) {
+                return;
+            }
+        }
+    }
+
+    /// (Re)starts `bridge` on its config and spool; process start → READY=1.
+    pub fn time_start(&self, bridge: &mut Bridge) -> Duration {
+        let started = Instant::now();
+        bridge.spawn();
+        self.wait_for("READY=1");
+        started.elapsed()
+    }
+
+    /// Stops `bridge` cleanly and swallows its notifications up to STOPPING=1.
+    pub fn stop(&self, bridge: &mut Bridge) {
+        bridge.stop();
+        self.wait_for("STOPPING=1");
+    }
+}
+
+/// Process start → READY=1 with an empty spool, the median of `runs`.
+pub async fn ready_empty(broker_port: u16, sim: &Simulator, runs: usize) -> Duration {
+    let notify = Notify::bind();
+    let env = [("NOTIFY_SOCKET", notify.path.as_str())];
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let setup = Setup {
+            env: &env,
+            ..Setup::one(broker_port, sim)
+        };
+        let started = Instant::now();
+        let mut bridge = setup.start();
+        notify.wait_for("READY=1");
+        times.push(started.elapsed());
+        notify.stop(&mut bridge);
+    }
+    times.sort();
+    times[times.len() / 2]
+}

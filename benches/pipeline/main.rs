@@ -1,0 +1,330 @@
+//! Pipeline benchmark: `cargo bench --bench pipeline` (needs Mosquitto; `scripts/test` installs
+//! it; Node-RED is installed into `target/node-red` with npm, or skipped with a line saying so).
+//!
+//! Everything runs on this one machine: the simulators (in this process), the bridge (the release
+//! binary, a separate process, as deployed), Mosquitto, Node-RED and a subscriber. Figures are
+//! end to end and include the simulator's own cost of printing frames; compare the rows of one
+//! run with each other (ratios), not with another machine's. Every scenario has its own broker,
+//! simulator and bridge. `BENCH_SCALE=0.1` scales record counts and waits down for a quick run.
+//!
+//! Progress goes to stderr; stdout ends with one markdown table of issue 10's goal rows, for
+//! BENCHMARKS.md.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+mod backfill;
+mod backlog;
+mod bridge;
+mod burst;
+mod latency;
+mod measure;
+mod nodered;
+mod scale;
+mod sustained;
+
+use std::time::{Duration, Instant};
+
+use face2mqtt::simulator::SimConfig;
+use measure::{count, factor, mib, ms, scale, scaled, secs};
+
+fn machine() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown CPU")
+        .trim()
+        .to_string();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem_kib: u64 = read("/proc/meminfo")
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    let kernel = read("/proc/sys/kernel/osrelease");
+    format!(
+        "{cpu}, {cores} cores, {:.1} GiB RAM, Linux {} {}",
+        mem_kib as f64 / 1024.0 / 1024.0,
+        kernel.trim(),
+        std::env::consts::ARCH
+    )
+}
+
+/// The report: one row per figure, face2mqtt beside Node-RED where both were measured.
+struct Table(Vec<[String; 5]>);
+
+impl Table {
+    fn row(&mut self, measure: String, ours: String, goal: &str) {
+        self.0
+            .push([measure, ours, "".into(), "".into(), goal.to_string()]);
+    }
+
+    fn versus(&mut self, measure: String, ours: String, theirs: String, ratio: String, goal: &str) {
+        self.0
+            .push([measure, ours, theirs, ratio, goal.to_string()]);
+    }
+
+    fn print(&self) {
+        println!("| measure | face2mqtt | Node-RED | Node-RED ÷ face2mqtt | goal (issue 10) |");
+        println!("|---|---|---|---|---|");
+        for r in &self.0 {
+            println!("| {} | {} | {} | {} | {} |", r[0], r[1], r[2], r[3], r[4]);
+        }
+    }
+}
+
+fn ratio(theirs: f64, ours: f64) -> String {
+    if ours > 0.0 {
+        format!("{:.1}x", theirs / ours)
+    } else {
+        "–".into()
+    }
+}
+
+fn lat(l: &latency::Latency) -> String {
+    let lost = if l.lost > 0 {
+        format!(" ({} lost)", l.lost)
+    } else {
+        String::new()
+    };
+    format!("{} / {}{lost}", ms(l.p50), ms(l.p99))
+}
+
+fn rss_after(b: &burst::Burst) -> String {
+    let diff = b.rss_after as f64 - b.idle_rss as f64;
+    format!(
+        "{} → {} ({}{})",
+        mib(b.idle_rss),
+        mib(b.rss_after),
+        if diff >= 0.0 { "+" } else { "−" },
+        mib(diff.abs() as u64)
+    )
+}
+
+fn step(what: &str) -> Instant {
+    eprintln!("== {what}");
+    Instant::now()
+}
+
+fn done(t: Instant) {
+    eprintln!("   ({})", secs(t.elapsed()));
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let started = Instant::now();
+    let machine = machine();
+    println!("machine: {machine}");
+    let mut t = Table(Vec::new());
+    rt.block_on(async {
+        let s = step("start to READY, empty spool");
+        let ready_empty = {
+            let broker = common::Mosquitto::start();
+            let sim = common::simulator(SimConfig::default()).await;
+            bridge::ready_empty(broker.port, &sim.sim, 5).await
+        };
+        done(s);
+
+        let n_lat = scale(400);
+        for photos in [true, false] {
+            let s = step(&format!("latency, photos: {photos}"));
+            let (l, peak) = latency::run(photos, n_lat).await;
+            let with = if photos { "with" } else { "without" };
+            t.row(
+                format!("latency push → MQTT p50 / p99, {n_lat} records at 50/s {with} photos"),
+                lat(&l),
+                if photos { "" } else { "p99 ≤ 10 ms" },
+            );
+            t.row(format!("… peak RSS ({with} photos)"), mib(peak), "≤ 24 MiB");
+            done(s);
+        }
+
+        for (photos, n, goal) in [
+            (true, scale(5_000), "≥ 2,000 records/s"),
+            (false, scale(20_000), "≥ 10,000 records/s"),
+        ] {
+            let with = if photos { "with" } else { "without" };
+            let s = step(&format!("sustained, {with} photos"));
+            let r = sustained::run(photos, n).await;
+            let lost = if r.lost > 0 {
+                format!(" ({} lost)", r.lost)
+            } else {
+                String::new()
+            };
+            t.row(
+                format!("sustained, {} records {with} photos pushed as fast as the simulator prints them", count(r.n as f64)),
+                format!("{} records/s{lost}", count(r.rate)),
+                goal,
+            );
+            t.row(format!("… peak RSS ({with} photos)"), mib(r.peak_rss), "≤ 24 MiB");
+            t.row(
+                format!("… disk bytes written per record ({with} photos) vs its spooled size (record JSON + photo)"),
+                format!(
+                    "{:.1} KiB per {:.1} KiB: {:.1}×",
+                    r.written / 1024.0,
+                    r.spooled / 1024.0,
+                    r.written / r.spooled
+                ),
+                "≤ 3×",
+            );
+            done(s);
+        }
+
+        let settle = scaled(Duration::from_secs(60));
+        let n_burst = scale(5_000);
+        let s = step("burst");
+        let b = burst::run(n_burst, settle).await;
+        done(s);
+
+        let n_backlog = scale(100_000);
+        let s = step("backlog");
+        let bl = backlog::run(n_backlog, 3).await;
+        done(s);
+
+        let n_backfill = scale(10_000);
+        let s = step("backfill");
+        let bf = backfill::run(n_backfill).await;
+        done(s);
+
+        let s = step("16 terminals");
+        let sc = scale::run(16, 5.0, scaled(Duration::from_secs(60))).await;
+        done(s);
+
+        let s = step("Node-RED");
+        let nr = match nodered::install() {
+            Ok(red) => Some(nodered::run(&red, scale(400), n_burst, settle).await),
+            Err(why) => {
+                println!("SKIPPED: Node-RED side by side: {why}");
+                None
+            }
+        };
+        done(s);
+
+        let skipped = || "skipped".to_string();
+        let n_cmp = scale(400);
+        match &nr {
+            Some(c) => {
+                t.versus(
+                    format!("latency p50 / p99, {n_cmp} records at 50/s, half with photos (same simulator and broker, one after the other)"),
+                    lat(&c.ours.latency),
+                    lat(&c.theirs.latency),
+                    format!(
+                        "{} / {}",
+                        ratio(c.theirs.latency.p50.as_secs_f64(), c.ours.latency.p50.as_secs_f64()),
+                        ratio(c.theirs.latency.p99.as_secs_f64(), c.ours.latency.p99.as_secs_f64())
+                    ),
+                    "",
+                );
+                t.versus(
+                    "… peak RSS (Node-RED: the node process)".into(),
+                    mib(c.ours.peak_rss),
+                    mib(c.theirs.peak_rss),
+                    ratio(c.theirs.peak_rss as f64, c.ours.peak_rss as f64),
+                    "≤ 24 MiB",
+                );
+            }
+            None => t.versus(
+                format!("latency p50 / p99, {n_cmp} records at 50/s, half with photos"),
+                "skipped with Node-RED".into(),
+                skipped(),
+                "".into(),
+                "",
+            ),
+        }
+        let theirs = |f: &dyn Fn(&burst::Burst) -> String| nr.as_ref().map_or_else(skipped, |c| f(&c.burst));
+        let burst_ratio = nr.as_ref().map_or(String::new(), |c| ratio(c.burst.peak_rss as f64, b.peak_rss as f64));
+        t.versus(
+            format!("burst: {} photo records pushed while the broker is down, then drained: peak RSS", count(n_burst as f64)),
+            mib(b.peak_rss),
+            theirs(&|x: &burst::Burst| mib(x.peak_rss)),
+            burst_ratio,
+            "≤ 24 MiB",
+        );
+        t.versus(
+            "… lost (event ids pushed but never published)".into(),
+            b.lost.to_string(),
+            theirs(&|x: &burst::Burst| format!("{} of {}", x.lost, x.n)),
+            "".into(),
+            "0",
+        );
+        t.versus(
+            "… drain: broker start → last record".into(),
+            secs(b.drain),
+            theirs(&|x: &burst::Burst| if x.lost == x.n { "nothing to drain".into() } else { secs(x.drain) }),
+            "".into(),
+            "",
+        );
+        t.versus(
+            format!("… RSS idle before the burst → {} after the drain (difference)", secs(b.settle)),
+            rss_after(&b),
+            theirs(&rss_after),
+            "".into(),
+            "within 2 MiB of idle",
+        );
+
+        t.row(
+            format!("backlog: {} records (1 in 10 with a photo) spooled with the broker down: time, spool on disk", count(n_backlog as f64)),
+            format!("{}, {}", secs(bl.spooling), mib(bl.spool_bytes)),
+            "",
+        );
+        t.row(
+            "… drain after the broker returns (bridge restarted on the spool)".into(),
+            format!("{} ({} records/s)", secs(bl.drain), count(bl.n as f64 / bl.drain.as_secs_f64())),
+            "≤ 60 s",
+        );
+        t.row(
+            "… peak RSS (spooling / draining, the higher)".into(),
+            format!("{} (spooling {})", mib(bl.peak_rss), mib(bl.peak_rss_spooling)),
+            "≤ 24 MiB",
+        );
+        t.row("… lost".into(), bl.lost.to_string(), "0");
+        t.row(
+            "start → READY=1, empty spool (median of 5)".into(),
+            ms(ready_empty),
+            "",
+        );
+        t.row(
+            format!("start → READY=1 with the {} records spooled, broker down (median of {})", count(n_backlog as f64), bl.ready_runs),
+            ms(bl.ready),
+            "≤ 300 ms",
+        );
+        t.row(
+            format!("backfill: {} photo records kept by the terminal while the link was down, fetched after it returns", count(n_backfill as f64)),
+            format!("{} ({} records/s)", secs(bf.time), count(bf.n as f64 / bf.time.as_secs_f64())),
+            "",
+        );
+        t.row("… peak RSS".into(), mib(bf.peak_rss), "≤ 24 MiB");
+        t.row("… lost".into(), bf.lost.to_string(), "0");
+        t.row(
+            format!(
+                "{} terminals at {} records/s each with photos for {} ({} records): p50 / p99",
+                sc.terminals, sc.per_second, secs(sc.wall), count(sc.n as f64)
+            ),
+            lat(&sc.latency),
+            "p99 ≤ 20 ms",
+        );
+        t.row("… peak RSS".into(), mib(sc.peak_rss), "≤ 24 MiB");
+        t.row(
+            "… bridge CPU (user + system over wall time, % of one core)".into(),
+            format!("{:.1} %", sc.cpu_percent),
+            "reported",
+        );
+    });
+    println!();
+    println!(
+        "{machine}; BENCH_SCALE={}; whole run {}",
+        factor(),
+        secs(started.elapsed())
+    );
+    println!();
+    t.print();
+}
