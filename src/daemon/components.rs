@@ -58,7 +58,10 @@ pub fn spawn_mqtt(
     beats: &Beats,
 ) -> Result<(Stage, Stage), Failure> {
     let options = crate::mqtt::options(&config.mqtt).map_err(Failure::Config)?;
-    let (client, eventloop) = AsyncClient::new(options, 1024);
+    let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    // Packets are written whole; Nagle would hold a small PUBLISH behind an unacknowledged one
+    // until the broker's delayed ACK (up to 40 ms).
+    eventloop.network_options.set_tcp_nodelay(true);
     let (events_tx, events_rx) = mpsc::channel(1024);
     let driver = Stage::new();
     let backoff = Backoff::new(config.mqtt.reconnect_min, config.mqtt.reconnect_max);
