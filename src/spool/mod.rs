@@ -676,8 +676,25 @@ mod tests {
         }
     }
 
+    /// Opens the spool in `dir`, also again after a `Spool` on it was dropped. sled lets go of
+    /// its file lock when its background threads drop their handles, which can be a moment after
+    /// the `Spool` is dropped: a reopen waits for that (up to a deadline) instead of failing.
     fn open(dir: &Path) -> Spool {
-        Spool::open(dir, 64 << 20).expect("opens")
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match Spool::open(dir, 64 << 20) {
+                Ok(s) => return s,
+                Err(SpoolError::Db {
+                    source: sled::Error::Io(e),
+                    ..
+                }) if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("opens: {e}"),
+            }
+        }
     }
 
     #[test]
