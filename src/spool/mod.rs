@@ -144,6 +144,13 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether `incoming` more bytes fit beside the `queued` ones: under the size cap, and leaving
+/// [`DISK_RESERVE`] free on the disk (`disk_free` is `None` when that cannot be told).
+fn fits(queued: u64, incoming: u64, max_bytes: u64, disk_free: Option<u64>) -> bool {
+    queued.saturating_add(incoming) <= max_bytes
+        && disk_free.is_none_or(|free| free >= incoming.saturating_add(DISK_RESERVE))
+}
+
 fn seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
@@ -537,21 +544,17 @@ impl Spool {
             photos: 0,
             room: true,
         };
-        let fits = |s: &Spool| {
-            s.bytes().saturating_add(incoming) <= s.max_bytes
-                && s.disk_free()
-                    .is_none_or(|free| free >= incoming.saturating_add(DISK_RESERVE))
-        };
-        if fits(self) {
+        let fits_now = |s: &Spool| fits(s.bytes(), incoming, s.max_bytes, s.disk_free());
+        if fits_now(self) {
             return Ok(t);
         }
         for (seq, _) in self.photos.list().map_err(|e| self.photo_err(e))? {
-            if fits(self) {
+            if fits_now(self) {
                 return Ok(t);
             }
             t.photos += self.shed_photo(seq)?;
         }
-        t.room = fits(self);
+        t.room = fits_now(self);
         Ok(t)
     }
 
@@ -914,6 +917,29 @@ mod tests {
             s.append("b", &rec("b-old", 100), None, true)
                 .expect("append"),
             Appended::Duplicate
+        );
+    }
+
+    #[test]
+    fn a_record_fits_under_the_cap_with_the_four_mib_disk_reserve_left_free() {
+        const MIB: u64 = 1 << 20;
+        assert!(fits(900, 100, 1000, None), "exactly at the cap");
+        assert!(!fits(901, 100, 1000, None), "one byte over the cap");
+        assert!(
+            fits(0, 100, 1000, Some(100 + 4 * MIB)),
+            "exactly the reserve left"
+        );
+        assert!(
+            !fits(0, 100, 1000, Some(100 + 4 * MIB - 1)),
+            "one byte into the reserve"
+        );
+        assert!(
+            !fits(901, 100, 1000, Some(u64::MAX)),
+            "a free disk does not lift the cap"
+        );
+        assert!(
+            !fits(0, 100, 1000, Some(0)),
+            "room under the cap does not fill a full disk"
         );
     }
 }
