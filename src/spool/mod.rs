@@ -920,6 +920,17 @@ mod tests {
         );
     }
 
+    fn stored(a: Appended) -> u64 {
+        match a {
+            Appended::Stored(seq) => seq,
+            Appended::Duplicate => panic!("expected a new entry"),
+        }
+    }
+
+    fn marks(pairs: &[(&str, u64)]) -> lowwater::Marks {
+        pairs.iter().map(|(t, m)| (t.to_string(), *m)).collect()
+    }
+
     #[test]
     fn a_record_fits_under_the_cap_with_the_four_mib_disk_reserve_left_free() {
         const MIB: u64 = 1 << 20;
@@ -941,5 +952,358 @@ mod tests {
             !fits(0, 100, 1000, Some(0)),
             "room under the cap does not fill a full disk"
         );
+    }
+
+    #[test]
+    fn a_full_disk_or_quota_is_told_from_other_errors() {
+        use std::io::{Error, ErrorKind};
+        let photos = |e: Error| SpoolError::Photos {
+            dir: "p".into(),
+            source: e,
+        };
+        let db = |e: Error| SpoolError::Db {
+            dir: "d".into(),
+            source: sled::Error::Io(e),
+        };
+        assert!(photos(Error::from_raw_os_error(28)).is_full(), "ENOSPC");
+        assert!(photos(Error::from_raw_os_error(122)).is_full(), "EDQUOT");
+        assert!(photos(Error::new(ErrorKind::StorageFull, "full")).is_full());
+        assert!(db(Error::from_raw_os_error(28)).is_full());
+        assert!(db(Error::from_raw_os_error(122)).is_full());
+        assert!(!photos(Error::from_raw_os_error(13)).is_full(), "EACCES");
+        assert!(!db(Error::from_raw_os_error(5)).is_full(), "EIO");
+        assert!(!SpoolError::Corrupt {
+            seq: 1,
+            reason: "x".into()
+        }
+        .is_full());
+        assert!(!SpoolError::Db {
+            dir: "d".into(),
+            source: sled::Error::Unsupported("x".into())
+        }
+        .is_full());
+    }
+
+    #[test]
+    fn an_entry_records_when_it_entered_the_spool_and_the_oldest_tells_its_age() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        assert_eq!(s.oldest_age().expect("age"), None);
+        let before = now_ms();
+        let seq = stored(s.append("t", &rec("t-1", 1), None, true).expect("append"));
+        let after = now_ms();
+        let (_, mut entry) = s.next_after(None, 1).expect("read")[0].clone();
+        assert!(
+            before <= entry.spooled_ms && entry.spooled_ms <= after,
+            "{before} <= {} <= {after}",
+            entry.spooled_ms
+        );
+        // The same entry, spooled a minute ago.
+        entry.spooled_ms -= 60_000;
+        s.records
+            .insert(seq_key(seq), serde_json::to_vec(&entry).expect("json"))
+            .expect("rewrite");
+        let age = s.oldest_age().expect("age").expect("an entry waits");
+        assert!(
+            age >= Duration::from_secs(60) && age < Duration::from_secs(3600),
+            "{age:?}"
+        );
+    }
+
+    #[test]
+    fn a_reopened_spool_counts_the_same_entries_and_bytes() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (len, bytes) = {
+            let s = open(d.path());
+            s.append("t", &rec("t-1", 1), Some(&[0xFF; 3000]), true)
+                .expect("append");
+            s.append("t", &rec("t-2", 2), None, true).expect("append");
+            s.append("t", &rec("t-3", 3), Some(&[0xFF; 10]), true)
+                .expect("append");
+            s.flush().expect("flush");
+            (s.len(), s.bytes())
+        };
+        let s = open(d.path());
+        assert_eq!((s.len(), s.bytes()), (len, bytes));
+        assert_eq!(len, 3);
+    }
+
+    #[test]
+    fn a_spool_written_before_the_pending_index_gets_it_when_opened() {
+        let d = tempfile::tempdir().expect("tempdir");
+        {
+            let s = open(d.path());
+            s.append("a", &rec("a-1", 100), None, true).expect("append");
+            s.append("a", &rec("a-2", 200), None, true).expect("append");
+            s.append("b", &rec("b-1", 150), None, true).expect("append");
+            s.pending.clear().expect("clear");
+            s.flush().expect("flush");
+        }
+        let s = open(d.path());
+        assert_eq!(
+            s.low_water().expect("marks"),
+            marks(&[("a", 100), ("b", 150)])
+        );
+    }
+
+    #[test]
+    fn the_low_water_mark_is_the_oldest_unacknowledged_record_or_else_the_watermark() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        assert_eq!(s.low_water().expect("marks"), marks(&[]));
+        s.append("a", &rec("a-1", 300), None, true).expect("append");
+        s.append("a", &rec("a-2", 100), None, true).expect("append");
+        let b1 = stored(s.append("b", &rec("b-1", 500), None, true).expect("append"));
+        let b2 = stored(s.append("b", &rec("b-2", 400), None, true).expect("append"));
+        s.append("c", &rec("c-1", 50), None, false).expect("append");
+        assert_eq!(
+            s.low_water().expect("marks"),
+            marks(&[("a", 100), ("b", 400), ("c", 50)])
+        );
+        s.ack(b2).expect("ack");
+        assert_eq!(s.low_water().expect("marks")["b"], 500);
+        s.ack(b1).expect("ack");
+        assert_eq!(
+            s.low_water().expect("marks")["b"],
+            500,
+            "none waits: the watermark"
+        );
+    }
+
+    #[test]
+    fn the_low_water_file_is_written_when_the_marks_change() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        s.append("a", &rec("a-1", 100), None, true).expect("append");
+        let mut last = lowwater::Marks::new();
+        s.save_low_water(&mut last).expect("save");
+        assert_eq!(last, marks(&[("a", 100)]));
+        assert_eq!(lowwater::read(d.path()), marks(&[("a", 100)]));
+        std::fs::remove_file(lowwater::path(d.path())).expect("remove");
+        s.save_low_water(&mut last).expect("save");
+        assert_eq!(
+            lowwater::read(d.path()),
+            marks(&[]),
+            "unchanged: not written again"
+        );
+    }
+
+    #[test]
+    fn a_spool_that_lost_records_makes_backfill_look_back_to_the_last_low_water_mark() {
+        let d = tempfile::tempdir().expect("tempdir");
+        {
+            let s = open(d.path());
+            let old = stored(s.append("a", &rec("a-1", 100), None, true).expect("append"));
+            s.append("a", &rec("a-2", 300), None, true).expect("append");
+            s.save_low_water(&mut lowwater::Marks::new()).expect("save");
+            // Acknowledged (or lost) after the marks were written.
+            s.ack(old).expect("ack");
+            s.flush().expect("flush");
+        }
+        let s = open(d.path());
+        assert_eq!(s.watermark("a").expect("wm"), Some(100));
+
+        let fresh = tempfile::tempdir().expect("tempdir");
+        lowwater::write(fresh.path(), &marks(&[("b", 40)])).expect("marks");
+        let s = open(fresh.path());
+        assert_eq!(
+            s.watermark("b").expect("wm"),
+            Some(40),
+            "an empty spool looks back too"
+        );
+    }
+
+    #[test]
+    fn a_spool_that_still_holds_the_low_water_record_keeps_its_watermark() {
+        let d = tempfile::tempdir().expect("tempdir");
+        {
+            let s = open(d.path());
+            s.append("a", &rec("a-1", 100), None, true).expect("append");
+            s.append("a", &rec("a-2", 300), None, true).expect("append");
+            s.save_low_water(&mut lowwater::Marks::new()).expect("save");
+            s.flush().expect("flush");
+        }
+        let s = open(d.path());
+        assert_eq!(s.watermark("a").expect("wm"), Some(300));
+    }
+
+    #[test]
+    fn a_quarantined_entry_leaves_the_queue_with_its_reason_and_is_counted_across_a_reopen() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let first;
+        {
+            let s = open(d.path());
+            assert_eq!(s.quarantined(), 0);
+            first = stored(
+                s.append("t", &rec("t-1", 1), Some(&[0xFF, 0xD8, 1, 2]), true)
+                    .expect("append"),
+            );
+            let second = stored(s.append("t", &rec("t-2", 2), None, true).expect("append"));
+            s.quarantine(first, "undecodable").expect("quarantine");
+            assert_eq!((s.len(), s.quarantined()), (1, 1));
+            let left: Vec<u64> = s
+                .next_after(None, 10)
+                .expect("read")
+                .into_iter()
+                .map(|(q, _)| q)
+                .collect();
+            assert_eq!(left, [second]);
+            let kept = s
+                .quarantine
+                .get(seq_key(first))
+                .expect("get")
+                .expect("kept");
+            assert!(kept.starts_with(b"undecodable\0{"), "{kept:?}");
+            s.quarantine(second, "too large").expect("quarantine");
+            assert_eq!((s.len(), s.quarantined()), (0, 2));
+            s.quarantine(999, "gone").expect("nothing to quarantine");
+            assert_eq!(s.quarantined(), 2);
+            s.flush().expect("flush");
+        }
+        let s = open(d.path());
+        assert_eq!(s.quarantined(), 2);
+        assert!(s.is_empty());
+        assert_eq!(s.bytes(), 0, "the photo went too");
+    }
+
+    #[test]
+    fn a_batch_reports_undecodable_entries_beside_the_good_ones() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let a = stored(s.append("t", &rec("t-1", 1), None, true).expect("append"));
+        let b = stored(s.append("t", &rec("t-2", 2), None, true).expect("append"));
+        let c = stored(s.append("t", &rec("t-3", 3), None, true).expect("append"));
+        s.records
+            .insert(seq_key(b), &b"not json"[..])
+            .expect("damage");
+        let batch = s.next_batch(None, 10).expect("batch");
+        let good: Vec<(u64, String)> = batch
+            .entries
+            .iter()
+            .map(|(q, e)| (*q, e.event_id.clone()))
+            .collect();
+        assert_eq!(good, [(a, "t-1".to_string()), (c, "t-3".to_string())]);
+        assert_eq!(
+            batch
+                .undecodable
+                .iter()
+                .map(|(q, _)| *q)
+                .collect::<Vec<_>>(),
+            [b]
+        );
+        let later = s.next_batch(Some(a), 1).expect("batch");
+        assert!(later.entries.is_empty());
+        assert_eq!(later.undecodable.len(), 1);
+    }
+
+    #[test]
+    fn the_last_sequence_number_is_the_newest_entry_s() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        assert_eq!(s.last_seq().expect("last"), None);
+        assert!(s.is_empty());
+        s.append("t", &rec("t-1", 1), None, true).expect("append");
+        s.append("t", &rec("t-2", 2), None, true).expect("append");
+        let c = stored(s.append("t", &rec("t-3", 3), None, true).expect("append"));
+        assert_eq!(s.last_seq().expect("last"), Some(c));
+        assert!(c >= 3, "{c}");
+        assert!(!s.is_empty());
+    }
+
+    #[test]
+    fn a_discarded_entry_leaves_with_its_photo() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let seq = stored(
+            s.append("t", &rec("t-1", 1), Some(&[0xFF, 0xD8, 1, 2]), true)
+                .expect("append"),
+        );
+        s.discard(seq).expect("discard");
+        assert!(s.is_empty());
+        assert_eq!(s.bytes(), 0);
+        assert!(s.next_after(None, 10).expect("read").is_empty());
+    }
+
+    #[test]
+    fn acknowledging_one_entry_frees_exactly_its_record_and_photo() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let a = stored(
+            s.append("t", &rec("t-1", 1), Some(&[0xFF; 700]), true)
+                .expect("append"),
+        );
+        let after_a = s.bytes();
+        s.append("t", &rec("t-2", 2), Some(&[0xFF; 900]), true)
+            .expect("append");
+        let after_b = s.bytes();
+        assert!(after_a > 700, "{after_a}");
+        s.ack(a).expect("ack");
+        assert_eq!(s.bytes(), after_b - after_a);
+    }
+
+    #[test]
+    fn a_photo_of_the_right_length_but_other_bytes_is_dropped() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let seq = stored(
+            s.append("t", &rec("t-1", 1), Some(&[0xFF, 0xD8, 1, 2]), true)
+                .expect("append"),
+        );
+        let file = d.path().join("photos").join(format!("{seq:020}.jpg"));
+        std::fs::write(&file, [0xFF, 0xD8, 9, 9]).expect("damage");
+        let entry = s.next_after(None, 1).expect("read")[0].1.clone();
+        assert_eq!(s.photo(seq, &entry).expect("photo"), None);
+        assert!(!file.exists(), "the damaged photo is removed");
+    }
+
+    #[test]
+    fn shedding_photos_takes_the_oldest_and_counts_only_photos_that_freed_bytes() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let seqs: Vec<u64> = (0..4)
+            .map(|i| {
+                stored(
+                    s.append("t", &rec(&format!("t-{i}"), i), Some(&[0xFF; 100]), true)
+                        .expect("append"),
+                )
+            })
+            .collect();
+        // A power cut can leave a photo file empty: removing it frees nothing.
+        std::fs::write(
+            d.path().join("photos").join(format!("{:020}.jpg", seqs[0])),
+            b"",
+        )
+        .expect("empty");
+        assert_eq!(s.shed_photos(0).expect("shed"), 0);
+        assert_eq!(s.shed_photos(2).expect("shed"), 2);
+        let left: Vec<bool> = s
+            .next_after(None, 10)
+            .expect("read")
+            .iter()
+            .map(|(q, e)| s.photo(*q, e).expect("photo").is_some())
+            .collect();
+        assert_eq!(left, [false, false, false, true]);
+        assert_eq!(s.len(), 4, "records stay");
+    }
+
+    #[test]
+    fn the_spool_s_disk_has_more_than_the_reserve_free() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let free = s
+            .disk_free()
+            .expect("statvfs answers for the spool's directory");
+        assert!(free > DISK_RESERVE, "{free}");
+    }
+
+    #[test]
+    fn pruning_counts_every_dedupe_key_it_forgets() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        for (id, t) in [("a-1", 100), ("a-2", 200), ("a-3", 300)] {
+            s.append("a", &rec(id, t), None, true).expect("append");
+        }
+        assert_eq!(s.prune_seen("a", 300).expect("prune"), 2);
+        assert_eq!(s.prune_seen("a", 300).expect("prune"), 0);
     }
 }
