@@ -1306,4 +1306,17 @@ mod tests {
         assert_eq!(s.prune_seen("a", 300).expect("prune"), 2);
         assert_eq!(s.prune_seen("a", 300).expect("prune"), 0);
     }
+
+    #[test]
+    fn a_flush_syncs_the_photos_written_since_the_last_one() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        s.append("t", &rec("t-1", 1), Some(&[0xFF, 0xD8, 1, 2]), true)
+            .expect("append");
+        s.append("t", &rec("t-2", 2), Some(&[0xFF, 0xD8, 3, 4]), true)
+            .expect("append");
+        assert_eq!(s.photos.unsynced(), 2);
+        s.flush().expect("flush");
+        assert_eq!(s.photos.unsynced(), 0);
+    }
 }
