@@ -1017,6 +1017,27 @@ password = "123456"
     }
 
     #[test]
+    fn a_terminal_s_commands_are_its_allow_list_and_by_default_every_command() {
+        use crate::messages::Cmd;
+        let c = Config::parse(MINIMAL).expect("parses");
+        assert_eq!(
+            c.terminals[0].allowed_commands(),
+            [Cmd::Open, Cmd::Reboot, Cmd::SyncTime]
+                .into_iter()
+                .collect()
+        );
+        let text = MINIMAL.replace("password =", "commands = [\"sync_time\"]\npassword =");
+        let c = Config::parse(&text).expect("parses");
+        assert_eq!(
+            c.terminals[0].allowed_commands(),
+            [Cmd::SyncTime].into_iter().collect()
+        );
+        let text = MINIMAL.replace("password =", "commands = []\npassword =");
+        let c = Config::parse(&text).expect("parses");
+        assert!(c.terminals[0].allowed_commands().is_empty());
+    }
+
+    #[test]
     fn an_unknown_key_is_an_error_that_names_it() {
         let text = MINIMAL.replace("host =", "hots = \"x\"\nhost =");
         let err = Config::parse(&text).expect_err("unknown key");

@@ -576,4 +576,92 @@ mod tests {
         let n = normalize("t", &m, Source::Live).expect("normalizes");
         assert!(n.photo.is_some());
     }
+
+    #[test]
+    fn one_hundred_billion_is_read_as_seconds_and_one_more_as_milliseconds() {
+        assert_eq!(
+            sign_time(Some(&json!(100_000_000_000u64))),
+            Ok(100_000_000_000)
+        );
+        assert_eq!(sign_time(Some(&json!(100_000_000_001u64))), Ok(100_000_000));
+    }
+
+    #[test]
+    fn an_out_of_range_sign_time_is_named_in_the_error_and_a_long_one_is_cut() {
+        assert_eq!(
+            sign_time(Some(&json!(-1))),
+            Err(NormalizeError::SignTimeOutOfRange("-1".into()))
+        );
+        let long = json!("9".repeat(60));
+        assert_eq!(
+            sign_time(Some(&long)),
+            Err(NormalizeError::SignTimeOutOfRange(format!(
+                "\"{}…",
+                "9".repeat(39)
+            )))
+        );
+    }
+
+    #[test]
+    fn stable_hash_is_fnv_1a() {
+        // The published FNV-1a 64 test vectors: ids depend on these never changing.
+        assert_eq!(stable_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(stable_hash(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn a_temperature_state_of_one_is_high_and_minus_one_is_low() {
+        for (state, word) in [(1, "high"), (-1, "low"), (0, "normal"), (7, "normal")] {
+            let mut m = staff();
+            m.insert("temperatureState".into(), json!(state));
+            let n = normalize("t", &m, Source::Live).expect("normalizes");
+            assert_eq!(n.json["temperature"]["state"], json!(word), "{state}");
+        }
+    }
+
+    #[test]
+    fn a_temperature_of_zero_or_below_is_no_reading() {
+        for t in [json!(0), json!(-0.0), json!(-36.6)] {
+            let mut m = staff();
+            m.insert("temperature".into(), t.clone());
+            let n = normalize("t", &m, Source::Live).expect("normalizes");
+            assert_eq!(n.json["temperature"], Value::Null, "{t}");
+        }
+        let mut m = staff();
+        m.insert("temperature".into(), json!(0.1));
+        let n = normalize("t", &m, Source::Live).expect("normalizes");
+        assert_eq!(n.json["temperature"]["value"], json!(0.1));
+    }
+
+    #[test]
+    fn a_photo_of_four_bytes_starting_as_a_jpeg_is_taken_and_three_are_not() {
+        assert_eq!(decode_photo("/9j/4A=="), Ok(vec![0xFF, 0xD8, 0xFF, 0xE0]));
+        assert_eq!(
+            decode_photo("/9j/"),
+            Err("photo is not a JPEG (3 bytes)".into())
+        );
+    }
+
+    #[test]
+    fn a_photo_must_start_with_both_jpeg_bytes() {
+        // FF 00 FF E0 and 00 D8 FF E0: one of the two bytes right is not enough.
+        assert_eq!(
+            decode_photo("/wD/4A=="),
+            Err("photo is not a JPEG (4 bytes)".into())
+        );
+        assert_eq!(
+            decode_photo("ANj/4A=="),
+            Err("photo is not a JPEG (4 bytes)".into())
+        );
+    }
+
+    #[test]
+    fn a_base64_marker_counts_only_in_a_data_url() {
+        assert!(decode_photo("junk base64,/9j/4A==").is_err());
+        assert_eq!(
+            decode_photo("data:image/jpeg;base64,/9j/4A=="),
+            Ok(vec![0xFF, 0xD8, 0xFF, 0xE0])
+        );
+    }
 }

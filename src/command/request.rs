@@ -111,12 +111,14 @@ pub fn parse_payload(cmd: Cmd, bytes: &[u8]) -> Result<Payload, String> {
 
 /// The start of a text, for an error message.
 fn preview(text: &str) -> String {
-    let cut: String = text.chars().take(40).collect();
-    let cut: String = cut
+    let cut: String = text
         .chars()
+        .take(40)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    if cut.len() < text.len() {
+    // Cut if there was more than 40 characters: counted in characters, not bytes (a control
+    // character of two bytes shown as a one-byte space is not a cut).
+    if text.chars().nth(40).is_some() {
         format!("{cut}…")
     } else {
         cut
@@ -848,5 +850,59 @@ mod tests {
                 ..Payload::default()
             })
         );
+    }
+
+    #[test]
+    fn a_request_of_exactly_the_size_limit_is_read_and_one_byte_more_is_refused() {
+        let mut fits = b"open".to_vec();
+        fits.resize(MAX_REQUEST, b' ');
+        assert_eq!(parse_payload(Cmd::Open, &fits), Ok(Payload::default()));
+        fits.push(b' ');
+        assert_eq!(
+            parse_payload(Cmd::Open, &fits),
+            Err("request of 4097 bytes is larger than the 4096 byte limit".into())
+        );
+    }
+
+    #[test]
+    fn a_short_payload_that_is_not_a_request_is_quoted_whole_in_the_refusal() {
+        assert_eq!(
+            parse_payload(Cmd::Open, b"xyzzy 123"),
+            Err(
+                "request `xyzzy 123` is not empty, PRESS, `open` or a JSON object \
+                 {\"remark\":...,\"transaction\":...,\"time\":...}"
+                    .into()
+            )
+        );
+        assert_eq!(
+            parse_payload(Cmd::Open, br#"{"tiem":1}"#),
+            Err("request member `tiem` is unknown (remark, transaction, time)".into())
+        );
+        assert_eq!(
+            parse_payload(Cmd::Open, br#"{"time":"soon"}"#),
+            Err(
+                "request `time` \"soon\" is not Unix seconds/milliseconds or RFC 3339 \
+                 between 1970 and 9999"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_payload_of_forty_characters_is_quoted_whole_and_a_longer_one_is_cut_with_an_ellipsis() {
+        let forty = "é".repeat(40);
+        assert_eq!(preview(&forty), forty);
+        assert_eq!(preview(&format!("{forty}x")), format!("{forty}…"));
+        let e = parse_payload(Cmd::Open, "x".repeat(100).as_bytes()).expect_err("refused");
+        assert!(
+            e.starts_with(&format!("request `{}…` is not empty", "x".repeat(40))),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn control_characters_are_quoted_as_spaces_and_are_not_taken_for_a_cut() {
+        // U+0085 is two bytes in UTF-8 and shows as a one-byte space: nothing was cut.
+        assert_eq!(preview("a\tb\u{85}c"), "a b c");
     }
 }

@@ -152,4 +152,41 @@ mod tests {
         assert_eq!(fit(&r, cut.len()).as_deref(), Some(cut.as_str()));
         assert_eq!(fit(&r, cut.len() - 1), None);
     }
+
+    /// What dropping `extra.description` saves: its value, its key, two quotes, a colon, a comma.
+    fn member_len(key: &str, value: &str) -> usize {
+        json!(value).to_string().len() + key.len() + 4
+    }
+
+    #[test]
+    fn dropping_stops_once_the_dropped_fields_make_up_the_excess() {
+        let description = "x".repeat(1_000);
+        let r = record(
+            json!({"description": description, "mobile": "123"}),
+            &"n".repeat(300),
+        );
+        let out = fit(&r, r.len() - member_len("description", &description)).expect("fits");
+        let v: Value = serde_json::from_str(&out).expect("json");
+        assert!(v["extra"].get("description").is_none());
+        assert_eq!(
+            v["extra"]["mobile"], "123",
+            "the excess was made up: mobile stays"
+        );
+        // The `"truncated":true` flag's bytes come from shortening the long name.
+        assert_eq!(v["person"]["name"], format!("{}…", "n".repeat(SHORT)));
+    }
+
+    #[test]
+    fn one_byte_more_than_the_largest_field_saves_drops_the_next_largest_too() {
+        let description = "x".repeat(1_000);
+        let r = record(
+            json!({"description": description, "note": "k".repeat(40)}),
+            "Ada",
+        );
+        let out = fit(&r, r.len() - member_len("description", &description) - 1)
+            .expect("fits once both are dropped");
+        let v: Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(v["extra"], json!({}));
+        assert_eq!(v["truncated"], true);
+    }
 }

@@ -129,6 +129,14 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether `incoming` more bytes fit beside the `queued` ones: under the size cap (an `empty`
+/// queue always takes one, see [`Spool::make_room`]), and leaving [`DISK_RESERVE`] free on the
+/// disk (`disk_free` is `None` when that cannot be told).
+fn fits(queued: u64, incoming: u64, max_bytes: u64, empty: bool, disk_free: Option<u64>) -> bool {
+    (empty || queued.saturating_add(incoming) <= max_bytes)
+        && disk_free.is_none_or(|free| free >= incoming.saturating_add(DISK_RESERVE))
+}
+
 fn seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
@@ -538,26 +546,30 @@ impl Spool {
             photos: 0,
             room: true,
         };
-        let fits = |s: &Spool| {
-            (s.bytes().saturating_add(incoming) <= s.max_bytes || s.is_empty())
-                && s.disk_free()
-                    .is_none_or(|free| free >= incoming.saturating_add(DISK_RESERVE))
+        let fits_now = |s: &Spool| {
+            fits(
+                s.bytes(),
+                incoming,
+                s.max_bytes,
+                s.is_empty(),
+                s.disk_free(),
+            )
         };
-        if fits(self) {
+        if fits_now(self) {
             return Ok(t);
         }
         // Deletions since the last flush may have let sled give space back.
         self.measure_sled()?;
-        if fits(self) {
+        if fits_now(self) {
             return Ok(t);
         }
         for (seq, _) in self.photos.list().map_err(|e| self.photo_err(e))? {
-            if fits(self) {
+            if fits_now(self) {
                 return Ok(t);
             }
             t.photos += self.shed_photo(seq)?;
         }
-        t.room = fits(self);
+        t.room = fits_now(self);
         Ok(t)
     }
 
@@ -680,8 +692,25 @@ mod tests {
         }
     }
 
+    /// Opens the spool in `dir`, also again after a `Spool` on it was dropped. sled lets go of
+    /// its file lock when its background threads drop their handles, which can be a moment after
+    /// the `Spool` is dropped: a reopen waits for that (up to a deadline) instead of failing.
     fn open(dir: &Path) -> Spool {
-        Spool::open(dir, 64 << 20).expect("opens")
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match Spool::open(dir, 64 << 20) {
+                Ok(s) => return s,
+                Err(SpoolError::Db {
+                    source: sled::Error::Io(e),
+                    ..
+                }) if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("opens: {e}"),
+            }
+        }
     }
 
     #[test]
@@ -968,6 +997,48 @@ mod tests {
         );
     }
 
+    fn stored(a: Appended) -> u64 {
+        match a {
+            Appended::Stored(seq) => seq,
+            Appended::Duplicate => panic!("expected a new entry"),
+        }
+    }
+
+    fn marks(pairs: &[(&str, u64)]) -> lowwater::Marks {
+        pairs.iter().map(|(t, m)| (t.to_string(), *m)).collect()
+    }
+
+    #[test]
+    fn a_record_fits_under_the_cap_with_the_four_mib_disk_reserve_left_free() {
+        const MIB: u64 = 1 << 20;
+        assert!(fits(900, 100, 1000, false, None), "exactly at the cap");
+        assert!(!fits(901, 100, 1000, false, None), "one byte over the cap");
+        assert!(
+            fits(0, 100, 1000, false, Some(100 + 4 * MIB)),
+            "exactly the reserve left"
+        );
+        assert!(
+            !fits(0, 100, 1000, false, Some(100 + 4 * MIB - 1)),
+            "one byte into the reserve"
+        );
+        assert!(
+            !fits(901, 100, 1000, false, Some(u64::MAX)),
+            "a free disk does not lift the cap"
+        );
+        assert!(
+            !fits(0, 100, 1000, false, Some(0)),
+            "room under the cap does not fill a full disk"
+        );
+        assert!(
+            fits(5000, 100, 1000, true, None),
+            "an empty queue takes a record over the cap"
+        );
+        assert!(
+            !fits(5000, 100, 1000, true, Some(0)),
+            "but not on a full disk"
+        );
+    }
+
     #[test]
     fn an_empty_queue_takes_a_record_whatever_sleds_files_measure() {
         let d = tempfile::tempdir().expect("tempdir");
@@ -982,5 +1053,374 @@ mod tests {
         let (seq, _) = s.next_after(None, 1).expect("read")[0].clone();
         s.ack(seq).expect("ack");
         assert!(s.make_room(1000).expect("room").room, "empty again");
+    }
+
+    #[test]
+    fn a_full_disk_or_quota_is_told_from_other_errors() {
+        use std::io::{Error, ErrorKind};
+        let photos = |e: Error| SpoolError::Photos {
+            dir: "p".into(),
+            source: e,
+        };
+        let db = |e: Error| SpoolError::Db {
+            dir: "d".into(),
+            source: sled::Error::Io(e),
+        };
+        assert!(photos(Error::from_raw_os_error(28)).is_full(), "ENOSPC");
+        assert!(photos(Error::from_raw_os_error(122)).is_full(), "EDQUOT");
+        assert!(photos(Error::new(ErrorKind::StorageFull, "full")).is_full());
+        assert!(db(Error::from_raw_os_error(28)).is_full());
+        assert!(db(Error::from_raw_os_error(122)).is_full());
+        assert!(!photos(Error::from_raw_os_error(13)).is_full(), "EACCES");
+        assert!(!db(Error::from_raw_os_error(5)).is_full(), "EIO");
+        assert!(!SpoolError::Corrupt {
+            seq: 1,
+            reason: "x".into()
+        }
+        .is_full());
+        assert!(!SpoolError::Db {
+            dir: "d".into(),
+            source: sled::Error::Unsupported("x".into())
+        }
+        .is_full());
+    }
+
+    #[test]
+    fn an_entry_records_when_it_entered_the_spool_and_the_oldest_tells_its_age() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        assert_eq!(s.oldest_age().expect("age"), None);
+        let before = now_ms();
+        let seq = stored(s.append("t", &rec("t-1", 1), None, true).expect("append"));
+        let after = now_ms();
+        let (_, entry) = s.next_after(None, 1).expect("read")[0].clone();
+        assert!(
+            before <= entry.spooled_ms && entry.spooled_ms <= after,
+            "{before} <= {} <= {after}",
+            entry.spooled_ms
+        );
+        // The same entry, spooled a minute ago.
+        let r = rec("t-1", 1);
+        let older = Encoded::new("t", &r, None, entry.spooled_ms - 60_000);
+        s.records
+            .insert(seq_key(seq), older.value.as_slice())
+            .expect("rewrite");
+        let age = s.oldest_age().expect("age").expect("an entry waits");
+        assert!(
+            age >= Duration::from_secs(60) && age < Duration::from_secs(3600),
+            "{age:?}"
+        );
+    }
+
+    #[test]
+    fn a_reopened_spool_counts_the_same_entries_and_bytes() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (len, bytes) = {
+            let s = open(d.path());
+            s.append("t", &rec("t-1", 1), Some(&[0xFF; 3000]), true)
+                .expect("append");
+            s.append("t", &rec("t-2", 2), None, true).expect("append");
+            s.append("t", &rec("t-3", 3), Some(&[0xFF; 10]), true)
+                .expect("append");
+            s.flush().expect("flush");
+            (s.len(), s.photo_disk.load(Ordering::SeqCst))
+        };
+        let s = open(d.path());
+        // sled's files are measured again at the open; the photos are counted from their files.
+        assert_eq!((s.len(), s.photo_disk.load(Ordering::SeqCst)), (len, bytes));
+        assert_eq!((len, bytes), (3, 2 * 4096));
+    }
+
+    #[test]
+    fn a_spool_written_before_the_pending_index_gets_it_when_opened() {
+        let d = tempfile::tempdir().expect("tempdir");
+        {
+            let s = open(d.path());
+            s.append("a", &rec("a-1", 100), None, true).expect("append");
+            s.append("a", &rec("a-2", 200), None, true).expect("append");
+            s.append("b", &rec("b-1", 150), None, true).expect("append");
+            s.pending.clear().expect("clear");
+            s.flush().expect("flush");
+        }
+        let s = open(d.path());
+        assert_eq!(
+            s.low_water().expect("marks"),
+            marks(&[("a", 100), ("b", 150)])
+        );
+    }
+
+    #[test]
+    fn the_low_water_mark_is_the_oldest_unacknowledged_record_or_else_the_watermark() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        assert_eq!(s.low_water().expect("marks"), marks(&[]));
+        s.append("a", &rec("a-1", 300), None, true).expect("append");
+        s.append("a", &rec("a-2", 100), None, true).expect("append");
+        let b1 = stored(s.append("b", &rec("b-1", 500), None, true).expect("append"));
+        let b2 = stored(s.append("b", &rec("b-2", 400), None, true).expect("append"));
+        s.append("c", &rec("c-1", 50), None, false).expect("append");
+        assert_eq!(
+            s.low_water().expect("marks"),
+            marks(&[("a", 100), ("b", 400), ("c", 50)])
+        );
+        s.ack(b2).expect("ack");
+        assert_eq!(s.low_water().expect("marks")["b"], 500);
+        s.ack(b1).expect("ack");
+        assert_eq!(
+            s.low_water().expect("marks")["b"],
+            500,
+            "none waits: the watermark"
+        );
+    }
+
+    #[test]
+    fn the_low_water_file_is_written_when_the_marks_change() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        s.append("a", &rec("a-1", 100), None, true).expect("append");
+        let mut last = lowwater::Marks::new();
+        s.save_low_water(&mut last).expect("save");
+        assert_eq!(last, marks(&[("a", 100)]));
+        assert_eq!(lowwater::read(d.path()), marks(&[("a", 100)]));
+        std::fs::remove_file(lowwater::path(d.path())).expect("remove");
+        s.save_low_water(&mut last).expect("save");
+        assert_eq!(
+            lowwater::read(d.path()),
+            marks(&[]),
+            "unchanged: not written again"
+        );
+    }
+
+    #[test]
+    fn a_spool_that_lost_records_makes_backfill_look_back_to_the_last_low_water_mark() {
+        let d = tempfile::tempdir().expect("tempdir");
+        {
+            let s = open(d.path());
+            let old = stored(s.append("a", &rec("a-1", 100), None, true).expect("append"));
+            s.append("a", &rec("a-2", 300), None, true).expect("append");
+            s.save_low_water(&mut lowwater::Marks::new()).expect("save");
+            // Acknowledged (or lost) after the marks were written.
+            s.ack(old).expect("ack");
+            s.flush().expect("flush");
+        }
+        let s = open(d.path());
+        assert_eq!(s.watermark("a").expect("wm"), Some(100));
+
+        let fresh = tempfile::tempdir().expect("tempdir");
+        lowwater::write(fresh.path(), &marks(&[("b", 40)])).expect("marks");
+        let s = open(fresh.path());
+        assert_eq!(
+            s.watermark("b").expect("wm"),
+            Some(40),
+            "an empty spool looks back too"
+        );
+    }
+
+    #[test]
+    fn a_spool_that_still_holds_the_low_water_record_keeps_its_watermark() {
+        let d = tempfile::tempdir().expect("tempdir");
+        {
+            let s = open(d.path());
+            s.append("a", &rec("a-1", 100), None, true).expect("append");
+            s.append("a", &rec("a-2", 300), None, true).expect("append");
+            s.save_low_water(&mut lowwater::Marks::new()).expect("save");
+            s.flush().expect("flush");
+        }
+        let s = open(d.path());
+        assert_eq!(s.watermark("a").expect("wm"), Some(300));
+    }
+
+    #[test]
+    fn a_quarantined_entry_leaves_the_queue_with_its_reason_and_is_counted_across_a_reopen() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let first;
+        {
+            let s = open(d.path());
+            assert_eq!(s.quarantined(), 0);
+            first = stored(
+                s.append("t", &rec("t-1", 1), Some(&[0xFF, 0xD8, 1, 2]), true)
+                    .expect("append"),
+            );
+            let second = stored(s.append("t", &rec("t-2", 2), None, true).expect("append"));
+            s.quarantine(first, "undecodable").expect("quarantine");
+            assert_eq!((s.len(), s.quarantined()), (1, 1));
+            let left: Vec<u64> = s
+                .next_after(None, 10)
+                .expect("read")
+                .into_iter()
+                .map(|(q, _)| q)
+                .collect();
+            assert_eq!(left, [second]);
+            let kept = s
+                .quarantine
+                .get(seq_key(first))
+                .expect("get")
+                .expect("kept");
+            assert!(kept.starts_with(b"undecodable\0{"), "{kept:?}");
+            s.quarantine(second, "too large").expect("quarantine");
+            assert_eq!((s.len(), s.quarantined()), (0, 2));
+            s.quarantine(999, "gone").expect("nothing to quarantine");
+            assert_eq!(s.quarantined(), 2);
+            s.flush().expect("flush");
+        }
+        let s = open(d.path());
+        assert_eq!(s.quarantined(), 2);
+        assert!(s.is_empty());
+        assert_eq!(s.photo_disk.load(Ordering::SeqCst), 0, "the photo went too");
+    }
+
+    #[test]
+    fn a_batch_reports_undecodable_entries_beside_the_good_ones() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let a = stored(s.append("t", &rec("t-1", 1), None, true).expect("append"));
+        let b = stored(s.append("t", &rec("t-2", 2), None, true).expect("append"));
+        let c = stored(s.append("t", &rec("t-3", 3), None, true).expect("append"));
+        s.records
+            .insert(seq_key(b), &b"not json"[..])
+            .expect("damage");
+        let batch = s.next_batch(None, 10).expect("batch");
+        let good: Vec<(u64, String)> = batch
+            .entries
+            .iter()
+            .map(|(q, e)| (*q, e.event_id.clone()))
+            .collect();
+        assert_eq!(good, [(a, "t-1".to_string()), (c, "t-3".to_string())]);
+        assert_eq!(
+            batch
+                .undecodable
+                .iter()
+                .map(|(q, _)| *q)
+                .collect::<Vec<_>>(),
+            [b]
+        );
+        let later = s.next_batch(Some(a), 1).expect("batch");
+        assert!(later.entries.is_empty());
+        assert_eq!(later.undecodable.len(), 1);
+    }
+
+    #[test]
+    fn the_last_sequence_number_is_the_newest_entry_s() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        assert_eq!(s.last_seq().expect("last"), None);
+        assert!(s.is_empty());
+        s.append("t", &rec("t-1", 1), None, true).expect("append");
+        s.append("t", &rec("t-2", 2), None, true).expect("append");
+        let c = stored(s.append("t", &rec("t-3", 3), None, true).expect("append"));
+        assert_eq!(s.last_seq().expect("last"), Some(c));
+        assert!(c >= 3, "{c}");
+        assert!(!s.is_empty());
+    }
+
+    #[test]
+    fn a_discarded_entry_leaves_with_its_photo() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let seq = stored(
+            s.append("t", &rec("t-1", 1), Some(&[0xFF, 0xD8, 1, 2]), true)
+                .expect("append"),
+        );
+        s.discard(seq).expect("discard");
+        assert!(s.is_empty());
+        assert_eq!(s.photo_disk.load(Ordering::SeqCst), 0);
+        assert!(s.next_after(None, 10).expect("read").is_empty());
+    }
+
+    #[test]
+    fn acknowledging_one_entry_frees_exactly_its_photos_blocks() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let a = stored(
+            s.append("t", &rec("t-1", 1), Some(&[0xFF; 700]), true)
+                .expect("append"),
+        );
+        let after_a = s.bytes();
+        s.append("t", &rec("t-2", 2), Some(&[0xFF; 900]), true)
+            .expect("append");
+        let after_b = s.bytes();
+        assert!(after_a > 4096, "{after_a}");
+        s.ack(a).expect("ack");
+        // Its entry's bytes in sled come back only as sled reuses or truncates its log.
+        assert_eq!(s.bytes(), after_b - 4096);
+    }
+
+    #[test]
+    fn a_photo_of_the_right_length_but_other_bytes_is_dropped() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let seq = stored(
+            s.append("t", &rec("t-1", 1), Some(&[0xFF, 0xD8, 1, 2]), true)
+                .expect("append"),
+        );
+        let file = d.path().join("photos").join(format!("{seq:020}.jpg"));
+        std::fs::write(&file, [0xFF, 0xD8, 9, 9]).expect("damage");
+        let entry = s.next_after(None, 1).expect("read")[0].1.clone();
+        assert_eq!(s.photo(seq, &entry).expect("photo"), None);
+        assert!(!file.exists(), "the damaged photo is removed");
+    }
+
+    #[test]
+    fn shedding_photos_takes_the_oldest_and_counts_only_photos_that_freed_bytes() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let seqs: Vec<u64> = (0..4)
+            .map(|i| {
+                stored(
+                    s.append("t", &rec(&format!("t-{i}"), i), Some(&[0xFF; 100]), true)
+                        .expect("append"),
+                )
+            })
+            .collect();
+        // A power cut can leave a photo file empty: removing it frees nothing.
+        std::fs::write(
+            d.path().join("photos").join(format!("{:020}.jpg", seqs[0])),
+            b"",
+        )
+        .expect("empty");
+        assert_eq!(s.shed_photos(0).expect("shed"), 0);
+        assert_eq!(s.shed_photos(2).expect("shed"), 2);
+        let left: Vec<bool> = s
+            .next_after(None, 10)
+            .expect("read")
+            .iter()
+            .map(|(q, e)| s.photo(*q, e).expect("photo").is_some())
+            .collect();
+        assert_eq!(left, [false, false, false, true]);
+        assert_eq!(s.len(), 4, "records stay");
+    }
+
+    #[test]
+    fn the_spool_s_disk_has_more_than_the_reserve_free() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let free = s
+            .disk_free()
+            .expect("statvfs answers for the spool's directory");
+        assert!(free > DISK_RESERVE, "{free}");
+    }
+
+    #[test]
+    fn pruning_counts_every_dedupe_key_it_forgets() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        for (id, t) in [("a-1", 100), ("a-2", 200), ("a-3", 300)] {
+            s.append("a", &rec(id, t), None, true).expect("append");
+        }
+        assert_eq!(s.prune_seen("a", 300).expect("prune"), 2);
+        assert_eq!(s.prune_seen("a", 300).expect("prune"), 0);
+    }
+
+    #[test]
+    fn a_flush_syncs_the_photos_written_since_the_last_one() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        s.append("t", &rec("t-1", 1), Some(&[0xFF, 0xD8, 1, 2]), true)
+            .expect("append");
+        s.append("t", &rec("t-2", 2), Some(&[0xFF, 0xD8, 3, 4]), true)
+            .expect("append");
+        assert_eq!(s.photos.unsynced(), 2);
+        s.flush().expect("flush");
+        assert_eq!(s.photos.unsynced(), 0);
     }
 }

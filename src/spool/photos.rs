@@ -96,6 +96,15 @@ impl Photos {
         File::open(&self.dir)?.sync_all()
     }
 
+    /// Photos written and not yet synced, for tests of the group commit.
+    #[cfg(test)]
+    pub fn unsynced(&self) -> usize {
+        self.unsynced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
     pub fn get(&self, seq: u64) -> io::Result<Option<Vec<u8>>> {
         match fs::read(self.path(seq)) {
             Ok(b) => Ok(Some(b)),

@@ -82,4 +82,42 @@ mod tests {
         assert!(!verify(1599743858281, &s, &Secret::new("654321")));
         assert!(!verify(1599743858281, "abc", &pw));
     }
+
+    fn ms_since_epoch(t: SystemTime) -> u64 {
+        t.duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as u64
+    }
+
+    #[test]
+    fn now_ms_is_this_machine_s_wall_clock_in_milliseconds() {
+        let before = ms_since_epoch(SystemTime::now());
+        let now = now_ms();
+        let after = ms_since_epoch(SystemTime::now());
+        assert!(
+            before <= now && now <= after,
+            "{before} <= {now} <= {after}"
+        );
+    }
+
+    #[test]
+    fn a_signed_query_carries_a_fresh_timestamp_and_its_signature() {
+        let pw = Secret::new("123456");
+        let before = ms_since_epoch(SystemTime::now());
+        let (ts, query) = signed_query(&pw);
+        let after = ms_since_epoch(SystemTime::now());
+        assert!(before <= ts && ts <= after, "{before} <= {ts} <= {after}");
+        assert_eq!(query, format!("timestamp={ts}&sign={}", sign(ts, &pw)));
+    }
+
+    #[test]
+    fn a_signature_with_two_of_its_characters_swapped_does_not_verify() {
+        // Every byte is still there, so a check that folds the differences with XOR (where two
+        // equal differences cancel) would take it.
+        let pw = Secret::new("123456");
+        let s = sign(1599743858281, &pw);
+        assert_eq!(&s[..2], "cd");
+        let swapped = format!("dc{}", &s[2..]);
+        assert!(!verify(1599743858281, &swapped, &pw));
+    }
 }
