@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use face2mqtt::simulator::SimConfig;
 
-use crate::bridge::{proc_of, Setup};
-use crate::common::{simulator, subscribe, wait_link, Mosquitto};
+use crate::bridge::{proc_of, Rig};
+use crate::common::wait_link;
 use crate::measure::{self, collect, push_many};
 
 pub struct Backfill {
@@ -19,16 +19,16 @@ pub struct Backfill {
 }
 
 pub async fn run(n: usize) -> Backfill {
-    let broker = Mosquitto::start();
-    let s = simulator(SimConfig {
+    let Rig {
+        sim: s,
+        mut sub,
+        bridge,
+        broker: _broker,
+    } = Rig::start(SimConfig {
         max_records: n + 1000,
         ..SimConfig::default()
     })
     .await;
-    let mut sub = subscribe(broker.port, "face2mqtt/+/record").await;
-    let bridge = Setup::one(broker.port, &s.sim).start();
-    wait_link(&s.sim, 1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     // The link goes down and stays down: every signed call is refused (20002 / 10005).
     s.sim.set_refuse_auth(true);
     s.sim.close_links();

@@ -131,3 +131,29 @@ pub async fn ready_empty(broker_port: u16, sim: &Simulator, runs: usize) -> Dura
     times.sort();
     times[times.len() / 2]
 }
+
+/// One terminal's simulator, a fresh broker, a subscriber to the record topic and a bridge with
+/// its link up and its start-up backfill done: where most scenarios begin.
+pub struct Rig {
+    pub broker: crate::common::Mosquitto,
+    pub sim: crate::common::Sim,
+    pub sub: crate::common::Subscriber,
+    pub bridge: Bridge,
+}
+
+impl Rig {
+    pub async fn start(config: face2mqtt::simulator::SimConfig) -> Rig {
+        let broker = crate::common::Mosquitto::start();
+        let sim = crate::common::simulator(config).await;
+        let sub = crate::common::subscribe(broker.port, "face2mqtt/+/record").await;
+        let bridge = Setup::one(broker.port, &sim.sim).start();
+        crate::common::wait_link(&sim.sim, 1).await;
+        tokio::time::sleep(Duration::from_millis(500)).await; // the start-up backfill
+        Rig {
+            broker,
+            sim,
+            sub,
+            bridge,
+        }
+    }
+}

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use face2mqtt::simulator::{SimConfig, Simulator};
 use face2mqtt::terminal::PersonType;
 
-use crate::bridge::{proc_of, Setup};
-use crate::common::{simulator, subscribe, wait_link, Mosquitto, Subscriber};
+use crate::bridge::{proc_of, Rig};
+use crate::common::Subscriber;
 use crate::measure::{self, collect, event_id, percentile, photo_bytes, Pushed};
 
 pub struct Latency {
@@ -56,16 +56,16 @@ pub async fn paced(
 
 /// Scenario 1: records at 50/s, all with photos or all without, through a fresh bridge.
 pub async fn run(photos: bool, n: usize) -> (Latency, u64) {
-    let broker = Mosquitto::start();
-    let s = simulator(SimConfig {
+    let Rig {
+        sim: s,
+        mut sub,
+        bridge,
+        broker: _broker,
+    } = Rig::start(SimConfig {
         photos,
         ..SimConfig::default()
     })
     .await;
-    let mut sub = subscribe(broker.port, "face2mqtt/+/record").await;
-    let bridge = Setup::one(broker.port, &s.sim).start();
-    wait_link(&s.sim, 1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await; // the start-up backfill
     let photo: fn(usize) -> bool = if photos { |_| true } else { |_| false };
     let terminals = [("front-door".to_string(), s.sim.clone())];
     let l = paced(

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use face2mqtt::simulator::SimConfig;
 
-use crate::bridge::{proc_of, Setup};
-use crate::common::{simulator, subscribe, wait_link, Mosquitto};
+use crate::bridge::{proc_of, Rig};
 use crate::measure::{self, collect, push_many};
 
 pub struct Sustained {
@@ -22,17 +21,17 @@ pub struct Sustained {
 }
 
 pub async fn run(photos: bool, n: usize) -> Sustained {
-    let broker = Mosquitto::start();
-    let s = simulator(SimConfig {
+    let Rig {
+        sim: s,
+        mut sub,
+        bridge,
+        broker: _broker,
+    } = Rig::start(SimConfig {
         photos,
         ..SimConfig::default()
     })
     .await;
-    let mut sub = subscribe(broker.port, "face2mqtt/+/record").await;
-    let bridge = Setup::one(broker.port, &s.sim).start();
     let p = proc_of(&bridge);
-    wait_link(&s.sim, 1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let written_before = p.write_bytes();
     let pusher = {
         let sim = s.sim.clone();
