@@ -493,7 +493,7 @@ impl Spool {
     /// Removes the entry's photo file, if any; whether there was one.
     fn remove_photo(&self, seq: u64) -> Result<bool, SpoolError> {
         let len = self.photos.remove(seq).map_err(|e| self.photo_err(e))?;
-        let freed = if len > 0 { photos::allocated(len) } else { 0 };
+        let freed = photos::allocated(len);
         let _ = self
             .photo_disk
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {

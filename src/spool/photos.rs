@@ -83,7 +83,7 @@ impl Photos {
             return Ok(());
         }
         let per_thread = files.len().div_ceil(SYNC_THREADS);
-        std::thread::scope(|scope| {
+        let synced = std::thread::scope(|scope| {
             let running: Vec<_> = files
                 .chunks(per_thread)
                 .map(|chunk| scope.spawn(move || chunk.iter().try_for_each(|p| sync_file(p))))
@@ -92,8 +92,17 @@ impl Photos {
                 t.join()
                     .unwrap_or_else(|_| Err(io::Error::other("a photo sync thread panicked")))
             })
-        })?;
-        File::open(&self.dir)?.sync_all()
+        })
+        .and_then(|()| File::open(&self.dir)?.sync_all());
+        if synced.is_err() {
+            // The writer retries a failed flush: these must be synced by that retry, not
+            // forgotten (it would then report durable what may not be).
+            self.unsynced
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(files);
+        }
+        synced
     }
 
     /// Photos written and not yet synced, for tests of the group commit.
@@ -169,6 +178,26 @@ mod tests {
         p.put(1, b"x").expect("put");
         p.remove(1).expect("remove");
         p.sync().expect("sync");
+    }
+
+    #[test]
+    fn photos_whose_sync_failed_are_synced_by_the_next_one() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let dir = d.path().join("photos");
+        let p = Photos::open(&dir).expect("open");
+        p.put(1, b"x").expect("put");
+        // The directory cannot be opened to sync it: the sync fails and keeps its files.
+        let aside = d.path().join("aside");
+        fs::rename(&dir, &aside).expect("move away");
+        assert!(p.sync().is_err());
+        assert_eq!(
+            p.unsynced(),
+            1,
+            "the failed sync kept its file for the retry"
+        );
+        fs::rename(&aside, &dir).expect("move back");
+        p.sync().expect("the retry syncs");
+        assert_eq!(p.unsynced(), 0);
     }
 
     #[test]
