@@ -2,6 +2,7 @@
 //! and waiting on events with deadlines (never sleeping "long enough").
 #![allow(dead_code)]
 
+pub mod failure;
 pub mod inproc;
 
 use std::future::Future;
@@ -145,6 +146,7 @@ impl Mosquitto {
     }
 
     fn launch_with(durable: bool, tls: Option<BrokerTls>) -> Mosquitto {
+        failure::remember();
         let mut m = Mosquitto {
             port: 0,
             tls_port: 0,
@@ -249,9 +251,19 @@ impl Mosquitto {
             &conf,
             format!(
                 // With a TLS listener, anonymous access and the password file are set per listener.
-                "{}listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_inflight_messages 0\nmax_queued_messages 100000\nmessage_size_limit 0\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type information\n{}{}",
+                "{}{}listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_inflight_messages 0\nmax_queued_messages 100000\nmessage_size_limit 0\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type information\nlog_type notice\n{}{}",
                 if self.tls.is_some() {
                     "per_listener_settings true\n"
+                } else {
+                    ""
+                },
+                // Started as root, Mosquitto drops to the user `mosquitto`, which cannot write
+                // its database into our private temporary directory: a restart then forgot
+                // every session ("Error saving in-memory database ... Permission denied"), and
+                // a test subscriber missed what the bridge published before it resubscribed.
+                // SAFETY: geteuid has no preconditions and cannot fail.
+                if unsafe { libc::geteuid() } == 0 {
+                    "user root\n"
                 } else {
                     ""
                 },
@@ -266,16 +278,26 @@ impl Mosquitto {
             ),
         )
         .expect("write mosquitto.conf");
+        // This run's lines start here: the file keeps the earlier runs' (for a failed test).
+        let start = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
         let mut child = Command::new(mosquitto_binary())
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("mosquitto.log"))
+            // Appended: a restarted broker's log follows the first one's.
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .expect("mosquitto.log"),
+            )
             .spawn()
             .expect("mosquitto starts");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let all = std::fs::read(&log).unwrap_or_default();
+            let text = String::from_utf8_lossy(all.get(start..).unwrap_or_default());
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(if text.contains("Address already in use") {
                     NotUp::AddressInUse
@@ -330,6 +352,12 @@ impl Mosquitto {
 
 impl Drop for Mosquitto {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default();
+            eprintln!("---- mosquitto log ----\n{}", failure::tail(&log, 60));
+            failure::repeat();
+        }
         self.stop();
     }
 }
@@ -533,6 +561,7 @@ impl Bridge {
     /// in `<dir>/spool` by convention): for configs `BridgeSetup` does not describe (several
     /// terminals, other spool keys).
     pub fn start_written(env: &[(&str, &str)], write: impl FnOnce(&Path) -> String) -> Bridge {
+        failure::remember();
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("config.toml");
         std::fs::write(&config, write(dir.path())).expect("write config");
@@ -609,6 +638,7 @@ impl Drop for Bridge {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("---- bridge log ----\n{}", self.log_text());
+            failure::repeat();
         }
         self.kill9();
     }
