@@ -115,6 +115,12 @@ fn done(t: Instant) {
     eprintln!("   ({})", secs(t.elapsed()));
 }
 
+/// Whether the scenario `name` runs: all of them, or those named in `BENCH_ONLY`
+/// (comma-separated: ready, latency, sustained, burst, backlog, backfill, scale).
+fn wanted(name: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|w| w.trim() == name))
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -126,16 +132,23 @@ fn main() {
     println!("machine: {machine}");
     let mut t = Table(Vec::new());
     rt.block_on(async {
-        let s = step("start to READY, empty spool");
-        let ready_empty = {
-            let broker = common::Mosquitto::start();
-            let sim = common::simulator(SimConfig::default()).await;
-            bridge::ready_empty(broker.port, &sim.sim, 5).await
-        };
-        done(s);
+        if wanted("ready") {
+            let s = step("start to READY, empty spool");
+            let ready_empty = {
+                let broker = common::Mosquitto::start();
+                let sim = common::simulator(SimConfig::default()).await;
+                bridge::ready_empty(broker.port, &sim.sim, 5).await
+            };
+            t.row(
+                "start → READY=1, empty spool (median of 5)".into(),
+                ms(ready_empty),
+                "",
+            );
+            done(s);
+        }
 
         let n_lat = scale(400);
-        for photos in [true, false] {
+        for photos in [true, false].into_iter().filter(|_| wanted("latency")) {
             let s = step(&format!("latency, photos: {photos}"));
             let (l, peak) = latency::run(photos, n_lat).await;
             let with = if photos { "with" } else { "without" };
@@ -151,7 +164,10 @@ fn main() {
         for (photos, n, goal) in [
             (true, scale(5_000), "≥ 2,000 records/s"),
             (false, scale(20_000), "≥ 10,000 records/s"),
-        ] {
+        ]
+        .into_iter()
+        .filter(|_| wanted("sustained"))
+        {
             let with = if photos { "with" } else { "without" };
             let s = step(&format!("sustained, {with} photos"));
             let r = sustained::run(photos, n).await;
@@ -181,143 +197,62 @@ fn main() {
 
         let settle = scaled(Duration::from_secs(60));
         let n_burst = scale(5_000);
-        let s = step("burst");
-        let b = burst::run(n_burst, settle).await;
-        done(s);
-
-        let n_backlog = scale(100_000);
-        let s = step("backlog");
-        let bl = backlog::run(n_backlog, 3).await;
-        done(s);
-
-        let n_backfill = scale(10_000);
-        let s = step("backfill");
-        let bf = backfill::run(n_backfill).await;
-        done(s);
-
-        let s = step("16 terminals");
-        let sc = scale::run(16, 5.0, scaled(Duration::from_secs(60))).await;
-        done(s);
-
-        let s = step("Node-RED");
-        let nr = match nodered::install() {
-            Ok(red) => Some(nodered::run(&red, scale(400), n_burst, settle).await),
-            Err(why) => {
-                println!("SKIPPED: Node-RED side by side: {why}");
-                None
-            }
-        };
-        done(s);
-
-        let skipped = || "skipped".to_string();
-        let n_cmp = scale(400);
-        match &nr {
-            Some(c) => {
-                t.versus(
-                    format!("latency p50 / p99, {n_cmp} records at 50/s, half with photos (same simulator and broker, one after the other)"),
-                    lat(&c.ours.latency),
-                    lat(&c.theirs.latency),
-                    format!(
-                        "{} / {}",
-                        ratio(c.theirs.latency.p50.as_secs_f64(), c.ours.latency.p50.as_secs_f64()),
-                        ratio(c.theirs.latency.p99.as_secs_f64(), c.ours.latency.p99.as_secs_f64())
-                    ),
-                    "",
-                );
-                t.versus(
-                    "… peak RSS (Node-RED: the node process)".into(),
-                    mib(c.ours.peak_rss),
-                    mib(c.theirs.peak_rss),
-                    ratio(c.theirs.peak_rss as f64, c.ours.peak_rss as f64),
-                    "≤ 24 MiB",
-                );
-            }
-            None => t.versus(
-                format!("latency p50 / p99, {n_cmp} records at 50/s, half with photos"),
-                "skipped with Node-RED".into(),
-                skipped(),
-                "".into(),
-                "",
-            ),
+        if wanted("burst") {
+            let s = step("burst");
+            let b = burst::run(n_burst, settle).await;
+            done(s);
+            let s = step("Node-RED");
+            let nr = match nodered::install() {
+                Ok(red) => Some(nodered::run(&red, scale(400), n_burst, settle).await),
+                Err(why) => {
+                    println!("SKIPPED: Node-RED side by side: {why}");
+                    None
+                }
+            };
+            done(s);
+            burst_rows(&mut t, &b, nr.as_ref(), n_burst);
         }
-        let theirs = |f: &dyn Fn(&burst::Burst) -> String| nr.as_ref().map_or_else(skipped, |c| f(&c.burst));
-        let burst_ratio = nr.as_ref().map_or(String::new(), |c| ratio(c.burst.peak_rss as f64, b.peak_rss as f64));
-        t.versus(
-            format!("burst: {} photo records pushed while the broker is down, then drained: peak RSS", count(n_burst as f64)),
-            mib(b.peak_rss),
-            theirs(&|x: &burst::Burst| mib(x.peak_rss)),
-            burst_ratio,
-            "≤ 24 MiB",
-        );
-        t.versus(
-            "… lost (event ids pushed but never published)".into(),
-            b.lost.to_string(),
-            theirs(&|x: &burst::Burst| format!("{} of {}", x.lost, x.n)),
-            "".into(),
-            "0",
-        );
-        t.versus(
-            "… drain: broker start → last record".into(),
-            secs(b.drain),
-            theirs(&|x: &burst::Burst| if x.lost == x.n { "nothing to drain".into() } else { secs(x.drain) }),
-            "".into(),
-            "",
-        );
-        t.versus(
-            format!("… RSS idle before the burst → {} after the drain (difference)", secs(b.settle)),
-            rss_after(&b),
-            theirs(&rss_after),
-            "".into(),
-            "within 2 MiB of idle",
-        );
 
-        t.row(
-            format!("backlog: {} records (1 in 10 with a photo) spooled with the broker down: time, spool on disk", count(n_backlog as f64)),
-            format!("{}, {}", secs(bl.spooling), mib(bl.spool_bytes)),
-            "",
-        );
-        t.row(
-            "… drain after the broker returns (bridge restarted on the spool)".into(),
-            format!("{} ({} records/s)", secs(bl.drain), count(bl.n as f64 / bl.drain.as_secs_f64())),
-            "≤ 60 s",
-        );
-        t.row(
-            "… peak RSS (spooling / draining, the higher)".into(),
-            format!("{} (spooling {})", mib(bl.peak_rss), mib(bl.peak_rss_spooling)),
-            "≤ 24 MiB",
-        );
-        t.row("… lost".into(), bl.lost.to_string(), "0");
-        t.row(
-            "start → READY=1, empty spool (median of 5)".into(),
-            ms(ready_empty),
-            "",
-        );
-        t.row(
-            format!("start → READY=1 with the {} records spooled, broker down (median of {})", count(n_backlog as f64), bl.ready_runs),
-            ms(bl.ready),
-            "≤ 300 ms",
-        );
-        t.row(
-            format!("backfill: {} photo records kept by the terminal while the link was down, fetched after it returns", count(n_backfill as f64)),
-            format!("{} ({} records/s)", secs(bf.time), count(bf.n as f64 / bf.time.as_secs_f64())),
-            "",
-        );
-        t.row("… peak RSS".into(), mib(bf.peak_rss), "≤ 24 MiB");
-        t.row("… lost".into(), bf.lost.to_string(), "0");
-        t.row(
-            format!(
-                "{} terminals at {} records/s each with photos for {} ({} records): p50 / p99",
-                sc.terminals, sc.per_second, secs(sc.wall), count(sc.n as f64)
-            ),
-            lat(&sc.latency),
-            "p99 ≤ 20 ms",
-        );
-        t.row("… peak RSS".into(), mib(sc.peak_rss), "≤ 24 MiB");
-        t.row(
-            "… bridge CPU (user + system over wall time, % of one core)".into(),
-            format!("{:.1} %", sc.cpu_percent),
-            "reported",
-        );
+        if wanted("backlog") {
+            let n_backlog = scale(100_000);
+            let s = step("backlog");
+            let bl = backlog::run(n_backlog, 3).await;
+            done(s);
+            backlog_rows(&mut t, &bl);
+        }
+
+        if wanted("backfill") {
+            let s = step("backfill");
+            let bf = backfill::run(scale(10_000)).await;
+            done(s);
+            t.row(
+                format!("backfill: {} photo records kept by the terminal while the link was down, fetched after it returns", count(bf.n as f64)),
+                format!("{} ({} records/s)", secs(bf.time), count(bf.n as f64 / bf.time.as_secs_f64())),
+                "",
+            );
+            t.row("… peak RSS".into(), mib(bf.peak_rss), "≤ 24 MiB");
+            t.row("… lost".into(), bf.lost.to_string(), "0");
+        }
+
+        if wanted("scale") {
+            let s = step("16 terminals");
+            let sc = scale::run(16, 5.0, scaled(Duration::from_secs(60))).await;
+            done(s);
+            t.row(
+                format!(
+                    "{} terminals at {} records/s each with photos for {} ({} records): p50 / p99",
+                    sc.terminals, sc.per_second, secs(sc.wall), count(sc.n as f64)
+                ),
+                lat(&sc.latency),
+                "p99 ≤ 20 ms",
+            );
+            t.row("… peak RSS".into(), mib(sc.peak_rss), "≤ 24 MiB");
+            t.row(
+                "… bridge CPU (user + system over wall time, % of one core)".into(),
+                format!("{:.1} %", sc.cpu_percent),
+                "reported",
+            );
+        }
     });
     println!();
     println!(
@@ -327,4 +262,120 @@ fn main() {
     );
     println!();
     t.print();
+}
+
+/// The burst rows, with Node-RED beside face2mqtt where it ran.
+fn burst_rows(t: &mut Table, b: &burst::Burst, nr: Option<&nodered::Comparison>, n_burst: usize) {
+    let skipped = || "skipped".to_string();
+    let n_cmp = scale(400);
+    match nr {
+        Some(c) => {
+            t.versus(
+                format!("latency p50 / p99, {n_cmp} records at 50/s, half with photos (same simulator and broker, one after the other)"),
+                lat(&c.ours.latency),
+                lat(&c.theirs.latency),
+                format!(
+                    "{} / {}",
+                    ratio(c.theirs.latency.p50.as_secs_f64(), c.ours.latency.p50.as_secs_f64()),
+                    ratio(c.theirs.latency.p99.as_secs_f64(), c.ours.latency.p99.as_secs_f64())
+                ),
+                "",
+            );
+            t.versus(
+                "… peak RSS (Node-RED: the node process)".into(),
+                mib(c.ours.peak_rss),
+                mib(c.theirs.peak_rss),
+                ratio(c.theirs.peak_rss as f64, c.ours.peak_rss as f64),
+                "≤ 24 MiB",
+            );
+        }
+        None => t.versus(
+            format!("latency p50 / p99, {n_cmp} records at 50/s, half with photos"),
+            "skipped with Node-RED".into(),
+            skipped(),
+            "".into(),
+            "",
+        ),
+    }
+    let theirs = |f: &dyn Fn(&burst::Burst) -> String| nr.map_or_else(skipped, |c| f(&c.burst));
+    let burst_ratio = nr.map_or(String::new(), |c| {
+        ratio(c.burst.peak_rss as f64, b.peak_rss as f64)
+    });
+    t.versus(
+        format!(
+            "burst: {} photo records pushed while the broker is down, then drained: peak RSS",
+            count(n_burst as f64)
+        ),
+        mib(b.peak_rss),
+        theirs(&|x: &burst::Burst| mib(x.peak_rss)),
+        burst_ratio,
+        "≤ 24 MiB",
+    );
+    t.versus(
+        "… lost (event ids pushed but never published)".into(),
+        b.lost.to_string(),
+        theirs(&|x: &burst::Burst| format!("{} of {}", x.lost, x.n)),
+        "".into(),
+        "0",
+    );
+    t.versus(
+        "… drain: broker start → last record".into(),
+        secs(b.drain),
+        theirs(&|x: &burst::Burst| {
+            if x.lost == x.n {
+                "nothing to drain".into()
+            } else {
+                secs(x.drain)
+            }
+        }),
+        "".into(),
+        "",
+    );
+    t.versus(
+        format!(
+            "… RSS idle before the burst → {} after the drain (difference)",
+            secs(b.settle)
+        ),
+        rss_after(b),
+        theirs(&rss_after),
+        "".into(),
+        "within 2 MiB of idle",
+    );
+}
+
+/// The backlog rows.
+fn backlog_rows(t: &mut Table, bl: &backlog::Backlog) {
+    t.row(
+        format!("backlog: {} records (1 in 10 with a photo) spooled with the broker down: time, spool on disk", count(bl.n as f64)),
+        format!("{}, {}", secs(bl.spooling), mib(bl.spool_bytes)),
+        "",
+    );
+    t.row(
+        "… drain after the broker returns (bridge restarted on the spool)".into(),
+        format!(
+            "{} ({} records/s)",
+            secs(bl.drain),
+            count(bl.n as f64 / bl.drain.as_secs_f64())
+        ),
+        "≤ 60 s",
+    );
+    t.row(
+        "… peak RSS (spooling / draining, the higher)".into(),
+        format!(
+            "{} (spooling {})",
+            mib(bl.peak_rss),
+            mib(bl.peak_rss_spooling)
+        ),
+        "≤ 24 MiB",
+    );
+    t.row("… lost".into(), bl.lost.to_string(), "0");
+    t.row(
+        format!(
+            "start → READY=1 with the {} records spooled, broker down (median of {})",
+            count(bl.n as f64),
+            bl.ready_runs
+        ),
+        ms(bl.ready),
+        "≤ 300 ms",
+    );
 }
