@@ -60,13 +60,15 @@ fn print_json(v: &impl serde::Serialize) {
 // ---- run ------------------------------------------------------------------------------------
 
 pub async fn run(path: &Path) -> Result<(), Failure> {
+    // First: a stop from now on is a clean stop (see `shutdown_signal`).
+    let stop = crate::service::shutdown_signal();
     let config = load(path)?;
     crate::service::init_logging(&config.log.level);
     crate::supervisor::install_panic_hook();
     let pins: crate::daemon::PinsFactory = Box::new(|| {
         crate::gpio::RppalPins::new().map(|p| Box::new(p) as Box<dyn crate::gpio::Pins>)
     });
-    crate::daemon::run(config, pins, crate::service::shutdown_signal()).await
+    crate::daemon::run(config, pins, stop).await
 }
 
 // ---- check ----------------------------------------------------------------------------------
@@ -567,6 +569,7 @@ pub struct SimulateArgs {
 }
 
 pub async fn simulate(a: SimulateArgs) -> Result<(), Failure> {
+    let stop = crate::service::shutdown_signal();
     crate::service::init_logging(&a.log_level);
     if !a.rate.is_finite() || a.rate < 0.0 {
         return Err(Failure::Usage("--rate must be a number >= 0".into()));
@@ -614,7 +617,7 @@ pub async fn simulate(a: SimulateArgs) -> Result<(), Failure> {
         "terminal simulator running (HTTP API, record WebSocket, control API)"
     );
     let control_task = tokio::spawn(control::serve(sim.clone(), ctl, shutdown.clone()));
-    crate::service::shutdown_signal().await;
+    stop.await;
     tracing::info!("simulator stopping");
     shutdown.cancel();
     let _ = control_task.await;

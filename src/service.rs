@@ -69,17 +69,43 @@ pub fn notify_stopping() {
 }
 
 /// Resolves on SIGTERM (`systemctl stop`) or SIGINT (Ctrl-C). `ctrl_c()` alone misses SIGTERM.
-pub async fn shutdown_signal() {
+///
+/// The handlers are installed when this is called, not when the future is first polled: a
+/// stop that arrives between READY=1 and the first poll would otherwise meet the default
+/// action and kill the process without its last flush and STOPPING=1 (a bench that stopped
+/// the bridge right after READY=1 found it). Call it first thing, in the runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            // Cannot happen on Linux with a runtime; if it does, Ctrl-C still stops us.
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sigterm_that_arrives_before_the_stop_is_awaited_is_not_lost() {
+        let stop = shutdown_signal();
+        // Before the fix this killed the test process (SIGTERM's default action).
+        // SAFETY: raise has no preconditions; the handler is installed above.
+        assert_eq!(unsafe { libc::raise(libc::SIGTERM) }, 0);
+        tokio::time::timeout(std::time::Duration::from_secs(10), stop)
+            .await
+            .expect("the stop resolves on the SIGTERM sent before it was polled");
     }
 }

@@ -190,7 +190,7 @@ pub async fn wait_taken(
 
 /// The log level that makes a bridge say what it has taken: each live record, and how many
 /// each backfill fetched.
-pub const TAKEN_LOG: &str = "warn,face2mqtt::ingest=debug,face2mqtt::backfill=info";
+pub const TAKEN_LOG: &str = "info,face2mqtt::ingest=debug,face2mqtt::backfill=info";
 
 /// Records a bridge logged as taken (at [`TAKEN_LOG`]), read incrementally from its log.
 pub struct TakenInLog {
