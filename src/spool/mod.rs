@@ -168,6 +168,11 @@ fn pending_key(terminal: &str, sign_time: u64, seq: u64) -> Vec<u8> {
     k
 }
 
+/// The sequence number at the end of a `pending` key.
+fn pending_seq(key: &[u8]) -> u64 {
+    key_seq(&key[key.len().saturating_sub(8)..])
+}
+
 fn wm_key(terminal: &str) -> Vec<u8> {
     format!("wm/{terminal}").into_bytes()
 }
@@ -233,33 +238,43 @@ impl Spool {
             dir: photo_dir.clone(),
             source,
         })?;
-        let mut photo_disk = 0u64;
-        let mut count = 0u64;
+        // Walking `records` would pull every entry into memory (sled materializes the leaves it
+        // reads and keeps them: 100,000 records took 160 MiB); `pending` holds one small key per
+        // entry, so it is what is counted and what the photos are checked against.
         // A spool written before the `pending` index existed gets it now, once.
-        let rebuild = pending.is_empty() && !records.is_empty();
-        for item in records.iter() {
-            let (k, v) = item.map_err(err)?;
-            count += 1;
-            if rebuild {
+        if pending.is_empty() && !records.is_empty() {
+            for item in records.iter() {
+                let (k, v) = item.map_err(err)?;
                 if let Ok(h) = entry::head(&v) {
                     let key = pending_key(&h.terminal, h.sign_time, key_seq(&k));
                     pending.insert(key, &[]).map_err(err)?;
                 }
             }
         }
+        let mut queued = Vec::new();
+        for item in pending.iter().keys() {
+            queued.push(pending_seq(&item.map_err(err)?));
+        }
+        queued.sort_unstable();
+        let count = queued.len() as u64;
         // Photos whose entry is gone (a delete lost in a crash, or a write that beat its record
-        // to the disk) are orphans.
+        // to the disk) are orphans. One not in `pending` is looked up in `records` before it goes
+        // (an entry whose index key a crash lost still has its photo).
+        let mut photo_disk = 0u64;
         let on_disk = photos.list().map_err(|source| SpoolError::Photos {
             dir: photo_dir.clone(),
             source,
         })?;
         for (seq, len) in on_disk {
-            if records.contains_key(seq_key(seq)).map_err(err)? {
+            if queued.binary_search(&seq).is_ok()
+                || records.contains_key(seq_key(seq)).map_err(err)?
+            {
                 photo_disk += photos::allocated(len);
             } else if let Err(e) = photos.remove(seq) {
                 tracing::warn!("cannot remove an orphaned spool photo: {e}");
             }
         }
+        drop(queued);
         let next = records
             .last()
             .map_err(err)?
@@ -474,15 +489,36 @@ impl Spool {
     /// crash is a duplicate publish, never a loss.
     pub fn ack(&self, seq: u64) -> Result<(), SpoolError> {
         if let Some(v) = self.records.remove(seq_key(seq)).map_err(|e| self.err(e))? {
-            self.count.fetch_sub(1, Ordering::SeqCst);
-            if let Ok(h) = entry::head(&v) {
-                self.pending
-                    .remove(pending_key(&h.terminal, h.sign_time, seq))
-                    .map_err(|e| self.err(e))?;
+            // The count is of `pending` keys (that is what `open` counts): an entry whose key a
+            // crash lost leaves without taking the count below zero.
+            let key = match entry::head(&v) {
+                Ok(h) => Some(sled::IVec::from(pending_key(&h.terminal, h.sign_time, seq))),
+                // A damaged entry (rare: it is quarantined) names no key; look for it.
+                Err(_) => self.pending_key_of(seq)?,
+            };
+            if let Some(key) = key {
+                if self.pending.remove(key).map_err(|e| self.err(e))?.is_some() {
+                    let _ = self
+                        .count
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+                            Some(c.saturating_sub(1))
+                        });
+                }
             }
         }
         self.remove_photo(seq)?;
         Ok(())
+    }
+
+    /// The `pending` key of entry `seq`, found by a walk over the keys.
+    fn pending_key_of(&self, seq: u64) -> Result<Option<sled::IVec>, SpoolError> {
+        for k in self.pending.iter().keys() {
+            let k = k.map_err(|e| self.err(e))?;
+            if pending_seq(&k) == seq {
+                return Ok(Some(k));
+            }
+        }
+        Ok(None)
     }
 
     /// Drops an entry that can never be published (unreadable); counted like a trimmed record.
@@ -1267,6 +1303,61 @@ mod tests {
         assert_eq!(s.quarantined(), 2);
         assert!(s.is_empty());
         assert_eq!(s.photo_disk.load(Ordering::SeqCst), 0, "the photo went too");
+    }
+
+    #[test]
+    fn a_damaged_entry_that_leaves_takes_its_index_key_and_its_count_with_it() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let a = stored(s.append("t", &rec("t-1", 1), None, true).expect("append"));
+        let b = stored(s.append("t", &rec("t-2", 2), None, true).expect("append"));
+        s.records
+            .insert(seq_key(a), &b"not json"[..])
+            .expect("damage");
+        s.quarantine(a, "undecodable").expect("quarantine");
+        assert_eq!(s.len(), 1);
+        let left: Vec<u64> = s
+            .pending
+            .iter()
+            .keys()
+            .map(|k| pending_seq(&k.expect("key")))
+            .collect();
+        assert_eq!(
+            left,
+            [b],
+            "the low-water mark is not held by the damaged entry"
+        );
+        assert_eq!(s.low_water().expect("marks")["t"], 2);
+    }
+
+    #[test]
+    fn an_entry_whose_index_key_a_crash_lost_keeps_its_photo_and_leaves_without_a_negative_count() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (a, b);
+        {
+            let s = open(d.path());
+            a = stored(
+                s.append("t", &rec("t-1", 1), Some(&[0xFF, 0xD8, 1, 2]), true)
+                    .expect("append"),
+            );
+            b = stored(s.append("t", &rec("t-2", 2), None, true).expect("append"));
+            s.pending
+                .remove(pending_key("t", 1, a))
+                .expect("lose the key");
+            s.flush().expect("flush");
+        }
+        let s = open(d.path());
+        assert_eq!(s.len(), 1, "the count is of index keys");
+        let (_, entry) = s.next_after(None, 1).expect("read").remove(0);
+        assert!(
+            s.photo(a, &entry).expect("photo").is_some(),
+            "not taken for an orphan"
+        );
+        s.ack(a).expect("ack");
+        assert_eq!(s.len(), 1);
+        s.ack(b).expect("ack");
+        assert_eq!(s.len(), 0);
+        assert!(s.is_empty());
     }
 
     #[test]
