@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::budget::Budget;
 use crate::config::TerminalConfig;
-use crate::record::{self, Normalized, Source};
+use crate::record::{self, Source};
 use crate::spool::writer::SpoolCmd;
-use crate::spool::Spool;
+use crate::spool::{Incoming, Spool};
 use crate::terminal::model::Page;
 use crate::terminal::{sign, RecordQuery, TerminalClient, TerminalError};
 
@@ -231,7 +231,8 @@ impl Backfill {
                     if !(keep_first_photo && out.is_empty()) {
                         rec.drop_photo();
                     }
-                    let size = held_size(&rec);
+                    let rec = Incoming::from(rec);
+                    let size = rec.size();
                     out.push(Held { rec, size });
                 }
                 Err(e) => tracing::warn!(terminal = %t.id, "backfill skipped a record: {e}"),
@@ -276,14 +277,8 @@ enum Slice {
 
 /// A record read by backfill, and what holding it costs.
 struct Held {
-    rec: Normalized,
+    rec: Incoming,
     size: usize,
-}
-
-/// What a held record costs, roughly: its JSON and photo.
-fn held_size(rec: &Normalized) -> usize {
-    let json = serde_json::to_vec(&rec.json).map_or(0, |v| v.len());
-    json.saturating_add(rec.photo.as_ref().map_or(0, Vec::len))
 }
 
 /// `[a, b]` as two slices that overlap on their middle second, or `None` when it cannot shrink.

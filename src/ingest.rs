@@ -22,6 +22,7 @@ use crate::config::TerminalConfig;
 use crate::messages::Outbound;
 use crate::record::{self, Source};
 use crate::spool::writer::SpoolCmd;
+use crate::spool::Incoming;
 use crate::terminal::model::lenient_i64;
 use crate::terminal::{lean, push, TerminalClient};
 
@@ -279,10 +280,11 @@ impl Ingest {
                     tracing::debug!(terminal = %t.id, event_id = %rec.event_id, "record received");
                     let current = generation.max(*self.backfill.borrow());
                     let advance = self.caught_up.load(Ordering::SeqCst) >= current;
-                    // The frame's size stands for the record's: its photo in base64 is a third
-                    // larger than the decoded one the record holds.
+                    // Serialized now: what waits is what its bytes say (see `Incoming`). The
+                    // frame's size stands for it (its photo in base64 is a third larger).
+                    let rec = Incoming::from(rec);
                     let waited = Instant::now();
-                    let ticket = self.budget.take(bytes.len()).await;
+                    let ticket = self.budget.take(bytes.len().max(rec.size())).await;
                     let cmd = SpoolCmd::Record {
                         terminal: t.id.clone(),
                         record: rec,

@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::record::Normalized;
 
-pub use entry::{Encoded, Entry, PhotoRef};
+pub use entry::{Encoded, Entry, Incoming, PhotoRef};
 
 /// Free disk space the spool leaves alone: sled's errors are sticky until it is opened again,
 /// so it must never be the one to find the disk full. Photos and held records give way first.
@@ -325,7 +325,7 @@ impl Spool {
         advance_watermark: bool,
     ) -> Result<Appended, SpoolError> {
         self.append_encoded(
-            &Encoded::new(terminal, rec, photo, now_ms()),
+            &Encoded::new(terminal, &Incoming::of(rec, photo), now_ms()),
             advance_watermark,
         )
     }
@@ -997,7 +997,8 @@ mod tests {
         let mut shed = 0;
         for i in 0..n {
             let r = rec(&format!("t-{i}"), i);
-            let e = Encoded::new("t", &r, Some(photo), 0);
+            let incoming = Incoming::of(&r, Some(photo));
+            let e = Encoded::new("t", &incoming, 0);
             let t = s.make_room(e.size()).expect("room");
             shed += t.photos;
             assert!(t.room, "photos can always make room here");
@@ -1137,7 +1138,8 @@ mod tests {
         );
         // The same entry, spooled a minute ago.
         let r = rec("t-1", 1);
-        let older = Encoded::new("t", &r, None, entry.spooled_ms - 60_000);
+        let i = Incoming::of(&r, None);
+        let older = Encoded::new("t", &i, entry.spooled_ms - 60_000);
         s.records
             .insert(seq_key(seq), older.value.as_slice())
             .expect("rewrite");

@@ -22,15 +22,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use super::{Appended, Encoded, Spool, SpoolError};
+use super::{Appended, Encoded, Incoming, Spool, SpoolError};
 use crate::budget::Ticket;
-use crate::record::Normalized;
 use crate::watchdog::{Heartbeat, BEAT};
 
 pub enum SpoolCmd {
     Record {
         terminal: String,
-        record: Normalized,
+        record: Incoming,
         advance_watermark: bool,
         /// Its bytes against the budget, given back once it is stored (or dropped at shutdown).
         ticket: Ticket,
@@ -268,8 +267,7 @@ impl Writer {
                 ..
             } => {
                 // Encoded once: its size decides whether there is room, its bytes are stored.
-                let encoded =
-                    Encoded::new(terminal, record, record.photo.as_deref(), super::now_ms());
+                let encoded = Encoded::new(terminal, record, super::now_ms());
                 if !self.room_for(encoded.size()) {
                     return Err(());
                 }
@@ -287,7 +285,7 @@ impl Writer {
                 }
                 match result {
                     Ok(Appended::Stored(seq)) => {
-                        if record.json["source"] == "backfill" {
+                        if record.backfill {
                             self.recovered += 1;
                         }
                         self.ok(Some(seq))
