@@ -64,12 +64,22 @@ impl From<Normalized> for Incoming {
     fn from(rec: Normalized) -> Incoming {
         Incoming {
             backfill: rec.json["source"] == "backfill",
-            json: rec.json.to_string(),
-            event_id: rec.event_id,
+            json: exact(rec.json.to_string()),
+            event_id: exact(rec.event_id),
             sign_time: rec.sign_time,
-            photo: rec.photo,
+            photo: rec.photo.map(|mut p| {
+                p.shrink_to_fit();
+                p
+            }),
         }
     }
+}
+
+/// `s` without spare capacity: a string serialized into a growing buffer can hold twice its
+/// length, and what waits must hold what [`Incoming::size`] counts.
+fn exact(mut s: String) -> String {
+    s.shrink_to_fit();
+    s
 }
 
 impl Incoming {
@@ -194,6 +204,10 @@ mod tests {
         assert_eq!(live.json, json);
         assert_eq!(live.photo.as_deref(), Some(&b"jpeg"[..]));
         assert_eq!(live.size(), json.len() + r.event_id.len() + 4);
+        let held = live.json.capacity()
+            + live.event_id.capacity()
+            + live.photo.as_ref().map_or(0, Vec::capacity);
+        assert_eq!(held, live.size(), "it holds no more than it is counted for");
         assert!(!live.backfill);
         r.json["source"] = json!("backfill");
         assert!(Incoming::from(r).backfill);
