@@ -15,16 +15,6 @@ use face2mqtt::terminal::PersonType;
 const BURST: usize = 3000;
 const BOUND_KIB: u64 = 64 * 1024;
 
-/// The process's peak resident set (VmHWM), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_photo_records_with_the_broker_down_stays_inside_the_memory_bound_and_loses_nothing(
 ) {
@@ -55,7 +45,7 @@ async fn a_burst_of_photo_records_with_the_broker_down_stays_inside_the_memory_b
     )
     .await;
     let pid = bridge.pid().expect("running");
-    let during = peak_rss_kib(pid);
+    let during = peak_rss_kib(pid).expect("VmHWM");
 
     broker.restart();
     let mut seen = Vec::new();
@@ -67,7 +57,7 @@ async fn a_burst_of_photo_records_with_the_broker_down_stays_inside_the_memory_b
         &bridge,
     )
     .await;
-    let after = peak_rss_kib(pid);
+    let after = peak_rss_kib(pid).expect("VmHWM");
     eprintln!("memory: peak RSS {during} KiB after the burst, {after} KiB after the drain");
     assert!(
         after < BOUND_KIB,
@@ -113,7 +103,7 @@ async fn a_long_backfill_stays_inside_the_memory_bound_and_loses_nothing() {
     )
     .await;
     let pid = bridge.pid().expect("running");
-    let peak = peak_rss_kib(pid);
+    let peak = peak_rss_kib(pid).expect("VmHWM");
     eprintln!("memory: peak RSS {peak} KiB after a backfill of {RECORDS} records");
     assert!(
         peak < BOUND_KIB,

@@ -33,13 +33,6 @@ fn now_s() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Peak RSS (VmHWM, KiB) of a running process.
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 #[derive(Default)]
 struct Tally {
     /// Valid recognitions pushed, by event_id.
@@ -73,7 +66,7 @@ impl Rig {
     }
 
     fn sample_rss(&self, tally: &mut Tally) {
-        if let Some(kib) = self.bridge.pid().and_then(vm_hwm_kib) {
+        if let Some(kib) = self.bridge.pid().and_then(peak_rss_kib) {
             tally.peak_rss_kib = tally.peak_rss_kib.max(kib);
         }
     }

@@ -314,11 +314,7 @@ async fn queued_pushes_count_the_frames_a_link_has_not_been_sent_yet() {
     assert_eq!(s.sim.queued_pushes(), 0, "without a link nothing is queued");
     let c = client_for(&s.sim, PASSWORD, T);
     let mut ws = push::connect(&c, T).await.expect("connects");
-    let mut clients = s.sim.ws_clients();
-    tokio::time::timeout(T, clients.wait_for(|n| *n == 1))
-        .await
-        .expect("registered")
-        .expect("watch");
+    wait_link(&s.sim, 1).await;
     // A client that does not read: ~60 KB frames fill the socket buffers, then wait in the queue.
     for _ in 0..200 {
         s.sim.push(Some(PersonType::Staff));

@@ -33,13 +33,7 @@ pub struct Proc(pub u32);
 
 impl Proc {
     fn field(&self, file: &str, key: &str) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/{file}", self.0))
-            .ok()
-            .and_then(|t| {
-                let line = t.lines().find(|l| l.starts_with(key))?;
-                line[key.len()..].split_whitespace().next()?.parse().ok()
-            })
-            .unwrap_or(0)
+        crate::common::proc_field(self.0, file, key).unwrap_or(0)
     }
 
     /// Peak resident set (VmHWM), bytes.

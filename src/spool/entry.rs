@@ -63,7 +63,7 @@ pub struct Incoming {
 impl From<Normalized> for Incoming {
     fn from(rec: Normalized) -> Incoming {
         Incoming {
-            backfill: rec.json["source"] == "backfill",
+            backfill: from_backfill(&rec),
             json: exact(rec.json.to_string()),
             event_id: exact(rec.event_id),
             sign_time: rec.sign_time,
@@ -73,6 +73,11 @@ impl From<Normalized> for Incoming {
             }),
         }
     }
+}
+
+/// Whether backfill fetched it (the record says so in its `source`).
+fn from_backfill(rec: &Normalized) -> bool {
+    rec.json["source"] == crate::record::Source::Backfill.as_str()
 }
 
 /// `s` without spare capacity: a string serialized into a growing buffer can hold twice its
@@ -90,7 +95,7 @@ impl Incoming {
             sign_time: rec.sign_time,
             json: rec.json.to_string(),
             photo: photo.map(<[u8]>::to_vec),
-            backfill: rec.json["source"] == "backfill",
+            backfill: from_backfill(rec),
         }
     }
 

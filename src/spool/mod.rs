@@ -1308,6 +1308,14 @@ mod tests {
     }
 
     #[test]
+    fn an_index_key_gives_back_its_sequence_number_and_a_short_damaged_one_does_not_panic() {
+        assert_eq!(pending_seq(&pending_key("door", 1_700_000_000, 42)), 42);
+        assert_eq!(pending_seq(&pending_key("", 0, u64::MAX)), u64::MAX);
+        assert_eq!(pending_seq(b""), 0);
+        assert_eq!(pending_seq(&[1]), 1 << 56);
+    }
+
+    #[test]
     fn a_damaged_entry_that_leaves_takes_its_index_key_and_its_count_with_it() {
         let d = tempfile::tempdir().expect("tempdir");
         let s = open(d.path());

@@ -644,6 +644,18 @@ impl Drop for Bridge {
     }
 }
 
+/// A number from `/proc/<pid>/<file>`: the first one after `key` (e.g. `status`, `VmHWM:`).
+pub fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// A running process's peak resident set (VmHWM), in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    proc_field(pid, "status", "VmHWM:")
+}
+
 /// Record messages seen so far, parsed.
 pub fn records_of(messages: &[(String, Vec<u8>, bool)]) -> Vec<serde_json::Value> {
     messages
