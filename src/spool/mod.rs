@@ -4,7 +4,12 @@
 //! when the broker has acknowledged the publish that carried it.
 //!
 //! Trees:
-//! - `records`: seq (u64 BE) → [`Entry`] as JSON. One global sequence, so per-terminal order holds.
+//! - `records`: seq (u64 BE) → where the entry is in the log ([`bodies`]) and its `pending` key.
+//!   One global sequence, so per-terminal order holds. An older bridge stored the [`Entry`]
+//!   itself here; such entries are still read, so a spool drains after an upgrade.
+//! - the entries themselves (head and record JSON) are frames in an append-only log of segment
+//!   files in `log/` ([`bodies`]): written once, a segment unlinked once all of it is
+//!   acknowledged.
 //! - photos are files in `photos/` ([`photos`]), not in sled: written once, unlinked on PUBACK,
 //!   dropped before records when the cap is reached.
 //! - `seen`: `<terminal> 0x00 <signTime BE> <event_id>` → empty. Dedupes live vs backfill, kept
@@ -23,6 +28,7 @@
 //! reading is removed on the spot ([`Spool::photo`]). [`Spool::flush`] is the only thing that makes writes
 //! durable (sled otherwise flushes every 500 ms).
 
+mod bodies;
 mod entry;
 pub mod lowwater;
 mod photos;
@@ -41,8 +47,11 @@ pub use entry::{Encoded, Entry, Incoming, PhotoRef};
 /// so it must never be the one to find the disk full. Photos and held records give way first.
 pub const DISK_RESERVE: u64 = 4 * 1024 * 1024;
 
-/// sled's default page cache is 1 GiB and ignores cgroup limits; a few MiB is plenty for a FIFO.
-const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+/// sled's default page cache is 1 GiB and ignores cgroup limits. sled holds only small index keys
+/// (the entries are in the log), and counts its cache in serialized bytes while a leaf of many
+/// small keys takes several times that in memory: measured side by side (BENCHMARKS.md), 4 MiB
+/// cost 12 MiB more resident than 1 MiB while a backlog was spooled, and 1 MiB drained as fast.
+const CACHE_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -55,13 +64,18 @@ pub enum SpoolError {
         dir: PathBuf,
         source: std::io::Error,
     },
+    #[error("spool log in {dir}: {source}")]
+    Log {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl SpoolError {
     /// The disk (or the file system's quota) is full: room may come back as entries leave.
     pub fn is_full(&self) -> bool {
         let io = match self {
-            SpoolError::Photos { source, .. } => Some(source),
+            SpoolError::Photos { source, .. } | SpoolError::Log { source, .. } => Some(source),
             SpoolError::Db {
                 source: sled::Error::Io(e),
                 ..
@@ -104,6 +118,7 @@ pub struct Spool {
     dir: PathBuf,
     db: sled::Db,
     records: sled::Tree,
+    bodies: bodies::Bodies,
     photos: Arc<photos::Photos>,
     seen: sled::Tree,
     meta: sled::Tree,
@@ -173,8 +188,86 @@ fn pending_seq(key: &[u8]) -> u64 {
     key_seq(&key[key.len().saturating_sub(8)..])
 }
 
+/// The terminal and signTime a `pending` key names.
+fn pending_parts(key: &[u8]) -> Option<(&[u8], u64)> {
+    let end = key.iter().position(|b| *b == 0)?;
+    let time = key.get(end + 1..end + 9)?;
+    Some((&key[..end], key_seq(time)))
+}
+
 fn wm_key(terminal: &str) -> Vec<u8> {
     format!("wm/{terminal}").into_bytes()
+}
+
+/// `meta` key: the sequence number the log was synced up to (every entry below it has its body
+/// on disk), written by each flush before sled's own.
+const LOG_SYNCED: &[u8] = b"log/synced";
+
+/// An entry as stored, or why it cannot be read.
+type Stored<'v> = Result<std::borrow::Cow<'v, [u8]>, String>;
+
+struct Trees<'a> {
+    records: &'a sled::Tree,
+    pending: &'a sled::Tree,
+    seen: &'a sled::Tree,
+    meta: &'a sled::Tree,
+}
+
+/// Forgets the entries numbered `synced` and up whose bodies are not in the log as indexed:
+/// sled's index reached the disk (sled also flushes on its own, every 500 ms) and the frame did
+/// not (a power cut before the log's sync). Such a record was never reported durable, so the
+/// terminal still has it: its index and dedupe keys go and its terminal's watermark is lowered
+/// to it, so that backfill fetches it again.
+fn forget_unwritten(
+    dir: &Path,
+    t: &Trees<'_>,
+    bodies: &bodies::Bodies,
+    synced: u64,
+) -> Result<(), SpoolError> {
+    let err = |source| SpoolError::Db {
+        dir: dir.into(),
+        source,
+    };
+    let mut lost = Vec::new();
+    for item in t.records.range(seq_key(synced)..) {
+        let (k, v) = item.map_err(err)?;
+        let seq = key_seq(&k);
+        let Some((at, key)) = bodies::Location::decode(&v) else {
+            continue;
+        };
+        match bodies.read(seq, at) {
+            Ok(Ok(_)) => {}
+            Ok(Err(why)) => lost.push((seq, key.to_vec(), why)),
+            Err(source) => {
+                return Err(SpoolError::Log {
+                    dir: dir.join("log"),
+                    source,
+                })
+            }
+        }
+    }
+    for (seq, key, why) in lost {
+        t.records.remove(seq_key(seq)).map_err(err)?;
+        t.pending.remove(&key).map_err(err)?;
+        let Some((terminal, sign_time)) = pending_parts(&key) else {
+            continue;
+        };
+        let terminal = String::from_utf8_lossy(terminal);
+        tracing::warn!(
+            seq, terminal = %terminal, sign_time, reason = %why,
+            "a spooled record did not reach the disk before a power cut (it was never reported received): backfill fetches it again from the terminal"
+        );
+        for k in t.seen.scan_prefix(seen_prefix(&terminal, sign_time)).keys() {
+            t.seen.remove(k.map_err(err)?).map_err(err)?;
+        }
+        t.meta
+            .fetch_and_update(wm_key(&terminal), |old| {
+                let below = sign_time.saturating_sub(1);
+                old.map(|o| key_seq(o).min(below).to_be_bytes().to_vec())
+            })
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 impl Spool {
@@ -238,6 +331,32 @@ impl Spool {
             dir: photo_dir.clone(),
             source,
         })?;
+        let log_dir = dir.join("log");
+        let log_err = |source| SpoolError::Log {
+            dir: log_dir.clone(),
+            source,
+        };
+        let (bodies, log_existed) = bodies::Bodies::open(&log_dir, max_bytes).map_err(log_err)?;
+        let synced = match meta.get(LOG_SYNCED).map_err(err)? {
+            Some(v) => Some(key_seq(&v)),
+            // No entry of this spool is in a log yet (it was written by an older bridge, or is
+            // new): none needs checking.
+            None if !log_existed => None,
+            None => Some(0),
+        };
+        if let Some(from) = synced {
+            forget_unwritten(
+                dir,
+                &Trees {
+                    records: &records,
+                    pending: &pending,
+                    seen: &seen,
+                    meta: &meta,
+                },
+                &bodies,
+                from,
+            )?;
+        }
         // Walking `records` would pull every entry into memory (sled materializes the leaves it
         // reads and keeps them: 100,000 records took 160 MiB); `pending` holds one small key per
         // entry, so it is what is counted and what the photos are checked against.
@@ -245,10 +364,12 @@ impl Spool {
         if pending.is_empty() && !records.is_empty() {
             for item in records.iter() {
                 let (k, v) = item.map_err(err)?;
-                if let Ok(h) = entry::head(&v) {
-                    let key = pending_key(&h.terminal, h.sign_time, key_seq(&k));
-                    pending.insert(key, &[]).map_err(err)?;
-                }
+                let key = match (bodies::Location::decode(&v), entry::head(&v)) {
+                    (Some((_, key)), _) => key.to_vec(),
+                    (None, Ok(h)) => pending_key(&h.terminal, h.sign_time, key_seq(&k)),
+                    (None, Err(_)) => continue,
+                };
+                pending.insert(key, &[]).map_err(err)?;
             }
         }
         let mut queued = Vec::new();
@@ -274,17 +395,40 @@ impl Spool {
                 tracing::warn!("cannot remove an orphaned spool photo: {e}");
             }
         }
+        // Each segment's queued entries, so that it goes once the last of them is acknowledged.
+        // One the index does not reach is left over (its entries were acknowledged, and its
+        // removal lost in a crash or not yet done).
+        for (first, end) in bodies.ranges() {
+            let below = |q: &u64| *q < first;
+            let live = queued[queued.partition_point(below)..].partition_point(|q| *q < end) as u64;
+            let indexed = || records.range(seq_key(first)..seq_key(end)).count() as u64;
+            match live {
+                0 => match indexed() {
+                    0 => bodies.remove(first).map_err(log_err)?,
+                    // Entries whose `pending` key a crash lost.
+                    n => bodies.set_live(first, n),
+                },
+                n => bodies.set_live(first, n),
+            }
+        }
         drop(queued);
+        // Never below where the log was synced: an entry numbered again could be taken for one
+        // written before.
         let next = records
             .last()
             .map_err(err)?
             .map(|(k, _)| key_seq(&k) + 1)
-            .unwrap_or(1);
+            .unwrap_or(1)
+            .max(synced.unwrap_or(0));
+        if !log_existed {
+            meta.insert(LOG_SYNCED, &next.to_be_bytes()).map_err(err)?;
+        }
         let sled_disk = db.size_on_disk().map_err(err)?;
         Ok(Spool {
             dir: dir.into(),
             db,
             records,
+            bodies,
             photos: Arc::new(photos),
             seen,
             meta,
@@ -304,6 +448,34 @@ impl Spool {
         SpoolError::Db {
             dir: self.dir.clone(),
             source,
+        }
+    }
+
+    fn log_err(&self, source: std::io::Error) -> SpoolError {
+        SpoolError::Log {
+            dir: self.dir.join("log"),
+            source,
+        }
+    }
+
+    /// The stored entry of `records` value `v`: read from the log, or the value itself when an
+    /// older bridge stored it whole. `Some(Err(why))` when its body in the log is damaged; `None`
+    /// when it was acknowledged while being read (the writer may have unlinked its segment).
+    fn stored<'v>(&self, seq: u64, v: &'v [u8]) -> Result<Option<Stored<'v>>, SpoolError> {
+        let Some((at, _)) = bodies::Location::decode(v) else {
+            return Ok(Some(Ok(std::borrow::Cow::Borrowed(v))));
+        };
+        match self.bodies.read(seq, at).map_err(|e| self.log_err(e))? {
+            Ok(body) => Ok(Some(Ok(std::borrow::Cow::Owned(body)))),
+            Err(_)
+                if !self
+                    .records
+                    .contains_key(seq_key(seq))
+                    .map_err(|e| self.err(e))? =>
+            {
+                Ok(None)
+            }
+            Err(why) => Ok(Some(Err(why))),
         }
     }
 
@@ -345,18 +517,29 @@ impl Spool {
         if let Some(p) = rec.photo {
             self.photos.put(seq, p).map_err(|e| self.photo_err(e))?;
         }
+        // The body before its index: an index entry whose body is missing is a loss.
+        let at = match self.bodies.append(seq, &rec.value) {
+            Ok(at) => at,
+            Err(e) => {
+                // A full disk, most likely: the photo must not stay behind uncounted.
+                if rec.photo.is_some() {
+                    let _ = self.photos.remove(seq);
+                }
+                return Err(self.log_err(e));
+            }
+        };
+        let pending = pending_key(rec.terminal, rec.sign_time, seq);
+        let index = at.encode(&pending);
+        let indexed = (index.len() + pending.len() + seen.len()) as u64;
         self.records
-            .insert(seq_key(seq), rec.value.as_slice())
+            .insert(seq_key(seq), index)
             .map_err(|e| self.err(e))?;
-        self.pending
-            .insert(pending_key(rec.terminal, rec.sign_time, seq), &[])
-            .map_err(|e| self.err(e))?;
+        self.pending.insert(pending, &[]).map_err(|e| self.err(e))?;
         self.seen.insert(seen, &[]).map_err(|e| self.err(e))?;
         if advance_watermark {
             self.advance_watermark(rec.terminal, rec.sign_time)?;
         }
-        self.unflushed
-            .fetch_add(rec.value.len() as u64, Ordering::SeqCst);
+        self.unflushed.fetch_add(indexed, Ordering::SeqCst);
         if let Some(p) = rec.photo {
             self.photo_disk
                 .fetch_add(photos::allocated(p.len() as u64), Ordering::SeqCst);
@@ -390,6 +573,12 @@ impl Spool {
     /// call once per batch. Blocks.
     pub fn flush(&self) -> Result<(), SpoolError> {
         self.photos.sync().map_err(|e| self.photo_err(e))?;
+        // Every entry below `upto` has been written to the log (one writer appends and flushes).
+        let upto = self.next_seq.load(Ordering::SeqCst);
+        self.bodies.sync().map_err(|e| self.log_err(e))?;
+        self.meta
+            .insert(LOG_SYNCED, &upto.to_be_bytes())
+            .map_err(|e| self.err(e))?;
         // Counted before the flush: an entry written meanwhile is counted twice, never not at all.
         let flushed = self.unflushed.load(Ordering::SeqCst);
         self.db.flush().map_err(|e| self.err(e))?;
@@ -410,7 +599,10 @@ impl Spool {
         for item in self.records.range(seq_key(start)..).take(limit) {
             let (k, v) = item.map_err(|e| self.err(e))?;
             let seq = key_seq(&k);
-            match entry::decode(&v) {
+            let Some(stored) = self.stored(seq, &v)? else {
+                continue;
+            };
+            match stored.and_then(|b| entry::decode(&b)) {
                 Ok(entry) => batch.entries.push((seq, entry)),
                 Err(e) => batch.undecodable.push((seq, e)),
             }
@@ -426,7 +618,15 @@ impl Spool {
         };
         let mut kept = reason.as_bytes().to_vec();
         kept.push(0);
-        kept.extend_from_slice(&v);
+        // The entry as stored, for a person to look at; what is left of it when it is damaged.
+        match self.stored(seq, &v)? {
+            None => return Ok(()),
+            Some(Ok(body)) => kept.extend_from_slice(&body),
+            Some(Err(why)) => {
+                kept.extend_from_slice(format!("(unreadable: {why}) ").as_bytes());
+                kept.extend_from_slice(&v);
+            }
+        }
         self.quarantine
             .insert(seq_key(seq), kept)
             .map_err(|e| self.err(e))?;
@@ -450,7 +650,12 @@ impl Spool {
         for item in self.records.range(seq_key(start)..).take(limit) {
             let (k, v) = item.map_err(|e| self.err(e))?;
             let seq = key_seq(&k);
-            let entry = entry::decode(&v).map_err(|reason| SpoolError::Corrupt { seq, reason })?;
+            let Some(stored) = self.stored(seq, &v)? else {
+                continue;
+            };
+            let entry = stored
+                .and_then(|b| entry::decode(&b))
+                .map_err(|reason| SpoolError::Corrupt { seq, reason })?;
             out.push((seq, entry));
         }
         Ok(out)
@@ -491,10 +696,15 @@ impl Spool {
         if let Some(v) = self.records.remove(seq_key(seq)).map_err(|e| self.err(e))? {
             // The count is of `pending` keys (that is what `open` counts): an entry whose key a
             // crash lost leaves without taking the count below zero.
-            let key = match entry::head(&v) {
-                Ok(h) => Some(sled::IVec::from(pending_key(&h.terminal, h.sign_time, seq))),
+            let key = match (bodies::Location::decode(&v), entry::head(&v)) {
+                (Some((_, key)), _) => {
+                    self.bodies.release(seq);
+                    self.remove_dead_segments()?;
+                    Some(sled::IVec::from(key))
+                }
+                (None, Ok(h)) => Some(sled::IVec::from(pending_key(&h.terminal, h.sign_time, seq))),
                 // A damaged entry (rare: it is quarantined) names no key; look for it.
-                Err(_) => self.pending_key_of(seq)?,
+                (None, Err(_)) => self.pending_key_of(seq)?,
             };
             if let Some(key) = key {
                 if self.pending.remove(key).map_err(|e| self.err(e))?.is_some() {
@@ -507,6 +717,22 @@ impl Spool {
             }
         }
         self.remove_photo(seq)?;
+        Ok(())
+    }
+
+    /// Unlinks the log's segments that hold no queued entry any more (checked against the index:
+    /// an entry whose `pending` key a crash lost is not in the segment's count).
+    fn remove_dead_segments(&self) -> Result<(), SpoolError> {
+        for (first, end) in self.bodies.take_dead() {
+            let used = self
+                .records
+                .range(seq_key(first)..seq_key(end))
+                .next()
+                .is_some();
+            if !used {
+                self.bodies.remove(first).map_err(|e| self.log_err(e))?;
+            }
+        }
         Ok(())
     }
 
@@ -554,12 +780,13 @@ impl Spool {
         self.len() == 0
     }
 
-    /// What the spool takes on disk (what `spool.max_size` limits): sled's files and the photos.
+    /// What the spool takes on disk (what `spool.max_size` limits): sled's files, the log and the photos.
     pub fn bytes(&self) -> u64 {
         self.sled_disk
             .load(Ordering::SeqCst)
             .saturating_add(self.unflushed.load(Ordering::SeqCst))
             .saturating_add(self.photo_disk.load(Ordering::SeqCst))
+            .saturating_add(self.bodies.bytes())
     }
 
     /// How long the oldest queued record has waited.
@@ -910,8 +1137,9 @@ mod tests {
     #[test]
     fn over_the_cap_photos_of_the_oldest_go_first_and_records_are_never_dropped() {
         let d = tempfile::tempdir().expect("tempdir");
-        // Three photos of one block each and their entries fit; a fourth block does not.
-        let s = Spool::open(d.path(), empty_size() + 3 * 4096 + 1000).expect("opens");
+        // Three photos of one block each and their entries (log frames and index keys, a few
+        // hundred bytes each) fit; a fourth block does not.
+        let s = Spool::open(d.path(), empty_size() + 3 * 4096 + 2000).expect("opens");
         let photo = vec![0xFFu8; 3000];
         for i in 0..3 {
             s.append("t", &rec(&format!("t-{i}"), i), Some(&photo), true)
@@ -1368,6 +1596,206 @@ mod tests {
         s.ack(b).expect("ack");
         assert_eq!(s.len(), 0);
         assert!(s.is_empty());
+    }
+
+    /// Files in the spool's log.
+    fn segments(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join("log")).expect("log").count()
+    }
+
+    #[test]
+    fn an_entry_stored_whole_by_an_older_bridge_is_read_and_leaves_after_an_upgrade() {
+        let d = tempfile::tempdir().expect("tempdir");
+        {
+            // What an older bridge wrote: the entry itself in `records`, no log.
+            let db = sled::open(d.path()).expect("sled");
+            let incoming = Incoming::of(&rec("t-1", 7), None);
+            let old = Encoded::new("t", &incoming, 1);
+            db.open_tree("records")
+                .expect("tree")
+                .insert(seq_key(1), old.value.as_slice())
+                .expect("insert");
+            db.open_tree("pending")
+                .expect("tree")
+                .insert(pending_key("t", 7, 1), &[])
+                .expect("insert");
+            db.flush().expect("flush");
+        }
+        let s = open(d.path());
+        assert_eq!(s.len(), 1);
+        let new = stored(s.append("t", &rec("t-2", 8), None, true).expect("append"));
+        assert_eq!(new, 2, "numbered after the old entries");
+        let ids: Vec<String> = s
+            .next_after(None, 10)
+            .expect("read")
+            .into_iter()
+            .map(|(_, e)| e.event_id)
+            .collect();
+        assert_eq!(ids, ["t-1", "t-2"]);
+        s.ack(1).expect("ack");
+        assert_eq!(s.len(), 1);
+        assert_eq!(
+            s.low_water().expect("marks")["t"],
+            8,
+            "its index key left too"
+        );
+        s.ack(new).expect("ack");
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_record_whose_body_a_power_cut_lost_is_forgotten_so_that_backfill_fetches_it_again() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (a, b, kept_len);
+        {
+            let s = open(d.path());
+            a = stored(s.append("t", &rec("t-1", 100), None, true).expect("append"));
+            s.flush().expect("flush");
+            kept_len = s.bodies.bytes();
+            b = stored(s.append("t", &rec("t-2", 200), None, true).expect("append"));
+            // sled's own flush reached the disk, the log's frame did not.
+            s.db.flush().expect("sled alone");
+            let path = s.bodies.path_of(b).expect("segment");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .expect("segment")
+                .set_len(kept_len)
+                .expect("cut");
+        }
+        let s = open(d.path());
+        assert_eq!(s.len(), 1);
+        let left: Vec<u64> = s
+            .next_after(None, 10)
+            .expect("read")
+            .into_iter()
+            .map(|(q, _)| q)
+            .collect();
+        assert_eq!(left, [a]);
+        assert_eq!(
+            s.watermark("t").expect("watermark"),
+            Some(199),
+            "backfill looks back past it"
+        );
+        assert_eq!(
+            s.append("t", &rec("t-2", 200), None, true).expect("append"),
+            Appended::Stored(b),
+            "not a duplicate when it comes back"
+        );
+    }
+
+    #[test]
+    fn a_record_flushed_whole_is_not_checked_again_nor_forgotten() {
+        let d = tempfile::tempdir().expect("tempdir");
+        {
+            let s = open(d.path());
+            s.append("t", &rec("t-1", 100), None, true).expect("append");
+            s.flush().expect("flush");
+        }
+        let s = open(d.path());
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.watermark("t").expect("watermark"), Some(100));
+    }
+
+    #[test]
+    fn the_log_gives_back_its_space_as_entries_leave_and_keeps_what_is_queued() {
+        let d = tempfile::tempdir().expect("tempdir");
+        // 1 MiB cap: 64 KiB segments.
+        let s = Spool::open(d.path(), 1 << 20).expect("opens");
+        let big = |i: u64| Normalized {
+            json: json!({"event_id": format!("t-{i}"), "pad": "x".repeat(8000)}),
+            ..rec(&format!("t-{i}"), i)
+        };
+        let seqs: Vec<u64> = (0..40)
+            .map(|i| stored(s.append("t", &big(i), None, true).expect("append")))
+            .collect();
+        s.flush().expect("flush");
+        let full = (segments(d.path()), s.bytes());
+        assert!(full.0 >= 4, "{full:?}");
+        for q in &seqs[..30] {
+            s.ack(*q).expect("ack");
+        }
+        let drained = (segments(d.path()), s.bytes());
+        assert!(
+            drained.0 < full.0 && drained.1 < full.1,
+            "{full:?} {drained:?}"
+        );
+        let left: Vec<u64> = s
+            .next_after(None, 100)
+            .expect("read")
+            .into_iter()
+            .map(|(q, _)| q)
+            .collect();
+        assert_eq!(left, seqs[30..], "the queued ones still read");
+        drop(s);
+        let s = open(d.path());
+        assert_eq!(s.len(), 10);
+        for q in &seqs[30..] {
+            s.ack(*q).expect("ack");
+        }
+        assert_eq!(segments(d.path()), 0, "no segment outlives its entries");
+        assert_eq!(s.bodies.bytes(), 0);
+    }
+
+    #[test]
+    fn an_entry_acknowledged_while_a_batch_reads_it_is_skipped_not_taken_for_damage() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = Spool::open(d.path(), 1 << 20).expect("opens");
+        let big = Normalized {
+            json: json!({"pad": "x".repeat(70_000)}),
+            ..rec("t-1", 1)
+        };
+        let a = stored(s.append("t", &big, None, true).expect("append"));
+        s.append("t", &rec("t-2", 2), None, true).expect("append");
+        // The batch has read `a`'s index entry; then its PUBACK arrives and its segment goes.
+        let index = s.records.get(seq_key(a)).expect("get").expect("indexed");
+        s.ack(a).expect("ack");
+        assert_eq!(segments(d.path()), 1, "a's segment is gone");
+        assert!(s.stored(a, &index).expect("read").is_none());
+        // Still in the queue, the same failure is damage.
+        s.records
+            .insert(seq_key(a), index.clone())
+            .expect("put back");
+        assert!(matches!(s.stored(a, &index).expect("read"), Some(Err(_))));
+    }
+
+    #[test]
+    fn a_segment_left_over_by_a_crash_goes_when_the_spool_opens() {
+        let d = tempfile::tempdir().expect("tempdir");
+        {
+            let s = open(d.path());
+            let a = stored(s.append("t", &rec("t-1", 1), None, true).expect("append"));
+            s.flush().expect("flush");
+            s.ack(a).expect("ack");
+            assert_eq!(segments(d.path()), 1, "appended to, so kept while open");
+            s.flush().expect("flush");
+        }
+        let s = open(d.path());
+        assert_eq!(segments(d.path()), 0);
+        assert_eq!(s.bytes(), s.sled_disk.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_reopened_spool_numbers_on_from_where_the_log_was_synced_even_when_empty() {
+        let d = tempfile::tempdir().expect("tempdir");
+        {
+            let s = open(d.path());
+            for i in 0..3 {
+                let q = stored(
+                    s.append("t", &rec(&format!("t-{i}"), i), None, true)
+                        .expect("a"),
+                );
+                s.flush().expect("flush");
+                s.ack(q).expect("ack");
+            }
+            s.flush().expect("flush");
+        }
+        let s = open(d.path());
+        assert!(s.is_empty());
+        assert_eq!(
+            s.append("t", &rec("t-9", 9), None, true).expect("append"),
+            Appended::Stored(4)
+        );
     }
 
     #[test]

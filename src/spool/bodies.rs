@@ -1,0 +1,449 @@
+//! Queued entries' bodies (head and record JSON) in an append-only log of segment files
+//! (`log/<first seq>.log`); sled keeps only where each one is ([`Location`], 13 bytes).
+//!
+//! Why not in sled: sled rewrites a leaf, values and all, on every insert and remove near it,
+//! and keeps the leaves it touched in memory. With ~1.7 KB entries a FIFO cost 13x its bytes in
+//! disk writes and tens of MiB of heap while a backlog drained (BENCHMARKS.md). Here a body is
+//! written once, read back with one `pread`, and its space comes back when every entry of its
+//! segment has left (a FIFO empties its segments oldest first): the file is unlinked.
+//!
+//! A frame is `seq (u64 BE) | len (u32 BE) | FNV-1a of the body (u64 BE) | body`. Reading checks
+//! all three, so a frame a power cut tore, or one that never reached the disk while sled's index
+//! did, reads as damaged rather than as another record. [`Bodies::sync`] makes every frame written
+//! so far durable (group commit, with the batch's photos, before sled's flush).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::record::stable_hash;
+
+const HEADER: usize = 8 + 4 + 8;
+
+/// A segment is closed and a new one started once it holds this many bytes (fewer for a small
+/// `spool.max_size`, see [`Bodies::open`]): the space of a segment comes back only when all of
+/// it has been acknowledged.
+pub const SEGMENT_BYTES: u64 = 1 << 20;
+
+/// Tag of a `records` value that is a location, not an entry (entries start with `{`).
+const TAG: u8 = 0x01;
+
+/// Where an entry's body is: its frame's offset in its segment, and the body's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub offset: u64,
+    pub len: u32,
+}
+
+impl Location {
+    /// The `records` value: the location, then the entry's `pending` key (so that an
+    /// acknowledgement removes it without reading the body).
+    pub fn encode(&self, pending: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(13 + pending.len());
+        v.push(TAG);
+        v.extend_from_slice(&self.offset.to_be_bytes());
+        v.extend_from_slice(&self.len.to_be_bytes());
+        v.extend_from_slice(pending);
+        v
+    }
+
+    /// The location and the `pending` key; `None` for a value that is not a location (an entry
+    /// stored whole by an older bridge, or damage).
+    pub fn decode(v: &[u8]) -> Option<(Location, &[u8])> {
+        if v.len() < 13 || v[0] != TAG {
+            return None;
+        }
+        let offset = u64::from_be_bytes(v[1..9].try_into().ok()?);
+        let len = u32::from_be_bytes(v[9..13].try_into().ok()?);
+        Some((Location { offset, len }, &v[13..]))
+    }
+}
+
+struct Segment {
+    file: Arc<File>,
+    /// Bytes written (what it takes on disk, give or take its last block).
+    len: u64,
+    /// Entries in it not yet acknowledged.
+    live: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// By the sequence number of their first entry: entry `seq` is in the last one at or below.
+    segments: BTreeMap<u64, Segment>,
+    /// The segment appended to; `None` until the first append after opening (a segment written
+    /// by an earlier process may end in a torn frame: it is never appended to again).
+    active: Option<u64>,
+    /// Segments written since the last sync, and whether a file was created since.
+    unsynced: BTreeSet<u64>,
+    created: bool,
+    /// Segments that may have no entry left, for the spool to check and remove.
+    dead: Vec<u64>,
+    bytes: u64,
+}
+
+pub struct Bodies {
+    dir: PathBuf,
+    roll_at: u64,
+    inner: Mutex<Inner>,
+}
+
+fn file_name(first: u64) -> String {
+    format!("{first:020}.log")
+}
+
+fn first_of(name: &str) -> Option<u64> {
+    name.strip_suffix(".log")?.parse().ok()
+}
+
+impl Bodies {
+    /// Opens the log in `dir` (created if missing). `max_bytes` is the spool's size cap: segments
+    /// are a sixteenth of it at most, so the space held by a half-acknowledged segment stays small
+    /// beside the cap. Whether `dir` already existed is the second value (a spool from before the
+    /// log has no locations to check).
+    pub fn open(dir: &Path, max_bytes: u64) -> io::Result<(Bodies, bool)> {
+        let existed = dir.is_dir();
+        fs::create_dir_all(dir)?;
+        let mut inner = Inner::default();
+        for item in fs::read_dir(dir)? {
+            let item = item?;
+            let Some(first) = item.file_name().to_str().and_then(first_of) else {
+                continue;
+            };
+            let file = File::open(item.path())?;
+            let len = file.metadata()?.len();
+            inner.bytes = inner.bytes.saturating_add(len);
+            inner.segments.insert(
+                first,
+                Segment {
+                    file: Arc::new(file),
+                    len,
+                    live: 0,
+                },
+            );
+        }
+        let bodies = Bodies {
+            dir: dir.into(),
+            roll_at: (max_bytes / 16).clamp(64 << 10, SEGMENT_BYTES),
+            inner: Mutex::new(inner),
+        };
+        Ok((bodies, existed))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The segments on disk: first sequence number, and the first of the next one (the end of
+    /// its range).
+    pub fn ranges(&self) -> Vec<(u64, u64)> {
+        let inner = self.lock();
+        let firsts: Vec<u64> = inner.segments.keys().copied().collect();
+        let ends = firsts.iter().skip(1).copied().chain([u64::MAX]);
+        firsts.iter().copied().zip(ends).collect()
+    }
+
+    /// Sets how many entries of segment `first` are queued (counted when the spool opens).
+    pub fn set_live(&self, first: u64, live: u64) {
+        if let Some(s) = self.lock().segments.get_mut(&first) {
+            s.live = live;
+        }
+    }
+
+    /// Appends entry `seq`'s body. Written to the file before it returns (a process that dies
+    /// next leaves it in the page cache); durable after [`Bodies::sync`].
+    pub fn append(&self, seq: u64, body: &[u8]) -> io::Result<Location> {
+        let len = u32::try_from(body.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "entry over 4 GiB"))?;
+        let mut inner = self.lock();
+        let roll = match inner.active.and_then(|a| inner.segments.get(&a)) {
+            Some(s) => s.len >= self.roll_at,
+            None => true,
+        };
+        if roll {
+            if let Some(old) = inner.active.take() {
+                inner.dead.push(old);
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(self.dir.join(file_name(seq)))?;
+            inner.segments.insert(
+                seq,
+                Segment {
+                    file: Arc::new(file),
+                    len: 0,
+                    live: 0,
+                },
+            );
+            inner.active = Some(seq);
+            inner.created = true;
+        }
+        let active = inner.active.unwrap_or(seq);
+        let Some(seg) = inner.segments.get_mut(&active) else {
+            return Err(io::Error::other("the active log segment is gone"));
+        };
+        let mut frame = Vec::with_capacity(HEADER + body.len());
+        frame.extend_from_slice(&seq.to_be_bytes());
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(&stable_hash(body).to_be_bytes());
+        frame.extend_from_slice(body);
+        let offset = seg.len;
+        // At our own offset: a write that failed half-way (a full disk) is overwritten by the next.
+        seg.file.write_all_at(&frame, offset)?;
+        seg.len += frame.len() as u64;
+        seg.live += 1;
+        inner.bytes = inner.bytes.saturating_add(frame.len() as u64);
+        inner.unsynced.insert(active);
+        Ok(Location { offset, len })
+    }
+
+    /// Entry `seq`'s body; `Ok(Err(why))` when what is there is not it (torn, never written,
+    /// or its segment is gone).
+    pub fn read(&self, seq: u64, at: Location) -> io::Result<Result<Vec<u8>, String>> {
+        let file = {
+            let inner = self.lock();
+            match inner.segments.range(..=seq).next_back() {
+                Some((_, s)) => Arc::clone(&s.file),
+                None => return Ok(Err("its log segment is gone".into())),
+            }
+        };
+        let mut frame = vec![0u8; HEADER + at.len as usize];
+        match file.read_exact_at(&mut frame, at.offset) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Ok(Err("its frame is cut short in the log".into()))
+            }
+            Err(e) => return Err(e),
+        }
+        let (head, body) = frame.split_at(HEADER);
+        let stored_seq = u64::from_be_bytes(head[..8].try_into().unwrap_or_default());
+        let stored_len = u32::from_be_bytes(head[8..12].try_into().unwrap_or_default());
+        let hash = u64::from_be_bytes(head[12..].try_into().unwrap_or_default());
+        if stored_seq != seq || stored_len != at.len || stable_hash(body) != hash {
+            return Ok(Err(
+                "its frame in the log is damaged (a power cut before it reached the disk?)".into(),
+            ));
+        }
+        frame.drain(..HEADER);
+        Ok(Ok(frame))
+    }
+
+    /// Entry `seq` left the queue. Its segment, once it holds no queued entry and is not being
+    /// appended to, becomes a candidate for [`Bodies::take_dead`].
+    pub fn release(&self, seq: u64) {
+        let mut inner = self.lock();
+        let active = inner.active;
+        let Some((&first, seg)) = inner.segments.range_mut(..=seq).next_back() else {
+            return;
+        };
+        seg.live = seg.live.saturating_sub(1);
+        if seg.live == 0 && active != Some(first) {
+            inner.dead.push(first);
+        }
+    }
+
+    /// Segments that may be empty (the spool checks its index before it calls
+    /// [`Bodies::remove`]).
+    pub fn take_dead(&self) -> Vec<(u64, u64)> {
+        let mut inner = self.lock();
+        let dead = std::mem::take(&mut inner.dead);
+        dead.into_iter()
+            .filter(|first| {
+                inner.active != Some(*first)
+                    && inner.segments.get(first).is_some_and(|s| s.live == 0)
+            })
+            .map(|first| {
+                let end = inner
+                    .segments
+                    .range(first + 1..)
+                    .next()
+                    .map_or(u64::MAX, |(k, _)| *k);
+                (first, end)
+            })
+            .collect()
+    }
+
+    /// Unlinks segment `first` (no sync needed: one a crash brings back is removed again at the
+    /// next open, as it holds no queued entry).
+    pub fn remove(&self, first: u64) -> io::Result<()> {
+        let mut inner = self.lock();
+        let Some(seg) = inner.segments.remove(&first) else {
+            return Ok(());
+        };
+        inner.bytes = inner.bytes.saturating_sub(seg.len);
+        inner.unsynced.remove(&first);
+        drop(inner);
+        match fs::remove_file(self.dir.join(file_name(first))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes every frame written so far durable: the segments' data, then the directory when a
+    /// segment was created.
+    pub fn sync(&self) -> io::Result<()> {
+        let (files, created) = {
+            let mut inner = self.lock();
+            let firsts = std::mem::take(&mut inner.unsynced);
+            let files: Vec<(u64, Arc<File>)> = firsts
+                .iter()
+                .filter_map(|f| inner.segments.get(f).map(|s| (*f, Arc::clone(&s.file))))
+                .collect();
+            (files, std::mem::take(&mut inner.created))
+        };
+        let synced =
+            files
+                .iter()
+                .try_for_each(|(_, f)| f.sync_data())
+                .and_then(|()| match created {
+                    true => File::open(&self.dir)?.sync_all(),
+                    false => Ok(()),
+                });
+        if synced.is_err() {
+            // Retried by the writer's next flush, which must not report durable what is not.
+            let mut inner = self.lock();
+            inner.unsynced.extend(files.iter().map(|(f, _)| *f));
+            inner.created |= created;
+        }
+        synced
+    }
+
+    /// What the segments take on disk.
+    pub fn bytes(&self) -> u64 {
+        self.lock().bytes
+    }
+
+    #[cfg(test)]
+    pub fn segment_count(&self) -> usize {
+        self.lock().segments.len()
+    }
+
+    /// The segment file holding entry `seq`, for tests that damage it.
+    #[cfg(test)]
+    pub fn path_of(&self, seq: u64) -> Option<PathBuf> {
+        let inner = self.lock();
+        let (first, _) = inner.segments.range(..=seq).next_back()?;
+        Some(self.dir.join(file_name(*first)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_location_round_trips_and_an_entry_stored_whole_is_not_one() {
+        let at = Location {
+            offset: 1 << 40,
+            len: 1700,
+        };
+        assert_eq!(
+            Location::decode(&at.encode(b"door\0key")),
+            Some((at, &b"door\0key"[..]))
+        );
+        assert_eq!(Location::decode(&at.encode(b"")), Some((at, &b""[..])));
+        assert_eq!(Location::decode(br#"{"terminal":"t"}"#), None);
+        assert_eq!(Location::decode(&at.encode(b"")[..12]), None);
+        let mut other = at.encode(b"k");
+        other[0] = b'{';
+        assert_eq!(Location::decode(&other), None);
+    }
+
+    #[test]
+    fn a_body_reads_back_as_written_and_a_damaged_frame_reads_as_damaged() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (b, existed) = Bodies::open(d.path(), 512 << 20).expect("open");
+        assert!(existed);
+        let one = b.append(7, b"first body").expect("append");
+        let two = b.append(8, b"second").expect("append");
+        assert_eq!(b.read(7, one).expect("read"), Ok(b"first body".to_vec()));
+        assert_eq!(b.read(8, two).expect("read"), Ok(b"second".to_vec()));
+        assert!(
+            b.read(8, one).expect("read").is_err(),
+            "another entry's frame"
+        );
+        let long = Location { len: 11, ..one };
+        assert!(b.read(7, long).expect("read").is_err(), "wrong length");
+        let past = Location {
+            offset: 1 << 20,
+            len: 4,
+        };
+        assert!(b.read(8, past).expect("read").is_err(), "past the end");
+        // One flipped byte of the body.
+        let path = b.path_of(7).expect("segment");
+        let f = OpenOptions::new().write(true).open(path).expect("open");
+        f.write_all_at(b"F", one.offset + HEADER as u64)
+            .expect("damage");
+        assert!(b.read(7, one).expect("read").is_err(), "hash mismatch");
+        assert_eq!(b.read(8, two).expect("read"), Ok(b"second".to_vec()));
+    }
+
+    #[test]
+    fn a_segment_is_closed_at_its_size_and_dies_when_its_last_entry_leaves() {
+        let d = tempfile::tempdir().expect("tempdir");
+        // The smallest roll size: 64 KiB.
+        let (b, _) = Bodies::open(d.path(), 1 << 20).expect("open");
+        let body = vec![b'x'; 16 << 10];
+        for seq in 1..=5 {
+            b.append(seq, &body).expect("append");
+        }
+        assert_eq!(b.segment_count(), 2, "four frames of 16 KiB fill 64 KiB");
+        assert_eq!(b.ranges(), [(1, 5), (5, u64::MAX)]);
+        for seq in 1..=3 {
+            b.release(seq);
+            assert!(b.take_dead().is_empty(), "{seq} of 4 left");
+        }
+        b.release(4);
+        assert_eq!(b.take_dead(), [(1, 5)]);
+        b.remove(1).expect("remove");
+        assert_eq!(b.segment_count(), 1);
+        assert_eq!(b.bytes(), (HEADER + body.len()) as u64);
+        b.release(5);
+        assert!(b.take_dead().is_empty(), "the segment appended to stays");
+    }
+
+    #[test]
+    fn a_closed_segment_whose_entries_all_left_dies_when_the_next_one_starts() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (b, _) = Bodies::open(d.path(), 1 << 20).expect("open");
+        let body = vec![b'x'; 64 << 10];
+        b.append(1, &body).expect("append");
+        b.release(1);
+        assert!(b.take_dead().is_empty());
+        b.append(2, &body).expect("append");
+        assert_eq!(b.take_dead(), [(1, 2)]);
+    }
+
+    #[test]
+    fn a_reopened_log_appends_to_a_new_segment_and_counts_the_old_ones_bytes() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let at;
+        {
+            let (b, _) = Bodies::open(d.path(), 512 << 20).expect("open");
+            at = b.append(1, b"kept").expect("append");
+            b.sync().expect("sync");
+        }
+        let (b, _) = Bodies::open(d.path(), 512 << 20).expect("open");
+        assert_eq!(b.bytes(), (HEADER + 4) as u64);
+        b.append(2, b"new").expect("append");
+        assert_eq!(b.ranges(), [(1, 2), (2, u64::MAX)]);
+        assert_eq!(b.read(1, at).expect("read"), Ok(b"kept".to_vec()));
+    }
+
+    #[test]
+    fn a_sync_that_fails_keeps_its_segments_for_the_next_one() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (b, _) = Bodies::open(&d.path().join("log"), 512 << 20).expect("open");
+        b.append(1, b"body").expect("append");
+        fs::remove_dir_all(d.path().join("log")).expect("pull the directory away");
+        assert!(b.sync().is_err(), "the directory cannot be synced");
+        let inner = b.lock();
+        assert_eq!(inner.unsynced.len(), 1);
+        assert!(inner.created);
+    }
+}
