@@ -313,6 +313,29 @@ impl Bodies {
         synced
     }
 
+    /// Syncs every segment that may hold entry `seq` or a later one, and the directory (at open:
+    /// frames a crashed process wrote may be in the page cache only).
+    pub fn sync_from(&self, seq: u64) -> io::Result<()> {
+        let files: Vec<Arc<File>> = {
+            let inner = self.lock();
+            let from = inner
+                .segments
+                .range(..=seq)
+                .next_back()
+                .map_or(seq, |(first, _)| *first);
+            inner
+                .segments
+                .range(from..)
+                .map(|(_, s)| Arc::clone(&s.file))
+                .collect()
+        };
+        if files.is_empty() {
+            return Ok(());
+        }
+        files.iter().try_for_each(|f| f.sync_data())?;
+        File::open(&self.dir)?.sync_all()
+    }
+
     /// What the segments take on disk.
     pub fn bytes(&self) -> u64 {
         self.lock().bytes
