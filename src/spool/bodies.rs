@@ -66,8 +66,6 @@ struct Segment {
     file: Arc<File>,
     /// Bytes written (what it takes on disk, give or take its last block).
     len: u64,
-    /// Entries in it not yet acknowledged.
-    live: u64,
 }
 
 #[derive(Default)]
@@ -80,7 +78,9 @@ struct Inner {
     /// Segments written since the last sync, and whether a file was created since.
     unsynced: BTreeSet<u64>,
     created: bool,
-    /// Segments that may have no entry left, for the spool to check and remove.
+    /// Segments that may have no queued entry left, for the spool to check against its index
+    /// (which knows what is queued; a count kept here could not know of an entry whose index key
+    /// a crash lost) and remove.
     dead: Vec<u64>,
     bytes: u64,
 }
@@ -121,7 +121,6 @@ impl Bodies {
                 Segment {
                     file: Arc::new(file),
                     len,
-                    live: 0,
                 },
             );
         }
@@ -144,13 +143,6 @@ impl Bodies {
         let firsts: Vec<u64> = inner.segments.keys().copied().collect();
         let ends = firsts.iter().skip(1).copied().chain([u64::MAX]);
         firsts.iter().copied().zip(ends).collect()
-    }
-
-    /// Sets how many entries of segment `first` are queued (counted when the spool opens).
-    pub fn set_live(&self, first: u64, live: u64) {
-        if let Some(s) = self.lock().segments.get_mut(&first) {
-            s.live = live;
-        }
     }
 
     /// Appends entry `seq`'s body. Written to the file before it returns (a process that dies
@@ -177,7 +169,6 @@ impl Bodies {
                 Segment {
                     file: Arc::new(file),
                     len: 0,
-                    live: 0,
                 },
             );
             inner.active = Some(seq);
@@ -196,7 +187,6 @@ impl Bodies {
         // At our own offset: a write that failed half-way (a full disk) is overwritten by the next.
         seg.file.write_all_at(&frame, offset)?;
         seg.len += frame.len() as u64;
-        seg.live += 1;
         inner.bytes = inner.bytes.saturating_add(frame.len() as u64);
         inner.unsynced.insert(active);
         Ok(Location { offset, len })
@@ -205,13 +195,18 @@ impl Bodies {
     /// Entry `seq`'s body; `Ok(Err(why))` when what is there is not it (torn, never written,
     /// or its segment is gone).
     pub fn read(&self, seq: u64, at: Location) -> io::Result<Result<Vec<u8>, String>> {
-        let file = {
+        let (file, end) = {
             let inner = self.lock();
             match inner.segments.range(..=seq).next_back() {
-                Some((_, s)) => Arc::clone(&s.file),
+                Some((_, s)) => (Arc::clone(&s.file), s.len),
                 None => return Ok(Err("its log segment is gone".into())),
             }
         };
+        // A damaged index must not make us allocate what it says: the frame lies in the segment.
+        let size = (HEADER as u64).saturating_add(u64::from(at.len));
+        if at.offset.saturating_add(size) > end {
+            return Ok(Err("its frame would end past its log segment".into()));
+        }
         let mut frame = vec![0u8; HEADER + at.len as usize];
         match file.read_exact_at(&mut frame, at.offset) {
             Ok(()) => {}
@@ -233,30 +228,23 @@ impl Bodies {
         Ok(Ok(frame))
     }
 
-    /// Entry `seq` left the queue. Its segment, once it holds no queued entry and is not being
-    /// appended to, becomes a candidate for [`Bodies::take_dead`].
+    /// Entry `seq` left the queue: its segment may now hold none (see [`Bodies::take_dead`]).
     pub fn release(&self, seq: u64) {
         let mut inner = self.lock();
-        let active = inner.active;
-        let Some((&first, seg)) = inner.segments.range_mut(..=seq).next_back() else {
-            return;
-        };
-        seg.live = seg.live.saturating_sub(1);
-        if seg.live == 0 && active != Some(first) {
+        if let Some((&first, _)) = inner.segments.range(..=seq).next_back() {
             inner.dead.push(first);
         }
     }
 
-    /// Segments that may be empty (the spool checks its index before it calls
-    /// [`Bodies::remove`]).
+    /// Segments that may hold no queued entry, with the end of their range, once each: not the
+    /// one being appended to. The spool checks its index before it calls [`Bodies::remove`].
     pub fn take_dead(&self) -> Vec<(u64, u64)> {
         let mut inner = self.lock();
-        let dead = std::mem::take(&mut inner.dead);
+        let mut dead = std::mem::take(&mut inner.dead);
+        dead.sort_unstable();
+        dead.dedup();
         dead.into_iter()
-            .filter(|first| {
-                inner.active != Some(*first)
-                    && inner.segments.get(first).is_some_and(|s| s.live == 0)
-            })
+            .filter(|first| inner.active != Some(*first) && inner.segments.contains_key(first))
             .map(|first| {
                 let end = inner
                     .segments
@@ -397,6 +385,16 @@ mod tests {
             len: 4,
         };
         assert!(b.read(8, past).expect("read").is_err(), "past the end");
+        let huge = Location {
+            offset: u64::MAX - 3,
+            len: u32::MAX,
+        };
+        assert!(b.read(8, huge).expect("read").is_err(), "no 4 GiB buffer");
+        let last_byte_short = Location {
+            len: two.len + 1,
+            ..two
+        };
+        assert!(b.read(8, last_byte_short).expect("read").is_err());
         // One flipped byte of the body.
         let path = b.path_of(7).expect("segment");
         let f = OpenOptions::new().write(true).open(path).expect("open");
@@ -407,7 +405,7 @@ mod tests {
     }
 
     #[test]
-    fn a_segment_is_closed_at_its_size_and_dies_when_its_last_entry_leaves() {
+    fn a_segment_is_closed_at_its_size_and_offered_for_removal_when_an_entry_of_it_leaves() {
         let d = tempfile::tempdir().expect("tempdir");
         // The smallest roll size: 64 KiB.
         let (b, _) = Bodies::open(d.path(), 1 << 20).expect("open");
@@ -417,21 +415,92 @@ mod tests {
         }
         assert_eq!(b.segment_count(), 2, "four frames of 16 KiB fill 64 KiB");
         assert_eq!(b.ranges(), [(1, 5), (5, u64::MAX)]);
-        for seq in 1..=3 {
-            b.release(seq);
-            assert!(b.take_dead().is_empty(), "{seq} of 4 left");
-        }
-        b.release(4);
-        assert_eq!(b.take_dead(), [(1, 5)]);
+        b.release(2);
+        b.release(3);
+        assert_eq!(b.take_dead(), [(1, 5)], "once, with the end of its range");
+        assert!(b.take_dead().is_empty(), "taken");
         b.remove(1).expect("remove");
         assert_eq!(b.segment_count(), 1);
         assert_eq!(b.bytes(), (HEADER + body.len()) as u64);
         b.release(5);
         assert!(b.take_dead().is_empty(), "the segment appended to stays");
+        b.release(4);
+        assert!(
+            b.take_dead().is_empty(),
+            "a removed segment is not offered again"
+        );
     }
 
     #[test]
-    fn a_closed_segment_whose_entries_all_left_dies_when_the_next_one_starts() {
+    fn a_failing_read_is_an_error_and_a_frame_cut_short_is_damage() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (b, _) = Bodies::open(d.path(), 512 << 20).expect("open");
+        let at = b.append(1, b"body").expect("append");
+        let path = b.path_of(1).expect("segment");
+        // The file shorter than the log believes (cut behind its back): damage.
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open")
+            .set_len(HEADER as u64 + 2)
+            .expect("cut");
+        assert!(b.read(1, at).expect("read").is_err());
+        // A handle that cannot read (EBADF standing in for EIO): an error, not damage, so
+        // that the caller does not quarantine a whole entry for a failing disk.
+        let write_only = OpenOptions::new().write(true).open(&path).expect("open");
+        b.lock().segments.get_mut(&1).expect("segment").file = Arc::new(write_only);
+        assert!(b.read(1, at).is_err());
+    }
+
+    #[test]
+    fn removing_a_segment_already_gone_is_fine_and_a_failing_removal_is_an_error() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (b, _) = Bodies::open(d.path(), 1 << 20).expect("open");
+        let body = vec![b'x'; 64 << 10];
+        for seq in 1..=3 {
+            b.append(seq, &body).expect("append");
+        }
+        fs::remove_file(b.path_of(1).expect("segment")).expect("gone behind our back");
+        b.remove(1).expect("already gone is fine");
+        let second = b.path_of(2).expect("segment");
+        fs::remove_file(&second).expect("remove");
+        fs::create_dir(&second).expect("a directory where the segment was");
+        assert!(b.remove(2).is_err());
+    }
+
+    #[test]
+    fn syncing_from_an_entry_syncs_its_segment_and_later_ones_only() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let dir = d.path().join("log");
+        let (b, _) = Bodies::open(&dir, 1 << 20).expect("open");
+        b.sync_from(1).expect("nothing to sync");
+        b.append(5, b"body").expect("append");
+        b.sync_from(5).expect("sync");
+        fs::remove_dir_all(&dir).expect("pull the directory away");
+        assert!(
+            b.sync_from(7).is_err(),
+            "segment 5 holds 7: it and the directory"
+        );
+        let (empty, _) = Bodies::open(&d.path().join("other"), 1 << 20).expect("open");
+        fs::remove_dir_all(d.path().join("other")).expect("pull it away too");
+        empty.sync_from(0).expect("no segment: nothing touched");
+    }
+
+    #[test]
+    fn segments_are_a_sixteenth_of_the_cap_between_64_kib_and_1_mib() {
+        let d = tempfile::tempdir().expect("tempdir");
+        for (cap, roll) in [
+            (512 << 10, 64 << 10),
+            (4 << 20, 256 << 10),
+            (512 << 20, SEGMENT_BYTES),
+        ] {
+            let (b, _) = Bodies::open(d.path(), cap).expect("open");
+            assert_eq!(b.roll_at, roll, "cap {cap}");
+        }
+    }
+
+    #[test]
+    fn the_segment_appended_to_is_offered_for_removal_once_the_next_one_starts() {
         let d = tempfile::tempdir().expect("tempdir");
         let (b, _) = Bodies::open(d.path(), 1 << 20).expect("open");
         let body = vec![b'x'; 64 << 10];

@@ -32,6 +32,7 @@ mod bodies;
 mod entry;
 pub mod lowwater;
 mod photos;
+mod recovery;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -205,72 +206,12 @@ fn wm_key(terminal: &str) -> Vec<u8> {
 /// on disk), written by each flush before sled's own.
 const LOG_SYNCED: &[u8] = b"log/synced";
 
+/// No sequence number gets near this (at 10,000 records/s, in millions of years): a mark above
+/// it is damage.
+const MAX_SEQ: u64 = 1 << 62;
+
 /// An entry as stored, or why it cannot be read.
 type Stored<'v> = Result<std::borrow::Cow<'v, [u8]>, String>;
-
-struct Trees<'a> {
-    records: &'a sled::Tree,
-    pending: &'a sled::Tree,
-    seen: &'a sled::Tree,
-    meta: &'a sled::Tree,
-}
-
-/// Forgets the entries numbered `synced` and up whose bodies are not in the log as indexed:
-/// sled's index reached the disk (sled also flushes on its own, every 500 ms) and the frame did
-/// not (a power cut before the log's sync). Such a record was never reported durable, so the
-/// terminal still has it: its index and dedupe keys go and its terminal's watermark is lowered
-/// to it, so that backfill fetches it again.
-fn forget_unwritten(
-    dir: &Path,
-    t: &Trees<'_>,
-    bodies: &bodies::Bodies,
-    synced: u64,
-) -> Result<(), SpoolError> {
-    let err = |source| SpoolError::Db {
-        dir: dir.into(),
-        source,
-    };
-    let mut lost = Vec::new();
-    for item in t.records.range(seq_key(synced)..) {
-        let (k, v) = item.map_err(err)?;
-        let seq = key_seq(&k);
-        let Some((at, key)) = bodies::Location::decode(&v) else {
-            continue;
-        };
-        match bodies.read(seq, at) {
-            Ok(Ok(_)) => {}
-            Ok(Err(why)) => lost.push((seq, key.to_vec(), why)),
-            Err(source) => {
-                return Err(SpoolError::Log {
-                    dir: dir.join("log"),
-                    source,
-                })
-            }
-        }
-    }
-    for (seq, key, why) in lost {
-        t.records.remove(seq_key(seq)).map_err(err)?;
-        t.pending.remove(&key).map_err(err)?;
-        let Some((terminal, sign_time)) = pending_parts(&key) else {
-            continue;
-        };
-        let terminal = String::from_utf8_lossy(terminal);
-        tracing::warn!(
-            seq, terminal = %terminal, sign_time, reason = %why,
-            "a spooled record did not reach the disk before a power cut (it was never reported received): backfill fetches it again from the terminal"
-        );
-        for k in t.seen.scan_prefix(seen_prefix(&terminal, sign_time)).keys() {
-            t.seen.remove(k.map_err(err)?).map_err(err)?;
-        }
-        t.meta
-            .fetch_and_update(wm_key(&terminal), |old| {
-                let below = sign_time.saturating_sub(1);
-                old.map(|o| key_seq(o).min(below).to_be_bytes().to_vec())
-            })
-            .map_err(err)?;
-    }
-    Ok(())
-}
 
 impl Spool {
     /// Opens (or creates) the spool. A spool sled cannot open is moved aside with a loud log
@@ -340,16 +281,18 @@ impl Spool {
         };
         let (bodies, log_existed) = bodies::Bodies::open(&log_dir, max_bytes).map_err(log_err)?;
         let synced = match meta.get(LOG_SYNCED).map_err(err)? {
-            Some(v) => Some(key_seq(&v)),
+            Some(v) if key_seq(&v) <= MAX_SEQ => Some(key_seq(&v)),
+            // Damage: check every entry rather than trust it.
+            Some(_) => Some(0),
             // No entry of this spool is in a log yet (it was written by an older bridge, or is
             // new): none needs checking.
             None if !log_existed => None,
             None => Some(0),
         };
         if let Some(from) = synced {
-            forget_unwritten(
+            recovery::forget_unwritten(
                 dir,
-                &Trees {
+                &recovery::Trees {
                     records: &records,
                     pending: &pending,
                     seen: &seen,
@@ -400,34 +343,22 @@ impl Spool {
                 tracing::warn!("cannot remove an orphaned spool photo: {e}");
             }
         }
-        // Each segment's queued entries, so that it goes once the last of them is acknowledged.
-        // One the index does not reach is left over (its entries were acknowledged, and its
-        // removal lost in a crash or not yet done).
+        drop(queued);
+        // A segment the index does not reach is left over: its entries were acknowledged and its
+        // removal was lost in a crash (or it held only frames that never reached the disk).
         for (first, end) in bodies.ranges() {
-            let below = |q: &u64| *q < first;
-            let live = queued[queued.partition_point(below)..].partition_point(|q| *q < end) as u64;
-            let indexed = || records.range(seq_key(first)..seq_key(end)).count() as u64;
-            match live {
-                0 => match indexed() {
-                    0 => bodies.remove(first).map_err(log_err)?,
-                    // Entries whose `pending` key a crash lost.
-                    n => bodies.set_live(first, n),
-                },
-                n => bodies.set_live(first, n),
+            if records.range(seq_key(first)..seq_key(end)).next().is_none() {
+                bodies.remove(first).map_err(log_err)?;
             }
         }
-        drop(queued);
         // Never below where the log was synced: an entry numbered again could be taken for one
         // written before.
         let next = records
             .last()
             .map_err(err)?
-            .map(|(k, _)| key_seq(&k) + 1)
+            .map(|(k, _)| key_seq(&k).saturating_add(1))
             .unwrap_or(1)
             .max(synced.unwrap_or(0));
-        if !log_existed {
-            meta.insert(LOG_SYNCED, &next.to_be_bytes()).map_err(err)?;
-        }
         let sled_disk = db.size_on_disk().map_err(err)?;
         Ok(Spool {
             dir: dir.into(),
@@ -741,8 +672,8 @@ impl Spool {
         Ok(())
     }
 
-    /// Unlinks the log's segments that hold no queued entry any more (checked against the index:
-    /// an entry whose `pending` key a crash lost is not in the segment's count).
+    /// Unlinks the log's segments that hold no queued entry any more (one seek in the index each:
+    /// FIFO order makes it find the segment's next entry at once while it has one).
     fn remove_dead_segments(&self) -> Result<(), SpoolError> {
         for (first, end) in self.bodies.take_dead() {
             let used = self
@@ -1703,6 +1634,57 @@ mod tests {
             Appended::Stored(b),
             "not a duplicate when it comes back"
         );
+    }
+
+    #[test]
+    fn a_damaged_synced_mark_is_not_trusted_neither_to_skip_checks_nor_to_number_entries() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let a;
+        {
+            let s = open(d.path());
+            a = stored(s.append("t", &rec("t-1", 100), None, true).expect("append"));
+            s.flush().expect("flush");
+            let b = stored(s.append("t", &rec("t-2", 200), None, true).expect("append"));
+            s.flush().expect("flush");
+            // b's frame is lost and the mark claims everything is synced.
+            s.meta
+                .insert(LOG_SYNCED, &u64::MAX.to_be_bytes())
+                .expect("damage");
+            s.db.flush().expect("flush");
+            let path = s.bodies.path_of(b).expect("segment");
+            let whole = std::fs::metadata(&path).expect("segment").len();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .expect("segment")
+                .set_len(whole - 3)
+                .expect("cut");
+        }
+        let s = open(d.path());
+        assert_eq!(s.len(), 1, "b was checked and forgotten");
+        assert_eq!(
+            s.append("t", &rec("t-3", 300), None, true).expect("append"),
+            Appended::Stored(a + 1),
+            "numbered on from the entries, not from the damaged mark"
+        );
+    }
+
+    #[test]
+    fn an_entry_counts_its_frame_and_its_index_keys_until_sled_measures_them() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        s.flush().expect("flush");
+        let before = s.bytes();
+        let r = rec("t-1", 7);
+        let value = Encoded::new("t", &Incoming::of(&r, None), now_ms())
+            .value
+            .len() as u64;
+        s.append("t", &r, None, true).expect("append");
+        // The frame: a 20-byte header (seq, length, hash) and the entry.
+        assert_eq!(s.bodies.bytes(), 20 + value);
+        // The index: location (13) and pending key (18), the pending key, the dedupe key (13).
+        assert_eq!(s.unflushed.load(Ordering::SeqCst), 13 + 18 + 18 + 13);
+        assert_eq!(s.bytes(), before + 20 + value + 62);
     }
 
     #[test]
