@@ -1688,6 +1688,27 @@ mod tests {
     }
 
     #[test]
+    fn a_power_cut_before_the_first_flush_is_checked_too() {
+        let d = tempfile::tempdir().expect("tempdir");
+        {
+            let s = open(d.path());
+            let a = stored(s.append("t", &rec("t-1", 100), None, true).expect("append"));
+            // No flush of ours yet, so no synced mark; sled's own flush wrote the index.
+            s.db.flush().expect("sled alone");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(s.bodies.path_of(a).expect("segment"))
+                .expect("segment")
+                .set_len(0)
+                .expect("cut");
+        }
+        let s = open(d.path());
+        assert!(s.is_empty());
+        assert!(s.next_after(None, 10).expect("read").is_empty());
+        assert_eq!(segments(d.path()), 0, "its empty segment went too");
+    }
+
+    #[test]
     fn a_record_flushed_whole_is_not_checked_again_nor_forgotten() {
         let d = tempfile::tempdir().expect("tempdir");
         {
