@@ -1,7 +1,7 @@
 // Over 450 lines: one type, the spool, whose methods share its trees and counters (queue, room,
-// quarantine, low-water mark); a third of it is unit tests.
-//! The durable FIFO every record passes through (sled). The store of record: an entry leaves only
-//! when the broker has acknowledged the publish that carried it.
+// quarantine, low-water mark); more than half of it is unit tests.
+//! The durable FIFO every record passes through (a log of frames, indexed by sled). The store
+//! of record: an entry leaves only when the broker has acknowledged the publish that carried it.
 //!
 //! Trees:
 //! - `records`: seq (u64 BE) → where the entry is in the log ([`bodies`]) and its `pending` key.
