@@ -85,6 +85,24 @@ struct Inner {
     bytes: u64,
 }
 
+impl Inner {
+    /// The segment entry `seq` is in (the last one starting at or below it).
+    fn holding(&self, seq: u64) -> Option<(u64, &Segment)> {
+        self.segments
+            .range(..=seq)
+            .next_back()
+            .map(|(first, s)| (*first, s))
+    }
+
+    /// The end of segment `first`'s range: the next segment's first entry.
+    fn end_of(&self, first: u64) -> u64 {
+        self.segments
+            .range(first.saturating_add(1)..)
+            .next()
+            .map_or(u64::MAX, |(k, _)| *k)
+    }
+}
+
 pub struct Bodies {
     dir: PathBuf,
     roll_at: u64,
@@ -140,9 +158,11 @@ impl Bodies {
     /// its range).
     pub fn ranges(&self) -> Vec<(u64, u64)> {
         let inner = self.lock();
-        let firsts: Vec<u64> = inner.segments.keys().copied().collect();
-        let ends = firsts.iter().skip(1).copied().chain([u64::MAX]);
-        firsts.iter().copied().zip(ends).collect()
+        inner
+            .segments
+            .keys()
+            .map(|first| (*first, inner.end_of(*first)))
+            .collect()
     }
 
     /// Appends entry `seq`'s body. Written to the file before it returns (a process that dies
@@ -197,7 +217,7 @@ impl Bodies {
     pub fn read(&self, seq: u64, at: Location) -> io::Result<Result<Vec<u8>, String>> {
         let (file, end) = {
             let inner = self.lock();
-            match inner.segments.range(..=seq).next_back() {
+            match inner.holding(seq) {
                 Some((_, s)) => (Arc::clone(&s.file), s.len),
                 None => return Ok(Err("its log segment is gone".into())),
             }
@@ -231,7 +251,7 @@ impl Bodies {
     /// Entry `seq` left the queue: its segment may now hold none (see [`Bodies::take_dead`]).
     pub fn release(&self, seq: u64) {
         let mut inner = self.lock();
-        if let Some((&first, _)) = inner.segments.range(..=seq).next_back() {
+        if let Some((first, _)) = inner.holding(seq) {
             inner.dead.push(first);
         }
     }
@@ -245,14 +265,7 @@ impl Bodies {
         dead.dedup();
         dead.into_iter()
             .filter(|first| inner.active != Some(*first) && inner.segments.contains_key(first))
-            .map(|first| {
-                let end = inner
-                    .segments
-                    .range(first + 1..)
-                    .next()
-                    .map_or(u64::MAX, |(k, _)| *k);
-                (first, end)
-            })
+            .map(|first| (first, inner.end_of(first)))
             .collect()
     }
 
@@ -306,11 +319,7 @@ impl Bodies {
     pub fn sync_from(&self, seq: u64) -> io::Result<()> {
         let files: Vec<Arc<File>> = {
             let inner = self.lock();
-            let from = inner
-                .segments
-                .range(..=seq)
-                .next_back()
-                .map_or(seq, |(first, _)| *first);
+            let from = inner.holding(seq).map_or(seq, |(first, _)| first);
             inner
                 .segments
                 .range(from..)
@@ -337,9 +346,21 @@ impl Bodies {
     /// The segment file holding entry `seq`, for tests that damage it.
     #[cfg(test)]
     pub fn path_of(&self, seq: u64) -> Option<PathBuf> {
-        let inner = self.lock();
-        let (first, _) = inner.segments.range(..=seq).next_back()?;
-        Some(self.dir.join(file_name(*first)))
+        let (first, _) = self.lock().holding(seq)?;
+        Some(self.dir.join(file_name(first)))
+    }
+
+    /// Cuts the segment file holding entry `seq` to `len` bytes behind the log's back: what a
+    /// power cut leaves of frames that never reached the disk.
+    #[cfg(test)]
+    pub fn cut(&self, seq: u64, len: u64) {
+        let path = self.path_of(seq).expect("a segment holds it");
+        OpenOptions::new()
+            .write(true)
+            .open(path)
+            .expect("segment")
+            .set_len(len)
+            .expect("cut");
     }
 }
 
@@ -438,12 +459,7 @@ mod tests {
         let at = b.append(1, b"body").expect("append");
         let path = b.path_of(1).expect("segment");
         // The file shorter than the log believes (cut behind its back): damage.
-        OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .expect("open")
-            .set_len(HEADER as u64 + 2)
-            .expect("cut");
+        b.cut(1, HEADER as u64 + 2);
         assert!(b.read(1, at).expect("read").is_err());
         // A handle that cannot read (EBADF standing in for EIO): an error, not damage, so
         // that the caller does not quarantine a whole entry for a failing disk.

@@ -191,6 +191,21 @@ fn pending_seq(key: &[u8]) -> u64 {
     key_seq(&key[key.len().saturating_sub(8)..])
 }
 
+/// The `pending` key of entry `seq` from its `records` value: carried by a location, or made from
+/// the head of an entry an older bridge stored whole (`None` when that is damaged). A location is
+/// not parsed as JSON: this runs on every acknowledgement.
+fn stored_pending_key(seq: u64, v: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    if let Some((_, key)) = bodies::Location::decode(v) {
+        return Some(std::borrow::Cow::Borrowed(key));
+    }
+    let h = entry::head(v).ok()?;
+    Some(std::borrow::Cow::Owned(pending_key(
+        &h.terminal,
+        h.sign_time,
+        seq,
+    )))
+}
+
 /// The terminal and signTime a `pending` key names.
 fn pending_parts(key: &[u8]) -> Option<(&[u8], u64)> {
     let end = key.iter().position(|b| *b == 0)?;
@@ -312,12 +327,9 @@ impl Spool {
         if pending.is_empty() && !records.is_empty() {
             for item in records.iter() {
                 let (k, v) = item.map_err(err)?;
-                let key = match (bodies::Location::decode(&v), entry::head(&v)) {
-                    (Some((_, key)), _) => key.to_vec(),
-                    (None, Ok(h)) => pending_key(&h.terminal, h.sign_time, key_seq(&k)),
-                    (None, Err(_)) => continue,
-                };
-                pending.insert(key, &[]).map_err(err)?;
+                if let Some(key) = stored_pending_key(key_seq(&k), &v) {
+                    pending.insert(key, &[]).map_err(err)?;
+                }
             }
         }
         let mut queued = Vec::new();
@@ -648,15 +660,14 @@ impl Spool {
         if let Some(v) = self.records.remove(seq_key(seq)).map_err(|e| self.err(e))? {
             // The count is of `pending` keys (that is what `open` counts): an entry whose key a
             // crash lost leaves without taking the count below zero.
-            let key = match (bodies::Location::decode(&v), entry::head(&v)) {
-                (Some((_, key)), _) => {
-                    self.bodies.release(seq);
-                    self.remove_dead_segments()?;
-                    Some(sled::IVec::from(key))
-                }
-                (None, Ok(h)) => Some(sled::IVec::from(pending_key(&h.terminal, h.sign_time, seq))),
+            if bodies::Location::decode(&v).is_some() {
+                self.bodies.release(seq);
+                self.remove_dead_segments()?;
+            }
+            let key = match stored_pending_key(seq, &v) {
+                Some(key) => Some(sled::IVec::from(&*key)),
                 // A damaged entry (rare: it is quarantined) names no key; look for it.
-                (None, Err(_)) => self.pending_key_of(seq)?,
+                None => self.pending_key_of(seq)?,
             };
             if let Some(key) = key {
                 if self.pending.remove(key).map_err(|e| self.err(e))?.is_some() {
@@ -1462,12 +1473,7 @@ mod tests {
             let second = stored(s.append("t", &rec("t-2", 2), None, true).expect("append"));
             s.quarantine(first, "undecodable").expect("quarantine");
             assert_eq!((s.len(), s.quarantined()), (1, 1));
-            let left: Vec<u64> = s
-                .next_after(None, 10)
-                .expect("read")
-                .into_iter()
-                .map(|(q, _)| q)
-                .collect();
+            let left = queued(&s);
             assert_eq!(left, [second]);
             let kept = s
                 .quarantine
@@ -1550,6 +1556,15 @@ mod tests {
         assert!(s.is_empty());
     }
 
+    /// Sequence numbers of the queued entries, oldest first.
+    fn queued(s: &Spool) -> Vec<u64> {
+        s.next_after(None, 1000)
+            .expect("read")
+            .into_iter()
+            .map(|(q, _)| q)
+            .collect()
+    }
+
     /// Files in the spool's log.
     fn segments(dir: &Path) -> usize {
         std::fs::read_dir(dir.join("log")).expect("log").count()
@@ -1607,22 +1622,11 @@ mod tests {
             b = stored(s.append("t", &rec("t-2", 200), None, true).expect("append"));
             // sled's own flush reached the disk, the log's frame did not.
             s.db.flush().expect("sled alone");
-            let path = s.bodies.path_of(b).expect("segment");
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(path)
-                .expect("segment")
-                .set_len(kept_len)
-                .expect("cut");
+            s.bodies.cut(b, kept_len);
         }
         let s = open(d.path());
         assert_eq!(s.len(), 1);
-        let left: Vec<u64> = s
-            .next_after(None, 10)
-            .expect("read")
-            .into_iter()
-            .map(|(q, _)| q)
-            .collect();
+        let left = queued(&s);
         assert_eq!(left, [a]);
         assert_eq!(
             s.watermark("t").expect("watermark"),
@@ -1653,12 +1657,7 @@ mod tests {
             s.db.flush().expect("flush");
             let path = s.bodies.path_of(b).expect("segment");
             let whole = std::fs::metadata(&path).expect("segment").len();
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(path)
-                .expect("segment")
-                .set_len(whole - 3)
-                .expect("cut");
+            s.bodies.cut(b, whole - 3);
         }
         let s = open(d.path());
         assert_eq!(s.len(), 1, "b was checked and forgotten");
@@ -1695,12 +1694,7 @@ mod tests {
             let a = stored(s.append("t", &rec("t-1", 100), None, true).expect("append"));
             // No flush of ours yet, so no synced mark; sled's own flush wrote the index.
             s.db.flush().expect("sled alone");
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(s.bodies.path_of(a).expect("segment"))
-                .expect("segment")
-                .set_len(0)
-                .expect("cut");
+            s.bodies.cut(a, 0);
         }
         let s = open(d.path());
         assert!(s.is_empty());
@@ -1744,12 +1738,7 @@ mod tests {
             drained.0 < full.0 && drained.1 < full.1,
             "{full:?} {drained:?}"
         );
-        let left: Vec<u64> = s
-            .next_after(None, 100)
-            .expect("read")
-            .into_iter()
-            .map(|(q, _)| q)
-            .collect();
+        let left = queued(&s);
         assert_eq!(left, seqs[30..], "the queued ones still read");
         drop(s);
         let s = open(d.path());
