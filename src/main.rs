@@ -10,7 +10,7 @@ use args::{Cli, Command};
 use face2mqtt::cli;
 
 fn main() -> ExitCode {
-    face2mqtt::service::limit_malloc_arenas();
+    face2mqtt::service::tune_malloc();
     let args = Cli::parse();
     if let Command::GenerateDocs { out } = &args.command {
         return match args::generate_docs(out) {

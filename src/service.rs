@@ -73,16 +73,38 @@ pub fn notify_stopping() {
 /// spread over them. Measured side by side against 16 (glibc's limit on 2 cores; BENCHMARKS.md,
 /// "malloc arenas"): peak RSS of a backfill of 5,000 photo records 42.0 → 34.9 MiB, of a
 /// 50,000-record drain 49.8 → 40.2 MiB, of a sustained photo run 25.2 → 21.5 MiB; CPU and
-/// latency the same. Call it first, before any thread starts.
-pub fn limit_malloc_arenas() {
+/// latency the same.
+///
+/// Blocks of [`MMAP_THRESHOLD`] and more get pages of their own, given back when freed, unless
+/// `MALLOC_MMAP_THRESHOLD_` says otherwise. glibc's own threshold starts there but rises to the
+/// largest block freed so far (up to 32 MiB): after the first backfill page (a megabyte of
+/// JSON) every later one was carved out of the arenas, where what it left stayed resident.
+/// Measured side by side (BENCHMARKS.md, "mmap threshold"). Call it first, before any thread
+/// starts.
+pub fn tune_malloc() {
     #[cfg(target_env = "gnu")]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets a parameter of the allocator; no thread allocates yet.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
+    for (var, param, value) in [
+        ("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, 2),
+        (
+            "MALLOC_MMAP_THRESHOLD_",
+            libc::M_MMAP_THRESHOLD,
+            MMAP_THRESHOLD,
+        ),
+    ] {
+        if std::env::var_os(var).is_none() {
+            // SAFETY: mallopt only sets a parameter of the allocator; no thread allocates yet.
+            unsafe {
+                libc::mallopt(param, value);
+            }
         }
     }
 }
+
+/// glibc's initial (and default) mmap threshold, held fixed. Photos (~43 KB) and WebSocket
+/// frames (~58 KB) stay below it and are recycled by the arenas; what is above it is rare and
+/// transient (HTTP answers, a page's JSON, batches of photos in a write buffer).
+#[cfg(target_env = "gnu")]
+const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
 
 /// Resolves on SIGTERM (`systemctl stop`) or SIGINT (Ctrl-C). `ctrl_c()` alone misses SIGTERM.
 ///

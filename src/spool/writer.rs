@@ -92,7 +92,7 @@ const TRIM_AFTER: u64 = 256;
 const QUIET_BATCH: usize = 4;
 
 /// Returns the heap's free pages to the system. glibc keeps what a burst freed in its arenas (two:
-/// see `service::limit_malloc_arenas`), so without this the resident set stays at the burst's peak for
+/// see `service::tune_malloc`), so without this the resident set stays at the burst's peak for
 /// good (measured: tests/memory.rs prints it). The writer calls it when the pipeline falls
 /// quiet after work: every record and every acknowledgement passes through it.
 fn give_back_memory() {

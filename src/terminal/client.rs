@@ -114,6 +114,9 @@ const IDEMPOTENT_ATTEMPTS: u32 = 3;
 /// memory (a 50 MB answer took the bridge to 363 MB).
 pub const MAX_BODY: usize = 4 << 20;
 
+/// The HTTP client's read buffer (see [`TerminalClient::new`]).
+const READ_BUF: usize = 64 * 1024;
+
 /// Records asked per page, whatever the caller asks (the API allows 1,000): pages stay well
 /// inside [`MAX_BODY`]. Callers page by the `total_pages` the terminal returns, which follows
 /// the size actually asked.
@@ -173,6 +176,11 @@ impl TerminalClient {
             // Small devices drop idle keep-alive connections early; do not reuse stale ones.
             .pool_idle_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(2)
+            // hyper's adaptive read buffer grows to ~400 KB and is allocated again after every
+            // chunk it hands out: a backfill page of photo records (~1.2 MB) cost a dozen such
+            // blocks, each a fresh mapping under the fixed mmap threshold
+            // (`service::tune_malloc`). Chunks of a fixed 64 KiB stay in the arenas.
+            .http1_read_buf_exact_size(READ_BUF)
             .build(connector);
         TerminalClient { endpoint, http }
     }
