@@ -192,6 +192,20 @@ fn main() {
                 ),
                 "≤ 3×",
             );
+            let per_record = |d: Duration| d.as_secs_f64() * 1e6 / r.n as f64;
+            t.row(
+                format!("… CPU per record ({with} photos): the bridge / the bench (simulator + subscriber) / Mosquitto; cores busy, the three together"),
+                format!(
+                    "{:.0} / {:.0} / {:.0} µs; {:.2} of {} cores (the bridge alone: {} records/s per core)",
+                    per_record(r.cpu.bridge),
+                    per_record(r.cpu.bench),
+                    per_record(r.cpu.broker),
+                    r.cpu.cores(),
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    count(1e6 / per_record(r.cpu.bridge).max(1e-9)),
+                ),
+                "reported",
+            );
             done(s);
         }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use face2mqtt::simulator::SimConfig;
 
 use crate::bridge::{proc_of, Rig};
-use crate::measure::{self, collect, push_many};
+use crate::measure::{self, collect, push_many, Proc};
 
 pub struct Sustained {
     pub n: usize,
@@ -18,6 +18,25 @@ pub struct Sustained {
     /// What the spool holds per record: its JSON as published plus its photo.
     pub spooled: f64,
     pub lost: usize,
+    /// CPU time (user + system) per record over the run: the bridge, the bench process (the
+    /// simulator printing frames and the subscriber reading them) and Mosquitto. Their sum over
+    /// the wall time says whether the machine's cores, not the bridge, set the rate.
+    pub cpu: Cpu,
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct Cpu {
+    pub bridge: Duration,
+    pub bench: Duration,
+    pub broker: Duration,
+    pub wall: Duration,
+}
+
+impl Cpu {
+    /// Cores busy on average over the run, the three processes together.
+    pub fn cores(&self) -> f64 {
+        (self.bridge + self.bench + self.broker).as_secs_f64() / self.wall.as_secs_f64()
+    }
 }
 
 pub async fn run(photos: bool, n: usize) -> Sustained {
@@ -25,13 +44,16 @@ pub async fn run(photos: bool, n: usize) -> Sustained {
         sim: s,
         mut sub,
         bridge,
-        broker: _broker,
+        broker: mosquitto,
     } = Rig::start(SimConfig {
         photos,
         ..SimConfig::default()
     })
     .await;
     let p = proc_of(&bridge);
+    let me = Proc(std::process::id());
+    let broker = Proc(mosquitto.pid().expect("broker running"));
+    let cpu_before = [p.cpu(), me.cpu(), broker.cpu()];
     let written_before = p.write_bytes();
     let pusher = {
         let sim = s.sim.clone();
@@ -39,7 +61,16 @@ pub async fn run(photos: bool, n: usize) -> Sustained {
     };
     let arrivals = collect(&mut sub, n, Duration::from_secs(30), measure::bridge_id).await;
     let pushed = pusher.await.expect("pusher");
-    let rate = n as f64 / arrivals.last().duration_since(pushed[0].at).as_secs_f64();
+    let wall = arrivals.last().duration_since(pushed[0].at);
+    let cpu_after = [p.cpu(), me.cpu(), broker.cpu()];
+    let per = |i: usize| cpu_after[i].saturating_sub(cpu_before[i]);
+    let cpu = Cpu {
+        bridge: per(0),
+        bench: per(1),
+        broker: per(2),
+        wall,
+    };
+    let rate = n as f64 / wall.as_secs_f64();
     // The last group commit after the last PUBACK belongs to these records too.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let written = (p.write_bytes() - written_before) as f64 / n as f64;
@@ -55,5 +86,6 @@ pub async fn run(photos: bool, n: usize) -> Sustained {
         written,
         spooled,
         lost: arrivals.lost(&pushed),
+        cpu,
     }
 }

@@ -188,6 +188,11 @@ impl Mosquitto {
     }
 
     /// (Re)starts on `self.port`, which our previous instance may still be releasing.
+    /// The broker's process id while it runs (the benches read its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     fn spawn(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
