@@ -16,7 +16,36 @@ use crate::record::{stable_hash, Normalized};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhotoRef {
     pub len: u64,
+    /// FNV-1a 64 of the photo, as entries written before `crc32` have it. New entries write 0
+    /// here: an older bridge reading one after a downgrade then drops its photo as damaged and
+    /// still publishes the record (without the field it could not decode the entry at all).
     pub hash: u64,
+    /// CRC-32 of the photo. FNV-1a goes a byte at a time: over a ~43 KB photo, once when spooled
+    /// and once when read back, it was a tenth of the bridge's CPU per photo record (perf,
+    /// BENCHMARKS.md); crc32fast uses the CPU's CRC or carry-less multiply instructions (the
+    /// Pi Zero 2's Cortex-A53 has them) and a table elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32: Option<u32>,
+}
+
+impl PhotoRef {
+    /// The reference a new entry stores for `photo`.
+    pub fn of(photo: &[u8]) -> PhotoRef {
+        PhotoRef {
+            len: photo.len() as u64,
+            hash: 0,
+            crc32: Some(crc32fast::hash(photo)),
+        }
+    }
+
+    /// Whether `bytes` are the photo this names, whole.
+    pub fn matches(&self, bytes: &[u8]) -> bool {
+        bytes.len() as u64 == self.len
+            && match self.crc32 {
+                Some(crc) => crc32fast::hash(bytes) == crc,
+                None => stable_hash(bytes) == self.hash,
+            }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -125,10 +154,7 @@ impl<'a> Encoded<'a> {
             event_id: rec.event_id.as_str().into(),
             sign_time: rec.sign_time,
             spooled_ms,
-            photo: photo.map(|p| PhotoRef {
-                len: p.len() as u64,
-                hash: stable_hash(p),
-            }),
+            photo: photo.map(PhotoRef::of),
         };
         let mut value =
             Vec::with_capacity(128 + terminal.len() + rec.event_id.len() + rec.json.len());
@@ -234,7 +260,8 @@ mod tests {
                 spooled_ms: 42,
                 photo: Some(PhotoRef {
                     len: 4,
-                    hash: stable_hash(b"jpeg")
+                    hash: 0,
+                    crc32: Some(crc32fast::hash(b"jpeg")),
                 }),
             }
         );
@@ -268,9 +295,46 @@ mod tests {
         .to_string();
         let e = decode(old.as_bytes()).expect("decodes");
         assert_eq!(e.json, "{\"event_id\":\"door-1-1\",\"note\":\"a\\nb\"}");
-        assert_eq!(e.photo, Some(PhotoRef { len: 3, hash: 9 }));
+        assert_eq!(
+            e.photo,
+            Some(PhotoRef {
+                len: 3,
+                hash: 9,
+                crc32: None
+            })
+        );
         let h = head(old.as_bytes()).expect("head");
         assert_eq!((&*h.terminal, h.sign_time), ("door", 1));
+    }
+
+    #[test]
+    fn a_photo_is_checked_by_its_crc_and_one_of_an_older_entry_by_its_fnv_hash() {
+        let photo = b"\xff\xd8 a capture \xff\xd9";
+        let new = PhotoRef::of(photo);
+        assert!(new.matches(photo));
+        let mut torn = photo.to_vec();
+        torn[5] ^= 1;
+        assert!(!new.matches(&torn), "one bit flipped");
+        assert!(!new.matches(&photo[..photo.len() - 1]), "cut short");
+        // CRC-32 of "123456789" is the standard check value.
+        assert_eq!(PhotoRef::of(b"123456789").crc32, Some(0xCBF4_3926));
+
+        let old: PhotoRef = serde_json::from_str(&format!(
+            "{{\"len\":{},\"hash\":{}}}",
+            photo.len(),
+            stable_hash(photo)
+        ))
+        .expect("an older entry's reference");
+        assert_eq!(old.crc32, None);
+        assert!(old.matches(photo));
+        assert!(!old.matches(&torn));
+    }
+
+    #[test]
+    fn a_new_entry_still_names_a_hash_for_an_older_bridge() {
+        let text = serde_json::to_string(&PhotoRef::of(b"jpeg")).expect("serializes");
+        assert!(text.contains("\"hash\":0"), "{text}");
+        assert!(text.contains("\"crc32\":"), "{text}");
     }
 
     #[test]

@@ -646,7 +646,7 @@ impl Spool {
             tracing::warn!(event_id = %entry.event_id, "the capture photo of a spooled record is missing (dropped by the size cap, or lost in a power cut)");
             return Ok(None);
         };
-        if bytes.len() as u64 != want.len || crate::record::stable_hash(&bytes) != want.hash {
+        if !want.matches(&bytes) {
             tracing::warn!(event_id = %entry.event_id, "the capture photo of a spooled record is damaged (a power cut before it reached the disk?); the record goes out without it");
             self.remove_photo(seq)?;
             return Ok(None);
@@ -1608,6 +1608,44 @@ mod tests {
         );
         s.ack(new).expect("ack");
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_photo_spooled_by_an_older_bridge_is_checked_by_its_fnv_hash_after_an_upgrade() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let photo = b"\xff\xd8 a photo spooled before the crc \xff\xd9".to_vec();
+        let head = format!(
+            "{{\"terminal\":\"t\",\"event_id\":\"t-1\",\"sign_time\":7,\"spooled_ms\":1,\"photo\":{{\"len\":{},\"hash\":{}}}}}\n{{}}",
+            photo.len(),
+            crate::record::stable_hash(&photo)
+        );
+        {
+            let db = sled::open(d.path()).expect("sled");
+            db.open_tree("records")
+                .expect("tree")
+                .insert(seq_key(1), head.as_bytes())
+                .expect("insert");
+            db.open_tree("pending")
+                .expect("tree")
+                .insert(pending_key("t", 7, 1), &[])
+                .expect("insert");
+            db.flush().expect("flush");
+            let dir = d.path().join("photos");
+            std::fs::create_dir_all(&dir).expect("photos");
+            std::fs::write(dir.join(format!("{:020}.jpg", 1)), &photo).expect("photo");
+        }
+        let s = open(d.path());
+        let (seq, entry) = s.next_after(None, 1).expect("read").remove(0);
+        assert_eq!(entry.photo.and_then(|p| p.crc32), None);
+        assert_eq!(s.photo(seq, &entry).expect("photo"), Some(photo.clone()));
+        let mut torn = photo;
+        torn[3] ^= 1;
+        std::fs::write(
+            d.path().join("photos").join(format!("{:020}.jpg", 1)),
+            &torn,
+        )
+        .expect("photo");
+        assert_eq!(s.photo(seq, &entry).expect("photo"), None, "damaged");
     }
 
     #[test]
