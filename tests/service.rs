@@ -79,7 +79,7 @@ async fn ready_then_watchdog_while_running_then_stopping_on_sigterm() {
     // A clean stop ends with the writer's last flush, not with its timeout: every sender of the
     // writer is gone once inputs and the session have stopped.
     let log = bridge.log_text();
-    assert!(log.contains("spool flushed"), "{log}");
+    assert!(log.contains("spool flushed and closed cleanly"), "{log}");
     assert!(!log.contains("did not finish"), "{log}");
     assert!(log.contains("face2mqtt stopped"), "{log}");
     // `read_until` fails the test unless STOPPING=1 arrives within its deadline.

@@ -29,6 +29,7 @@
 //! durable (sled otherwise flushes every 500 ms).
 
 mod bodies;
+mod clean;
 mod entry;
 pub mod lowwater;
 mod photos;
@@ -304,8 +305,10 @@ impl Spool {
             None if !log_existed => None,
             None => Some(0),
         };
+        // Taken first: whatever happens below, it must not be read again.
+        let mut clean_count = clean::take(&db, &meta, &records).map_err(err)?;
         if let Some(from) = synced {
-            recovery::forget_unwritten(
+            let forgotten = recovery::forget_unwritten(
                 dir,
                 &recovery::Trees {
                     records: &records,
@@ -316,6 +319,10 @@ impl Spool {
                 &bodies,
                 from,
             )?;
+            if forgotten > 0 {
+                // A clean stop loses nothing, but a disk may: the count no longer holds.
+                clean_count = None;
+            }
             // What is left from there on is whole, but may be in the page cache only (a crash of
             // the process, not of the machine): on disk before the mark moves past it.
             bodies.sync_from(from).map_err(log_err)?;
@@ -332,30 +339,41 @@ impl Spool {
                 }
             }
         }
-        let mut queued = Vec::new();
-        for item in pending.iter().keys() {
-            queued.push(pending_seq(&item.map_err(err)?));
-        }
-        queued.sort_unstable();
-        let count = queued.len() as u64;
-        // Photos whose entry is gone (a delete lost in a crash, or a write that beat its record
-        // to the disk) are orphans. One not in `pending` is looked up in `records` before it goes
-        // (an entry whose index key a crash lost still has its photo).
-        let mut photo_disk = 0u64;
         let on_disk = photos.list().map_err(|source| SpoolError::Photos {
             dir: photo_dir.clone(),
             source,
         })?;
-        for (seq, len) in on_disk {
-            if queued.binary_search(&seq).is_ok()
-                || records.contains_key(seq_key(seq)).map_err(err)?
-            {
-                photo_disk += photos::allocated(len);
-            } else if let Err(e) = photos.remove(seq) {
-                tracing::warn!("cannot remove an orphaned spool photo: {e}");
+        let (count, photo_disk) = match clean_count {
+            // The last run stopped cleanly: nothing was lost or left half done, and the count it
+            // left is exact. Walking the index would cost what follows.
+            Some(count) => (
+                count,
+                on_disk.iter().map(|(_, len)| photos::allocated(*len)).sum(),
+            ),
+            None => {
+                // Walking `pending` materializes its leaves, and sled keeps them: 100,000 small
+                // keys took ~16 MiB (heaptrack, BENCHMARKS.md). Only after a crash, then.
+                let mut queued = Vec::new();
+                for item in pending.iter().keys() {
+                    queued.push(pending_seq(&item.map_err(err)?));
+                }
+                queued.sort_unstable();
+                // Photos whose entry is gone (a delete lost in a crash, or a write that beat its
+                // record to the disk) are orphans. One not in `pending` is looked up in `records`
+                // before it goes (an entry whose index key a crash lost still has its photo).
+                let mut photo_disk = 0u64;
+                for (seq, len) in on_disk {
+                    if queued.binary_search(&seq).is_ok()
+                        || records.contains_key(seq_key(seq)).map_err(err)?
+                    {
+                        photo_disk += photos::allocated(len);
+                    } else if let Err(e) = photos.remove(seq) {
+                        tracing::warn!("cannot remove an orphaned spool photo: {e}");
+                    }
+                }
+                (queued.len() as u64, photo_disk)
             }
-        }
-        drop(queued);
+        };
         // A segment the index does not reach is left over: its entries were acknowledged and its
         // removal was lost in a crash (or it held only frames that never reached the disk).
         for (first, end) in bodies.ranges() {
@@ -553,6 +571,18 @@ impl Spool {
                 Some(u.saturating_sub(flushed))
             });
         Ok(())
+    }
+
+    /// Records that the spool stops here, cleanly: the last write of a run, after the last
+    /// flush (see [`clean`]). The next open then trusts the count instead of walking the index.
+    pub fn close(&self) -> Result<(), SpoolError> {
+        clean::mark(
+            &self.db,
+            &self.meta,
+            &self.records,
+            self.count.load(Ordering::SeqCst),
+        )
+        .map_err(|e| self.err(e))
     }
 
     /// Up to `limit` entries after `after`, oldest first, and those among them that cannot be
@@ -908,7 +938,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn rec(id: &str, t: u64) -> Normalized {
+    pub(super) fn rec(id: &str, t: u64) -> Normalized {
         Normalized {
             event_id: id.into(),
             sign_time: t,
@@ -921,7 +951,7 @@ mod tests {
     /// Opens the spool in `dir`, also again after a `Spool` on it was dropped. sled lets go of
     /// its file lock when its background threads drop their handles, which can be a moment after
     /// the `Spool` is dropped: a reopen waits for that (up to a deadline) instead of failing.
-    fn open(dir: &Path) -> Spool {
+    pub(super) fn open(dir: &Path) -> Spool {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             match Spool::open(dir, 64 << 20) {
@@ -1225,7 +1255,7 @@ mod tests {
         );
     }
 
-    fn stored(a: Appended) -> u64 {
+    pub(super) fn stored(a: Appended) -> u64 {
         match a {
             Appended::Stored(seq) => seq,
             Appended::Duplicate => panic!("expected a new entry"),

@@ -23,7 +23,7 @@ pub(super) fn forget_unwritten(
     t: &Trees<'_>,
     bodies: &bodies::Bodies,
     synced: u64,
-) -> Result<(), SpoolError> {
+) -> Result<usize, SpoolError> {
     let err = |source| SpoolError::Db {
         dir: dir.into(),
         source,
@@ -46,6 +46,7 @@ pub(super) fn forget_unwritten(
             }
         }
     }
+    let forgotten = lost.len();
     for (seq, key, why) in lost {
         t.records.remove(seq_key(seq)).map_err(err)?;
         t.pending.remove(&key).map_err(err)?;
@@ -67,5 +68,5 @@ pub(super) fn forget_unwritten(
             })
             .map_err(err)?;
     }
-    Ok(())
+    Ok(forgotten)
 }

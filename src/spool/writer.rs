@@ -188,9 +188,18 @@ pub fn run(
         }
     }
     if w.flush() {
-        tracing::info!(records = w.spool.len(), "spool flushed");
+        w.save_marks();
+        // Last: nothing writes to the spool after this (every sender is gone).
+        match w.spool.close() {
+            Ok(()) => tracing::info!(records = w.spool.len(), "spool flushed and closed cleanly"),
+            Err(e) => tracing::warn!(
+                records = w.spool.len(),
+                "spool flushed, but cannot be marked as stopped cleanly (the next start counts its queue): {e}"
+            ),
+        }
+    } else {
+        w.save_marks();
     }
-    w.save_marks();
     End::Done
 }
 

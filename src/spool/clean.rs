@@ -1,0 +1,166 @@
+//! The mark a clean stop leaves: how many entries are queued, so that the next open need not
+//! walk the index to count them (and to look for the orphaned photos only a crash leaves).
+//!
+//! It is the last write of a run and the first thing an open takes away (durably, before
+//! anything else is written), so it is only ever read by the open right after that stop. It
+//! also names the oldest and newest entry then queued: a spool changed by a bridge that does
+//! not know the mark (a downgrade, then an upgrade again) shows as a mismatch, and is counted.
+
+use sled::{Db, Tree};
+
+/// `meta` key of the mark: count, first seq, last seq (u64 BE each; 0 for none).
+const KEY: &[u8] = b"clean/count";
+
+/// The first and last sequence numbers in `records` (0 when empty).
+fn ends(records: &Tree) -> sled::Result<[u64; 2]> {
+    let seq = |e: Option<(sled::IVec, sled::IVec)>| e.map_or(0, |(k, _)| super::key_seq(&k));
+    Ok([seq(records.first()?), seq(records.last()?)])
+}
+
+fn encode(count: u64, ends: [u64; 2]) -> [u8; 24] {
+    let mut v = [0u8; 24];
+    v[..8].copy_from_slice(&count.to_be_bytes());
+    v[8..16].copy_from_slice(&ends[0].to_be_bytes());
+    v[16..].copy_from_slice(&ends[1].to_be_bytes());
+    v
+}
+
+/// Leaves the mark and makes it durable.
+pub fn mark(db: &Db, meta: &Tree, records: &Tree, count: u64) -> sled::Result<()> {
+    meta.insert(KEY, &encode(count, ends(records)?))?;
+    db.flush()?;
+    Ok(())
+}
+
+/// Takes the mark away (durably) and returns the count it holds, when there is one that still
+/// describes `records`.
+pub fn take(db: &Db, meta: &Tree, records: &Tree) -> sled::Result<Option<u64>> {
+    let Some(v) = meta.remove(KEY)? else {
+        return Ok(None);
+    };
+    db.flush()?;
+    let Ok(v) = <[u8; 24]>::try_from(&*v) else {
+        tracing::warn!("the spool's clean-stop mark is damaged; counting the queue");
+        return Ok(None);
+    };
+    let count = super::key_seq(&v[..8]);
+    if v != encode(count, ends(records)?) {
+        tracing::warn!(
+            "the spool changed after its last clean stop (an older bridge ran on it?); counting the queue"
+        );
+        return Ok(None);
+    }
+    Ok(Some(count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{open, rec, stored};
+    use super::*;
+
+    /// A queue of two: three appended, the first acknowledged.
+    fn two_queued(dir: &std::path::Path) -> super::super::Spool {
+        let s = open(dir);
+        for (i, t) in [(1, 100), (2, 200), (3, 300)] {
+            stored(
+                s.append("t", &rec(&format!("t-{i}"), t), None, true)
+                    .expect("append"),
+            );
+        }
+        s.flush().expect("flush");
+        s.ack(1).expect("ack");
+        s
+    }
+
+    /// One more `pending` key than there are entries, put in behind the spool's back: a count
+    /// taken by walking the index sees it, a count taken from the mark does not.
+    fn plant_stray_pending_key(dir: &std::path::Path) {
+        let db = sled::open(dir).expect("sled");
+        db.open_tree("pending")
+            .expect("tree")
+            .insert(super::super::pending_key("t", 50, 99), &[])
+            .expect("insert");
+        db.flush().expect("flush");
+    }
+
+    #[test]
+    fn a_spool_stopped_cleanly_opens_with_the_count_it_left_and_only_once() {
+        let d = tempfile::tempdir().expect("tempdir");
+        {
+            let s = two_queued(d.path());
+            s.close().expect("close");
+        }
+        plant_stray_pending_key(d.path());
+        assert_eq!(open(d.path()).len(), 2, "the mark's count, not a walk");
+        // The open took the mark away: a crash now must not leave it to be trusted again.
+        assert_eq!(open(d.path()).len(), 3, "walked");
+    }
+
+    #[test]
+    fn a_spool_that_was_not_closed_is_counted_by_walking_its_index() {
+        let d = tempfile::tempdir().expect("tempdir");
+        drop(two_queued(d.path()));
+        plant_stray_pending_key(d.path());
+        assert_eq!(open(d.path()).len(), 3);
+    }
+
+    #[test]
+    fn a_mark_that_no_longer_describes_the_queue_is_not_trusted() {
+        // Entries appended or acknowledged by a bridge that does not know the mark move the
+        // queue's ends.
+        for change in ["append", "ack the oldest"] {
+            let d = tempfile::tempdir().expect("tempdir");
+            {
+                let s = two_queued(d.path());
+                s.close().expect("close");
+            }
+            {
+                let db = sled::open(d.path()).expect("sled");
+                let records = db.open_tree("records").expect("tree");
+                match change {
+                    "append" => records.insert(super::super::seq_key(9), &b"{}"[..]),
+                    _ => records.remove(super::super::seq_key(2)),
+                }
+                .expect("change");
+                db.flush().expect("flush");
+            }
+            plant_stray_pending_key(d.path());
+            // The walk counts `pending` keys: the two queued and the stray one.
+            assert_eq!(open(d.path()).len(), 3, "{change}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_mark_is_not_trusted() {
+        let d = tempfile::tempdir().expect("tempdir");
+        drop(two_queued(d.path()));
+        {
+            let db = sled::open(d.path()).expect("sled");
+            db.open_tree("meta")
+                .expect("tree")
+                .insert(KEY, &[1u8, 2, 3][..])
+                .expect("insert");
+            db.flush().expect("flush");
+        }
+        plant_stray_pending_key(d.path());
+        assert_eq!(open(d.path()).len(), 3, "walked");
+    }
+
+    #[test]
+    fn a_record_lost_by_the_disk_after_a_clean_stop_makes_the_count_walked() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (kept_len, b);
+        {
+            let s = open(d.path());
+            stored(s.append("t", &rec("t-1", 100), None, true).expect("append"));
+            s.flush().expect("flush");
+            kept_len = s.bodies.bytes();
+            b = stored(s.append("t", &rec("t-2", 200), None, true).expect("append"));
+            s.flush().expect("flush");
+            s.close().expect("close");
+            // A disk that said it wrote the frame and did not.
+            s.bodies.cut(b, kept_len);
+        }
+        assert_eq!(open(d.path()).len(), 1);
+    }
+}
