@@ -15,6 +15,8 @@
 //! - `seen`: `<terminal> 0x00 <signTime BE> <event_id>` → empty. Dedupes live vs backfill, kept
 //!   for the backfill window, pruned by time with a range scan.
 //! - `meta`: `wm/<terminal>` → signTime BE, the backfill watermark.
+//!   Also how far the log is synced (`log/synced`) and, between a clean stop and the next
+//!   open, the queue's count ([`clean`]).
 //! - `pending`: `<terminal> 0x00 <signTime BE> <seq BE>` → empty, one per queued entry: the oldest
 //!   record not yet acknowledged per terminal, for the low-water mark ([`lowwater`]), which is
 //!   also kept in a file outside sled so that a damaged spool can be refilled by backfill.
