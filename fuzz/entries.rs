@@ -118,7 +118,7 @@ pub fn http(bytes: &[u8]) {
         if let Some(data) = env.data() {
             let _ = serde_json::from_value::<DeviceInfo>(data.clone());
             let _ = serde_json::from_value::<User>(data.clone());
-            if let Ok(page) = Page::from_data(data) {
+            if let Ok(page) = Page::from_data(data.clone()) {
                 for item in page.items {
                     if let Ok(u) = serde_json::from_value::<User>(item.clone()) {
                         let _ = serde_json::to_value(&u);

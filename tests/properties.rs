@@ -243,7 +243,7 @@ proptest! {
         if let Some(data) = env.data() {
             let _ = serde_json::from_value::<DeviceInfo>(data.clone());
             let _ = serde_json::from_value::<User>(data.clone());
-            if let Ok(page) = Page::from_data(data) {
+            if let Ok(page) = Page::from_data(data.clone()) {
                 for item in page.items {
                     let _ = serde_json::from_value::<User>(item.clone());
                     if let Value::Object(m) = item {

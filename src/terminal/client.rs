@@ -368,6 +368,14 @@ impl TerminalClient {
         })
     }
 
+    /// [`TerminalClient::data`], taken out of the answer (pages are large: not copied).
+    fn take_data(&self, path: &str, env: Envelope) -> Result<Value, TerminalError> {
+        env.into_data().ok_or_else(|| TerminalError::Protocol {
+            endpoint: path.to_string(),
+            reason: "answer has no `data`".into(),
+        })
+    }
+
     // ---- device -----------------------------------------------------------------------------
 
     /// Opens the door. Never retried: a door that opens late is worse than one that does not.
@@ -551,7 +559,7 @@ impl TerminalClient {
         let env = self
             .call(Method::GET, path, &params, Body::Empty, Retry::Idempotent)
             .await?;
-        let page = match Page::from_data(self.data(path, &env)?) {
+        let page = match Page::from_data(self.take_data(path, env)?) {
             Ok(p) => p,
             Err(reason) => {
                 return Err(TerminalError::Protocol {
@@ -690,11 +698,12 @@ impl TerminalClient {
             }) => return Ok(Page::default()),
             Err(e) => return Err(e),
         };
-        let page =
-            Page::from_data(self.data(path, &env)?).map_err(|reason| TerminalError::Protocol {
+        let page = Page::from_data(self.take_data(path, env)?).map_err(|reason| {
+            TerminalError::Protocol {
                 endpoint: path.into(),
                 reason,
-            })?;
+            }
+        })?;
         let items = page
             .items
             .into_iter()

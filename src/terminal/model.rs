@@ -240,6 +240,12 @@ impl Envelope {
     pub fn data(&self) -> Option<&Value> {
         self.body.get("data")
     }
+
+    /// The `data` field, taken out of the answer: a page of photo records is over a megabyte,
+    /// and copying it held it twice (heaptrack of a backfill, BENCHMARKS.md).
+    pub fn into_data(mut self) -> Option<Value> {
+        self.body.remove("data")
+    }
 }
 
 /// A user as stored on the terminal (UserObject). Unknown fields are kept in `extra`.
@@ -354,20 +360,23 @@ pub struct Page<T> {
 }
 
 impl Page<Value> {
-    /// Reads `data: {total, pageNum, size, pageSize, totalPage, data: [...]}`.
-    pub fn from_data(data: &Value) -> Result<Page<Value>, String> {
-        let obj = data.as_object().ok_or("`data` is not an object")?;
+    /// Reads `data: {total, pageNum, size, pageSize, totalPage, data: [...]}`, taking the items
+    /// out of it rather than copying them.
+    pub fn from_data(data: Value) -> Result<Page<Value>, String> {
+        let Value::Object(mut obj) = data else {
+            return Err("`data` is not an object".into());
+        };
+        let items = match obj.remove("data") {
+            Some(Value::Array(items)) => items,
+            None | Some(Value::Null) => Vec::new(),
+            Some(_) => return Err("`data.data` is not a list".into()),
+        };
         // Counts from the terminal: anything negative or unreadable is 0.
         let num = |k: &str| {
             obj.get(k)
                 .and_then(lenient_i64)
                 .and_then(|n| u64::try_from(n).ok())
                 .unwrap_or(0)
-        };
-        let items = match obj.get("data") {
-            Some(Value::Array(items)) => items.clone(),
-            None | Some(Value::Null) => Vec::new(),
-            Some(_) => return Err("`data.data` is not a list".into()),
         };
         Ok(Page {
             total: num("total"),
@@ -432,6 +441,35 @@ pub type ConfigObject = Map<String, Value>;
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_page_takes_its_items_out_of_the_answer_and_reads_bad_counts_as_zero() {
+        let body = json!({
+            "code": 200,
+            "data": {"total": 3, "pageNum": 2, "pageSize": -1, "totalPage": "x",
+                     "data": [{"id": 1}, {"id": 2}]},
+        })
+        .to_string();
+        let env = Envelope::parse(body.as_bytes()).expect("envelope");
+        let page = Page::from_data(env.into_data().expect("data")).expect("page");
+        assert_eq!(
+            (page.total, page.page, page.page_size, page.total_pages),
+            (3, 2, 0, 0)
+        );
+        assert_eq!(page.items, [json!({"id": 1}), json!({"id": 2})]);
+        assert!(Page::from_data(json!({"total": 0}))
+            .expect("no list")
+            .items
+            .is_empty());
+        assert!(Page::from_data(json!({"data": null}))
+            .expect("null list")
+            .items
+            .is_empty());
+        assert!(Page::from_data(json!({"data": {"id": 1}})).is_err());
+        assert!(Page::from_data(json!([1, 2])).is_err());
+        let none = Envelope::parse(br#"{"code":200}"#).expect("envelope");
+        assert_eq!(none.into_data(), None);
+    }
 
     #[test]
     fn every_documented_code_round_trips_and_has_a_meaning() {
