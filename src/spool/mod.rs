@@ -1602,24 +1602,26 @@ mod tests {
         std::fs::read_dir(dir.join("log")).expect("log").count()
     }
 
+    /// What an older bridge left: entry 1 (terminal `t`, signTime 7) stored whole in `records`,
+    /// with no log, and its `pending` key.
+    fn spooled_by_an_older_bridge(dir: &Path, value: &[u8]) {
+        let db = sled::open(dir).expect("sled");
+        db.open_tree("records")
+            .expect("tree")
+            .insert(seq_key(1), value)
+            .expect("insert");
+        db.open_tree("pending")
+            .expect("tree")
+            .insert(pending_key("t", 7, 1), &[])
+            .expect("insert");
+        db.flush().expect("flush");
+    }
+
     #[test]
     fn an_entry_stored_whole_by_an_older_bridge_is_read_and_leaves_after_an_upgrade() {
         let d = tempfile::tempdir().expect("tempdir");
-        {
-            // What an older bridge wrote: the entry itself in `records`, no log.
-            let db = sled::open(d.path()).expect("sled");
-            let incoming = Incoming::of(&rec("t-1", 7), None);
-            let old = Encoded::new("t", &incoming, 1);
-            db.open_tree("records")
-                .expect("tree")
-                .insert(seq_key(1), old.value.as_slice())
-                .expect("insert");
-            db.open_tree("pending")
-                .expect("tree")
-                .insert(pending_key("t", 7, 1), &[])
-                .expect("insert");
-            db.flush().expect("flush");
-        }
+        let incoming = Incoming::of(&rec("t-1", 7), None);
+        spooled_by_an_older_bridge(d.path(), &Encoded::new("t", &incoming, 1).value);
         let s = open(d.path());
         assert_eq!(s.len(), 1);
         let new = stored(s.append("t", &rec("t-2", 8), None, true).expect("append"));
@@ -1651,21 +1653,10 @@ mod tests {
             photo.len(),
             crate::record::stable_hash(&photo)
         );
-        {
-            let db = sled::open(d.path()).expect("sled");
-            db.open_tree("records")
-                .expect("tree")
-                .insert(seq_key(1), head.as_bytes())
-                .expect("insert");
-            db.open_tree("pending")
-                .expect("tree")
-                .insert(pending_key("t", 7, 1), &[])
-                .expect("insert");
-            db.flush().expect("flush");
-            let dir = d.path().join("photos");
-            std::fs::create_dir_all(&dir).expect("photos");
-            std::fs::write(dir.join(format!("{:020}.jpg", 1)), &photo).expect("photo");
-        }
+        spooled_by_an_older_bridge(d.path(), head.as_bytes());
+        let dir = d.path().join("photos");
+        std::fs::create_dir_all(&dir).expect("photos");
+        std::fs::write(dir.join(format!("{:020}.jpg", 1)), &photo).expect("photo");
         let s = open(d.path());
         let (seq, entry) = s.next_after(None, 1).expect("read").remove(0);
         assert_eq!(entry.photo.and_then(|p| p.crc32), None);
