@@ -44,7 +44,21 @@ pub fn take(db: &Db, meta: &Tree, records: &Tree) -> sled::Result<Option<u64>> {
         return Ok(None);
     };
     let count = super::key_seq(&v[..8]);
-    if v != encode(count, ends(records)?) {
+    let now = ends(records)?;
+    // A number from the disk: no more entries than the sequence numbers between the ends.
+    let most = if now == [0, 0] {
+        0
+    } else {
+        now[1].saturating_sub(now[0]).saturating_add(1)
+    };
+    if count > most {
+        tracing::warn!(
+            count,
+            "the spool's clean-stop mark is damaged; counting the queue"
+        );
+        return Ok(None);
+    }
+    if v != encode(count, now) {
         tracing::warn!(
             "the spool changed after its last clean stop (an older bridge ran on it?); counting the queue"
         );
@@ -144,6 +158,38 @@ mod tests {
         }
         plant_stray_pending_key(d.path());
         assert_eq!(open(d.path()).len(), 3, "walked");
+    }
+
+    #[test]
+    fn a_mark_counting_more_entries_than_its_ends_hold_is_not_trusted() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let ends = {
+            let s = two_queued(d.path());
+            ends(&s.records).expect("ends")
+        };
+        assert_eq!(ends, [2, 3]);
+        for (count, trusted) in [(2, true), (3, false), (u64::MAX, false)] {
+            {
+                let db = sled::open(d.path()).expect("sled");
+                db.open_tree("meta")
+                    .expect("tree")
+                    .insert(KEY, &encode(count, ends)[..])
+                    .expect("insert");
+                db.flush().expect("flush");
+            }
+            plant_stray_pending_key(d.path());
+            {
+                // A second stray key: a walk (4) then differs from every count tried.
+                let db = sled::open(d.path()).expect("sled");
+                db.open_tree("pending")
+                    .expect("tree")
+                    .insert(super::super::pending_key("t", 60, 98), &[])
+                    .expect("insert");
+                db.flush().expect("flush");
+            }
+            let want = if trusted { count } else { 4 };
+            assert_eq!(open(d.path()).len(), want, "count {count}");
+        }
     }
 
     #[test]
