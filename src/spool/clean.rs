@@ -86,15 +86,20 @@ mod tests {
         s
     }
 
+    /// Writes `key` → `value` into `tree` behind the spool's back.
+    fn plant(dir: &std::path::Path, tree: &str, key: &[u8], value: &[u8]) {
+        let db = sled::open(dir).expect("sled");
+        db.open_tree(tree)
+            .expect("tree")
+            .insert(key, value)
+            .expect("insert");
+        db.flush().expect("flush");
+    }
+
     /// One more `pending` key than there are entries, put in behind the spool's back: a count
     /// taken by walking the index sees it, a count taken from the mark does not.
     fn plant_stray_pending_key(dir: &std::path::Path) {
-        let db = sled::open(dir).expect("sled");
-        db.open_tree("pending")
-            .expect("tree")
-            .insert(super::super::pending_key("t", 50, 99), &[])
-            .expect("insert");
-        db.flush().expect("flush");
+        plant(dir, "pending", &super::super::pending_key("t", 50, 99), &[]);
     }
 
     #[test]
@@ -148,14 +153,7 @@ mod tests {
     fn a_damaged_mark_is_not_trusted() {
         let d = tempfile::tempdir().expect("tempdir");
         drop(two_queued(d.path()));
-        {
-            let db = sled::open(d.path()).expect("sled");
-            db.open_tree("meta")
-                .expect("tree")
-                .insert(KEY, &[1u8, 2, 3][..])
-                .expect("insert");
-            db.flush().expect("flush");
-        }
+        plant(d.path(), "meta", KEY, &[1, 2, 3]);
         plant_stray_pending_key(d.path());
         assert_eq!(open(d.path()).len(), 3, "walked");
     }
@@ -169,24 +167,11 @@ mod tests {
         };
         assert_eq!(ends, [2, 3]);
         for (count, trusted) in [(2, true), (3, false), (u64::MAX, false)] {
-            {
-                let db = sled::open(d.path()).expect("sled");
-                db.open_tree("meta")
-                    .expect("tree")
-                    .insert(KEY, &encode(count, ends)[..])
-                    .expect("insert");
-                db.flush().expect("flush");
-            }
+            plant(d.path(), "meta", KEY, &encode(count, ends));
             plant_stray_pending_key(d.path());
-            {
-                // A second stray key: a walk (4) then differs from every count tried.
-                let db = sled::open(d.path()).expect("sled");
-                db.open_tree("pending")
-                    .expect("tree")
-                    .insert(super::super::pending_key("t", 60, 98), &[])
-                    .expect("insert");
-                db.flush().expect("flush");
-            }
+            // A second stray key: a walk (4) then differs from every count tried.
+            let second = super::super::pending_key("t", 60, 98);
+            plant(d.path(), "pending", &second, &[]);
             let want = if trusted { count } else { 4 };
             assert_eq!(open(d.path()).len(), want, "count {count}");
         }

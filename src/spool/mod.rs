@@ -220,6 +220,35 @@ fn wm_key(terminal: &str) -> Vec<u8> {
     format!("wm/{terminal}").into_bytes()
 }
 
+/// The queue's count and the photo files' disk use, by walking the `pending` index; photos no
+/// queued entry names are removed on the way. Walking `pending` materializes its leaves, and sled
+/// keeps them: 100,000 small keys took ~16 MiB (heaptrack, BENCHMARKS.md). Only after a crash,
+/// then (see [`clean`]).
+fn count_by_walking(
+    pending: &sled::Tree,
+    records: &sled::Tree,
+    photos: &photos::Photos,
+    on_disk: Vec<(u64, u64)>,
+) -> sled::Result<(u64, u64)> {
+    let mut queued = Vec::new();
+    for item in pending.iter().keys() {
+        queued.push(pending_seq(&item?));
+    }
+    queued.sort_unstable();
+    // Photos whose entry is gone (a delete lost in a crash, or a write that beat its record to
+    // the disk) are orphans. One not in `pending` is looked up in `records` before it goes (an
+    // entry whose index key a crash lost still has its photo).
+    let mut photo_disk = 0u64;
+    for (seq, len) in on_disk {
+        if queued.binary_search(&seq).is_ok() || records.contains_key(seq_key(seq))? {
+            photo_disk += photos::allocated(len);
+        } else if let Err(e) = photos.remove(seq) {
+            tracing::warn!("cannot remove an orphaned spool photo: {e}");
+        }
+    }
+    Ok((queued.len() as u64, photo_disk))
+}
+
 /// `meta` key: the sequence number the log was synced up to (every entry below it has its body
 /// on disk), written by each flush before sled's own.
 const LOG_SYNCED: &[u8] = b"log/synced";
@@ -352,29 +381,7 @@ impl Spool {
                 count,
                 on_disk.iter().map(|(_, len)| photos::allocated(*len)).sum(),
             ),
-            None => {
-                // Walking `pending` materializes its leaves, and sled keeps them: 100,000 small
-                // keys took ~16 MiB (heaptrack, BENCHMARKS.md). Only after a crash, then.
-                let mut queued = Vec::new();
-                for item in pending.iter().keys() {
-                    queued.push(pending_seq(&item.map_err(err)?));
-                }
-                queued.sort_unstable();
-                // Photos whose entry is gone (a delete lost in a crash, or a write that beat its
-                // record to the disk) are orphans. One not in `pending` is looked up in `records`
-                // before it goes (an entry whose index key a crash lost still has its photo).
-                let mut photo_disk = 0u64;
-                for (seq, len) in on_disk {
-                    if queued.binary_search(&seq).is_ok()
-                        || records.contains_key(seq_key(seq)).map_err(err)?
-                    {
-                        photo_disk += photos::allocated(len);
-                    } else if let Err(e) = photos.remove(seq) {
-                        tracing::warn!("cannot remove an orphaned spool photo: {e}");
-                    }
-                }
-                (queued.len() as u64, photo_disk)
-            }
+            None => count_by_walking(&pending, &records, &photos, on_disk).map_err(err)?,
         };
         // A segment the index does not reach is left over: its entries were acknowledged and its
         // removal was lost in a crash (or it held only frames that never reached the disk).

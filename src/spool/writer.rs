@@ -187,8 +187,9 @@ pub fn run(
             return End::Failing(why);
         }
     }
-    if w.flush() {
-        w.save_marks();
+    let flushed = w.flush();
+    w.save_marks();
+    if flushed {
         // Last: nothing writes to the spool after this (every sender is gone).
         match w.spool.close() {
             Ok(()) => tracing::info!(records = w.spool.len(), "spool flushed and closed cleanly"),
@@ -197,8 +198,6 @@ pub fn run(
                 "spool flushed, but cannot be marked as stopped cleanly (the next start counts its queue): {e}"
             ),
         }
-    } else {
-        w.save_marks();
     }
     End::Done
 }

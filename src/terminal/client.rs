@@ -361,15 +361,8 @@ impl TerminalClient {
         }
     }
 
-    fn data<'a>(&self, path: &str, env: &'a Envelope) -> Result<&'a Value, TerminalError> {
-        env.data().ok_or_else(|| TerminalError::Protocol {
-            endpoint: path.to_string(),
-            reason: "answer has no `data`".into(),
-        })
-    }
-
-    /// [`TerminalClient::data`], taken out of the answer (pages are large: not copied).
-    fn take_data(&self, path: &str, env: Envelope) -> Result<Value, TerminalError> {
+    /// The answer's `data`, taken out of it (pages are large: not copied).
+    fn data(&self, path: &str, env: Envelope) -> Result<Value, TerminalError> {
         env.into_data().ok_or_else(|| TerminalError::Protocol {
             endpoint: path.to_string(),
             reason: "answer has no `data`".into(),
@@ -439,11 +432,9 @@ impl TerminalClient {
         let env = self
             .call(Method::POST, path, &[], Body::Empty, Retry::Idempotent)
             .await?;
-        serde_json::from_value(self.data(path, &env)?.clone()).map_err(|e| {
-            TerminalError::Protocol {
-                endpoint: path.into(),
-                reason: e.to_string(),
-            }
+        serde_json::from_value(self.data(path, env)?).map_err(|e| TerminalError::Protocol {
+            endpoint: path.into(),
+            reason: e.to_string(),
         })
     }
 
@@ -451,8 +442,8 @@ impl TerminalClient {
         let env = self
             .call(Method::POST, path, &[], Body::Empty, Retry::Idempotent)
             .await?;
-        match self.data(path, &env)? {
-            Value::Object(m) => Ok(m.clone()),
+        match self.data(path, env)? {
+            Value::Object(m) => Ok(m),
             _ => Err(TerminalError::Protocol {
                 endpoint: path.into(),
                 reason: "`data` is not an object".into(),
@@ -559,7 +550,7 @@ impl TerminalClient {
         let env = self
             .call(Method::GET, path, &params, Body::Empty, Retry::Idempotent)
             .await?;
-        let page = match Page::from_data(self.take_data(path, env)?) {
+        let page = match Page::from_data(self.data(path, env)?) {
             Ok(p) => p,
             Err(reason) => {
                 return Err(TerminalError::Protocol {
@@ -698,12 +689,11 @@ impl TerminalClient {
             }) => return Ok(Page::default()),
             Err(e) => return Err(e),
         };
-        let page = Page::from_data(self.take_data(path, env)?).map_err(|reason| {
-            TerminalError::Protocol {
+        let page =
+            Page::from_data(self.data(path, env)?).map_err(|reason| TerminalError::Protocol {
                 endpoint: path.into(),
                 reason,
-            }
-        })?;
+            })?;
         let items = page
             .items
             .into_iter()
