@@ -1,7 +1,7 @@
 //! The byte budget, guarded: a burst of photo records while the broker is down must not grow
 //! the bridge with the burst. With buffers bounded by count (4,096 records) the same burst took
-//! 133 MB; bounded by bytes (`spool.memory`, 8 MiB) the bridge stays far below the bound here.
-//! The bound is generous on purpose: this is a regression guard, not a benchmark
+//! 133 MB; bounded by bytes (`spool.memory`, 2 MiB by default) the bridge stays far below the
+//! bound here. The bound is generous on purpose: this is a regression guard, not a benchmark
 //! (`cargo bench --bench pipeline` measures).
 
 mod common;
