@@ -24,7 +24,10 @@ use crate::spool::{Incoming, Spool};
 use crate::terminal::model::Page;
 use crate::terminal::{sign, RecordQuery, TerminalClient, TerminalError};
 
-const PAGE: u64 = 20;
+/// Records asked per page. A page of photo records is ~60 KB each as the terminal sends it, and is
+/// held twice while it is parsed (the answer and its tree): side by side, 10 took 2.3 MiB less
+/// at a backfill's peak than 20 (five runs each, BENCHMARKS.md), at the same speed.
+const PAGE: u64 = 10;
 /// A slice of the backfill window holds at most this many records in memory...
 const SLICE_RECORDS: u64 = 500;
 /// ... and this many bytes (records of a hostile terminal can be large).
