@@ -12,8 +12,10 @@ use crate::measure::{self, collect, push_many, Proc};
 
 pub struct Burst {
     pub n: usize,
-    /// VmRSS once linked and idle, before the burst.
+    /// VmRSS idle before the burst (for the bridge: after the warm-up).
     pub idle_rss: u64,
+    /// The bridge's VmRSS once linked, before its warm-up: what a fresh start takes.
+    pub fresh_rss: Option<u64>,
     pub peak_rss: u64,
     /// VmRSS `settle` after the drain ended.
     pub rss_after: u64,
@@ -57,6 +59,7 @@ pub async fn burst(
     Burst {
         n,
         idle_rss,
+        fresh_rss: None,
         peak_rss,
         rss_after: p.rss(),
         settle,
@@ -64,6 +67,11 @@ pub async fn burst(
         drain,
     }
 }
+
+/// Photo records the bridge publishes before the burst. A bridge in service has published
+/// records before; what the first ones allocate once (buffers grown to a photo's size) is not
+/// what a burst leaves behind, so "idle" is measured after these, and the fresh start beside it.
+pub const WARM_UP: usize = 20;
 
 pub async fn run(n: usize, settle: Duration) -> Burst {
     let mut broker = Mosquitto::start();
@@ -76,8 +84,25 @@ pub async fn run(n: usize, settle: Duration) -> Burst {
     .start();
     wait_link(&s.sim, 1).await;
     let p = proc_of(&bridge);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let fresh_rss = p.rss();
+    let warm = push_many(&s.sim, "front-door", WARM_UP, |_| true).await;
+    let warmed = collect(
+        &mut sub,
+        WARM_UP,
+        Duration::from_secs(60),
+        measure::bridge_id,
+    )
+    .await;
+    if warmed.lost(&warm) > 0 {
+        eprintln!(
+            "warning: {} of the {WARM_UP} warm-up records did not arrive",
+            warmed.lost(&warm)
+        );
+    }
+    // The log also names the warm-up records: only those after them count for the burst.
     let mut log = measure::TakenInLog::new(&bridge.log);
-    burst(
+    let mut b = burst(
         &mut broker,
         &s.sim,
         Listen {
@@ -85,9 +110,11 @@ pub async fn run(n: usize, settle: Duration) -> Burst {
             id_of: measure::bridge_id,
             idle: Duration::from_secs(60),
         },
-        (p, || log.count()),
+        (p, || log.count().saturating_sub(WARM_UP)),
         n,
         settle,
     )
-    .await
+    .await;
+    b.fresh_rss = Some(fresh_rss);
+    b
 }

@@ -97,8 +97,12 @@ fn lat(l: &latency::Latency) -> String {
 
 fn rss_after(b: &burst::Burst) -> String {
     let diff = b.rss_after as f64 - b.idle_rss as f64;
+    let fresh = b
+        .fresh_rss
+        .map(|f| format!("; fresh start {}", mib(f)))
+        .unwrap_or_default();
     format!(
-        "{} → {} ({}{})",
+        "{} → {} ({}{}{fresh})",
         mib(b.idle_rss),
         mib(b.rss_after),
         if diff >= 0.0 { "+" } else { "−" },
@@ -347,7 +351,8 @@ fn burst_rows(t: &mut Table, b: &burst::Burst, nr: Option<&nodered::Comparison>,
     );
     t.versus(
         format!(
-            "… RSS idle before the burst → {} after the drain (difference)",
+            "… RSS idle before the burst (the bridge: after {} photo records published) → {} after the drain (difference)",
+            burst::WARM_UP,
             secs(b.settle)
         ),
         rss_after(b),
