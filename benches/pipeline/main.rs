@@ -134,6 +134,13 @@ fn main() {
     let started = Instant::now();
     let machine = machine();
     println!("machine: {machine}");
+    // The spool fsyncs before it publishes, and an fsync waits behind the disk's other dirty
+    // pages: right after `cargo bench` built this (100+ MB of them), the latency rows' p99 was
+    // 21-24 ms instead of 6 ms. Flushed first, so the rows measure the bridge.
+    match std::process::Command::new("sync").status() {
+        Ok(s) if s.success() => {}
+        other => eprintln!("warning: `sync` before the run failed ({other:?}); the first rows may wait on the disk"),
+    }
     let mut t = Table(Vec::new());
     rt.block_on(async {
         if wanted("ready") {
