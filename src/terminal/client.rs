@@ -507,9 +507,9 @@ impl TerminalClient {
             .call(Method::POST, path, &[], Body::Json(body), Retry::Never)
             .await?;
         // Some firmware answers without `data`; the user we sent is then what was stored.
-        match env.data() {
+        match env.into_data() {
             Some(d @ Value::Object(_)) => {
-                serde_json::from_value(d.clone()).map_err(|e| TerminalError::Protocol {
+                serde_json::from_value(d).map_err(|e| TerminalError::Protocol {
                     endpoint: path.into(),
                     reason: e.to_string(),
                 })
