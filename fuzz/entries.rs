@@ -137,7 +137,7 @@ pub fn http(bytes: &[u8]) {
         let state = State::new(Secret::new("123456"), u64::from(mode), 10);
         let _ = state.record_page(&q);
         let _ = state.user_page(&q);
-        let _ = state.check_auth(&q);
+        let _ = state.check_auth(&q, mode % 2 == 0);
         let ct = if mode % 4 == 1 {
             "application/x-www-form-urlencoded"
         } else {

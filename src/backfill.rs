@@ -9,7 +9,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
@@ -17,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::budget::Budget;
+use crate::clocks::{self, TerminalClock};
 use crate::config::TerminalConfig;
 use crate::record::{self, Source};
 use crate::spool::writer::SpoolCmd;
@@ -46,15 +46,8 @@ pub struct Backfill {
     pub trigger: watch::Receiver<u64>,
     /// The newest link generation whose gap is filled.
     pub caught_up: Arc<AtomicU64>,
-}
-
-/// The window `[start, end]` in Unix seconds for a backfill now.
-pub fn window(watermark: Option<u64>, now: u64, margin: Duration, first: Duration) -> (u64, u64) {
-    let start = match watermark {
-        Some(w) => w.saturating_sub(margin.as_secs()),
-        None => now.saturating_sub(first.as_secs()),
-    };
-    (start, now + margin.as_secs())
+    /// The terminal's clock as ingest last saw it: the windows follow it when it is off.
+    pub clock: Arc<TerminalClock>,
 }
 
 impl Backfill {
@@ -108,8 +101,20 @@ impl Backfill {
             None
         });
         let now = sign::now_ms() / 1000;
-        let (start, end) = window(watermark, now, t.backfill_margin, t.backfill_first);
-        let mut todo = vec![(start, end)];
+        if let Some(w) = watermark.filter(|&w| w > clocks::watermark_limit(now)) {
+            tracing::warn!(terminal = %t.id, watermark = w, "the backfill watermark is past this machine's now (a terminal clock that jumped, or this machine's was wrong): looking back from now instead");
+        }
+        let windows = clocks::windows(
+            watermark,
+            self.clock.last_live(),
+            now,
+            t.backfill_margin,
+            t.backfill_first,
+        );
+        let start = windows.iter().map(|w| w.0).min().unwrap_or(now);
+        let end = windows.iter().map(|w| w.1).max().unwrap_or(now);
+        // Oldest first: the stack pops its last.
+        let mut todo: Vec<(u64, u64)> = windows.into_iter().rev().collect();
         let mut fetched = 0;
         while let Some((a, b)) = todo.pop() {
             let newest = b == end;
@@ -133,7 +138,7 @@ impl Backfill {
                 Some(Slice::Records(newest_first)) => newest_first,
             };
             fetched += slice.len();
-            if !self.spool_oldest_first(slice).await {
+            if !self.spool_oldest_first(slice, shutdown).await {
                 return Ok(None);
             }
         }
@@ -141,7 +146,7 @@ impl Backfill {
             terminal: t.id.clone(),
             before: start.saturating_sub(SEEN_SLACK),
         };
-        if self.writer.send(prune).await.is_err() {
+        if !send(&self.writer, prune, shutdown).await {
             return Ok(None);
         }
         Ok(Some(fetched))
@@ -201,7 +206,7 @@ impl Backfill {
             let n = page.items.len();
             let recs = self.normalize(page.items, newest && fetched == 0);
             fetched += recs.len();
-            if !self.spool_oldest_first(recs).await {
+            if !self.spool_oldest_first(recs, shutdown).await {
                 return Ok(None);
             }
             if n == 0 || q.page >= page.total_pages {
@@ -227,10 +232,15 @@ impl Backfill {
     /// slice and is the record's ticket); `keep_first_photo` keeps the first one's photo.
     fn normalize(&self, items: Vec<Map<String, Value>>, keep_first_photo: bool) -> Vec<Held> {
         let t = &self.terminal;
+        let now = sign::now_ms() / 1000;
         let mut out = Vec::with_capacity(items.len());
+        let mut ahead = 0;
         for item in items {
             match record::normalize(&t.id, &item, Source::Backfill) {
                 Ok(mut rec) => {
+                    if self.clock.fetched(rec.sign_time, now) {
+                        ahead += 1;
+                    }
                     if !(keep_first_photo && out.is_empty()) {
                         rec.drop_photo();
                     }
@@ -241,23 +251,34 @@ impl Backfill {
                 Err(e) => tracing::warn!(terminal = %t.id, "backfill skipped a record: {e}"),
             }
         }
+        if ahead > 0 {
+            tracing::warn!(terminal = %t.id, records = ahead, "backfill fetched records dated more than 5 minutes past this machine's now (the terminal's clock); published with their dates, the watermark not moved by them");
+        }
         out
     }
 
     /// Hands newest-first records to the spool oldest first, then the watermark (on the same
     /// channel, so it lands only once they are spooled). False on shutdown.
-    async fn spool_oldest_first(&self, newest_first: Vec<Held>) -> bool {
+    async fn spool_oldest_first(
+        &self,
+        newest_first: Vec<Held>,
+        shutdown: &CancellationToken,
+    ) -> bool {
         let t = &self.terminal;
         let high = newest_first.iter().map(|h| h.rec.sign_time).max();
         for Held { rec, size } in newest_first.into_iter().rev() {
-            let ticket = self.budget.take(size).await;
+            // A full spool may never give room: the stop must not wait for it.
+            let ticket = tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                ticket = self.budget.take(size) => ticket,
+            };
             let cmd = SpoolCmd::Record {
                 terminal: t.id.clone(),
                 record: rec,
                 advance_watermark: false,
                 ticket,
             };
-            if self.writer.send(cmd).await.is_err() {
+            if !send(&self.writer, cmd, shutdown).await {
                 return false;
             }
         }
@@ -268,7 +289,20 @@ impl Backfill {
             terminal: t.id.clone(),
             sign_time,
         };
-        self.writer.send(mark).await.is_ok()
+        send(&self.writer, mark, shutdown).await
+    }
+}
+
+/// Sends to the spool writer unless the stop comes first; false when it did (or the writer is
+/// gone). What was not sent is still on the terminal: the next start fetches it again.
+async fn send(
+    writer: &mpsc::Sender<SpoolCmd>,
+    cmd: SpoolCmd,
+    shutdown: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        sent = writer.send(cmd) => sent.is_ok(),
     }
 }
 
@@ -300,19 +334,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_window_starts_a_margin_before_the_watermark() {
-        assert_eq!(
-            window(
-                Some(1000),
-                5000,
-                Duration::from_secs(60),
-                Duration::from_secs(3600)
-            ),
-            (940, 5060)
-        );
-    }
-
-    #[test]
     fn a_slice_is_halved_into_two_that_overlap_on_the_middle_second() {
         assert_eq!(halve(100, 200), Some(((100, 150), (150, 200))));
         assert_eq!(halve(100, 103), Some(((100, 101), (101, 103))));
@@ -338,18 +359,5 @@ mod tests {
             assert!(b1 - a1 < b - a && b2 - a2 < b - a);
             assert_eq!((a1, b2), (a, b));
         }
-    }
-
-    #[test]
-    fn the_first_window_looks_back_the_configured_first_span() {
-        assert_eq!(
-            window(
-                None,
-                5000,
-                Duration::from_secs(60),
-                Duration::from_secs(3600)
-            ),
-            (1400, 5060)
-        );
     }
 }

@@ -59,16 +59,75 @@ fn print_json(v: &impl serde::Serialize) {
 
 // ---- run ------------------------------------------------------------------------------------
 
+/// The daemon, until a stop. A SIGHUP reads the config again: an invalid one is logged and the
+/// running one kept; an unchanged one changes nothing; a changed one stops every task in the
+/// order that loses nothing (as a stop does) and starts them again with it, in this process.
 pub async fn run(path: &Path) -> Result<(), Failure> {
-    // First: a stop from now on is a clean stop (see `shutdown_signal`).
-    let stop = crate::service::shutdown_signal();
-    let config = load(path)?;
-    crate::service::init_logging(&config.log.level);
+    use crate::service::{self, Asked};
+    // First: a stop from now on is a clean stop, a SIGHUP a reload (see `shutdown_signal`).
+    let mut signals = service::Signals::install();
+    let mut config = load(path)?;
+    service::init_logging(&config.log.level);
     crate::supervisor::install_panic_hook();
-    let pins: crate::daemon::PinsFactory = Box::new(|| {
-        crate::gpio::RppalPins::new().map(|p| Box::new(p) as Box<dyn crate::gpio::Pins>)
-    });
-    crate::daemon::run(config, pins, stop).await
+    loop {
+        let pins: crate::daemon::PinsFactory = Box::new(|| {
+            crate::gpio::RppalPins::new().map(|p| Box::new(p) as Box<dyn crate::gpio::Pins>)
+        });
+        let running = fingerprint(&config);
+        let level = config.log.level.clone();
+        let mut next = None;
+        let stop = async {
+            loop {
+                if signals.next().await == Asked::Stop {
+                    return;
+                }
+                match load(path) {
+                    Err(e) => {
+                        let why = match e {
+                            Failure::Config(w) | Failure::Runtime(w) | Failure::Usage(w) => w,
+                            Failure::Reported => "see above".into(),
+                        };
+                        tracing::error!("reload refused, the running config is kept: {why}");
+                    }
+                    Ok(new) if fingerprint(&new) == running => {
+                        tracing::info!(config = %path.display(), "reload: the config is unchanged; nothing to do");
+                    }
+                    Ok(new) => {
+                        if new.log.level != level {
+                            tracing::warn!("reload: log.level takes effect at the next restart");
+                        }
+                        tracing::info!(config = %path.display(), "reload: the config changed; restarting every task with it");
+                        service::notify_reloading();
+                        next = Some(new);
+                        return;
+                    }
+                }
+            }
+        };
+        crate::daemon::run(config, pins, stop).await?;
+        match next {
+            Some(new) => config = new,
+            None => return Ok(()),
+        }
+    }
+}
+
+/// What a reload compares: every setting, and the secrets read from files (a changed password
+/// file is a changed config). A hash, so no secret is kept twice.
+fn fingerprint(config: &Config) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{config:?}").hash(&mut h);
+    config
+        .mqtt
+        .password
+        .as_ref()
+        .map(Secret::expose)
+        .hash(&mut h);
+    for t in &config.terminals {
+        t.password.as_ref().map(Secret::expose).hash(&mut h);
+    }
+    h.finish()
 }
 
 // ---- check ----------------------------------------------------------------------------------

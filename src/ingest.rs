@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::budget::Budget;
+use crate::clocks::{self, Seen, TerminalClock};
 use crate::config::TerminalConfig;
 use crate::messages::Outbound;
 use crate::record::{self, Source};
@@ -143,6 +144,8 @@ pub struct Ingest {
     /// The newest link generation whose gap backfill has filled. Until it equals ours, live
     /// records must not move the watermark past a gap that is not yet filled.
     pub caught_up: Arc<AtomicU64>,
+    /// The terminal's clock, judged by each live record's date.
+    pub clock: Arc<TerminalClock>,
 }
 
 impl Ingest {
@@ -220,12 +223,12 @@ impl Ingest {
                         None => return Some("closed by the terminal".into()),
                         Some(Err(e)) => return Some(e.to_string()),
                         Some(Ok(Message::Text(text))) => {
-                            if let Err(why) = self.frame(text.as_bytes(), generation).await? {
+                            if let Err(why) = self.frame(text.as_bytes(), generation, shutdown).await? {
                                 return Some(why);
                             }
                         }
                         Some(Ok(Message::Binary(bytes))) => {
-                            if let Err(why) = self.frame(&bytes, generation).await? {
+                            if let Err(why) = self.frame(&bytes, generation, shutdown).await? {
                                 return Some(why);
                             }
                         }
@@ -250,9 +253,14 @@ impl Ingest {
         }
     }
 
-    /// Handles one frame. `None` only when the spool is gone (shutdown); `Err` when the link
-    /// should be dropped and made again (with why).
-    async fn frame(&self, bytes: &[u8], generation: u64) -> Option<Result<(), String>> {
+    /// Handles one frame. `None` on shutdown (also while waiting for room, which a full spool
+    /// may never give); `Err` when the link should be dropped and made again (with why).
+    async fn frame(
+        &self,
+        bytes: &[u8],
+        generation: u64,
+        shutdown: &CancellationToken,
+    ) -> Option<Result<(), String>> {
         let t = &self.terminal;
         let mut dropped = Vec::new();
         let frame = match classify(bytes) {
@@ -278,21 +286,27 @@ impl Ingest {
                         tracing::warn!(terminal = %t.id, event_id = %rec.event_id, "capture photo dropped: {problem}");
                     }
                     tracing::debug!(terminal = %t.id, event_id = %rec.event_id, "record received");
+                    self.judge_clock(rec.sign_time);
                     let current = generation.max(*self.backfill.borrow());
                     let advance = self.caught_up.load(Ordering::SeqCst) >= current;
                     // Serialized now: what waits is what its bytes say (see `Incoming`). The
                     // frame's size stands for it (its photo in base64 is a third larger).
                     let rec = Incoming::from(rec);
                     let waited = Instant::now();
-                    let ticket = self.budget.take(bytes.len().max(rec.size())).await;
+                    let ticket = tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        ticket = self.budget.take(bytes.len().max(rec.size())) => ticket,
+                    };
                     let cmd = SpoolCmd::Record {
                         terminal: t.id.clone(),
                         record: rec,
                         advance_watermark: advance,
                         ticket,
                     };
-                    if self.spool.send(cmd).await.is_err() {
-                        return None;
+                    // Not taken before the stop: still on the terminal, fetched by backfill.
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        sent = self.spool.send(cmd) => if sent.is_err() { return None },
                     }
                     // The spool held us back (full, or the budget used up): meanwhile the
                     // terminal may have given up on pushes. A new link-up makes backfill fetch
@@ -318,6 +332,28 @@ impl Ingest {
             Frame::Reduced { .. } | Frame::Lost(_) => {} // handled above
         }
         Some(Ok(()))
+    }
+}
+
+impl Ingest {
+    /// A live record was made just now: its date says how far off the terminal's clock is.
+    /// The record goes on whatever its date; the episode is logged once and the terminal's
+    /// clock set (the time-sync task refuses while this machine's own is unsynchronized).
+    fn judge_clock(&self, sign_time: u64) {
+        let t = &self.terminal;
+        let now = crate::terminal::sign::now_ms() / 1000;
+        match self.clock.live(sign_time, now) {
+            Seen::Fine => return,
+            Seen::WentOff(offset) => {
+                tracing::warn!(terminal = %t.id, offset_s = offset, "the terminal's clock is {} this machine's (more than 5 minutes): its records are published with its dates, backfill follows its clock, and its clock is being set", clocks::describe(offset));
+            }
+            Seen::BackInRange => {
+                tracing::info!(terminal = %t.id, "the terminal's clock agrees with this machine's again");
+                return;
+            }
+            Seen::StillOff => {}
+        }
+        self.clock.ask_resync(now);
     }
 }
 

@@ -6,6 +6,7 @@ pub mod backfill;
 pub mod backoff;
 pub mod budget;
 pub mod cli;
+pub mod clocks;
 pub mod command;
 pub mod config;
 pub mod daemon;

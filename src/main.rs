@@ -86,7 +86,7 @@ fn main() -> ExitCode {
     });
     // A spool thread stuck on a dead disk must not keep the process from ending (systemd's
     // TimeoutStopSec would kill it, less politely).
-    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => f.report(),

@@ -106,7 +106,71 @@ pub fn tune_malloc() {
 #[cfg(target_env = "gnu")]
 const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
 
+/// What a signal asks of the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// SIGTERM (`systemctl stop`) or SIGINT (Ctrl-C).
+    Stop,
+    /// SIGHUP (`systemctl reload`, a closed terminal): read the config again.
+    Reload,
+}
+
+/// The daemon's signals, installed when made (see [`shutdown_signal`] for why that matters):
+/// from then on a SIGHUP no longer kills the process (its default action), whoever sends it.
+pub struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Call first thing, in the runtime.
+    pub fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+            hup: signal(SignalKind::hangup()).ok(),
+        }
+    }
+
+    /// The next signal that asks something.
+    pub async fn next(&mut self) -> Asked {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    if s.recv().await.is_none() {
+                        std::future::pending::<()>().await
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        if self.term.is_none() && self.int.is_none() {
+            // Cannot happen on Linux with a runtime; if it does, Ctrl-C still stops us.
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Asked::Stop,
+                _ = recv(&mut self.hup) => return Asked::Reload,
+            }
+        }
+        tokio::select! {
+            _ = recv(&mut self.term) => Asked::Stop,
+            _ = recv(&mut self.int) => Asked::Stop,
+            _ = recv(&mut self.hup) => Asked::Reload,
+        }
+    }
+}
+
+/// Tells systemd the service is reloading its config (`systemctl reload` waits for READY=1).
+pub fn notify_reloading() {
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Reloading,
+        sd_notify::NotifyState::Status("reloading the config"),
+    ]);
+}
+
 /// Resolves on SIGTERM (`systemctl stop`) or SIGINT (Ctrl-C). `ctrl_c()` alone misses SIGTERM.
+/// A SIGHUP is ignored from this call on (a simulator in a closed SSH session goes on).
 ///
 /// The handlers are installed when this is called, not when the future is first polled: a
 /// stop that arrives between READY=1 and the first poll would otherwise meet the default
@@ -116,7 +180,9 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
+    let hup = signal(SignalKind::hangup());
     async move {
+        let _ignored = hup;
         match (term, int) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
@@ -145,5 +211,17 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(10), stop)
             .await
             .expect("the stop resolves on the SIGTERM sent before it was polled");
+    }
+
+    #[tokio::test]
+    async fn a_sighup_asks_for_a_reload_and_does_not_kill() {
+        let mut signals = Signals::install();
+        // SAFETY: raise has no preconditions; the handler is installed above.
+        assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
+        // A SIGTERM another test raises reaches these handlers too: only the reload counts.
+        let reload = async { while signals.next().await != Asked::Reload {} };
+        tokio::time::timeout(std::time::Duration::from_secs(10), reload)
+            .await
+            .expect("the SIGHUP is seen as a reload");
     }
 }

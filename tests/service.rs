@@ -92,3 +92,156 @@ async fn ready_then_watchdog_while_running_then_stopping_on_sigterm() {
     .await
     .expect("reader");
 }
+
+fn signal(bridge: &Bridge, sig: libc::c_int) {
+    let pid = bridge.pid().expect("running");
+    // SAFETY: kill has no memory preconditions; the pid is our own child's.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
+}
+
+async fn log_says(bridge: &Bridge, what: &str, times: usize) {
+    eventually(what, Duration::from_secs(20), || async {
+        bridge.log_text().matches(what).count() >= times
+    })
+    .await;
+}
+
+/// Pushes `n` records and returns their event ids.
+fn push_some(
+    sim: &face2mqtt::simulator::Simulator,
+    n: usize,
+) -> std::collections::BTreeSet<String> {
+    (0..n)
+        .map(|_| {
+            let r = sim.push(Some(face2mqtt::terminal::PersonType::Staff));
+            let map = r.as_object().expect("record");
+            face2mqtt::record::normalize("front-door", map, face2mqtt::record::Source::Live)
+                .expect("normalizes")
+                .event_id
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_reloads_a_changed_config_keeps_a_bad_one_and_loses_no_record() {
+    let broker = Mosquitto::start();
+    let s = default_simulator().await;
+    let mut sub = subscribe(broker.port, "+/+/record").await;
+    let mut seen = Vec::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notify.sock");
+    let sock = std::sync::Arc::new(UnixDatagram::bind(&path).expect("bind notify socket"));
+    let notify = path.to_string_lossy().into_owned();
+    let env = [("NOTIFY_SOCKET", notify.as_str())];
+    let setup = BridgeSetup {
+        env: &env,
+        ..BridgeSetup::new(broker.port, &s.sim, PASSWORD)
+    };
+    let mut bridge = Bridge::start(&setup);
+    wait_link(&s.sim, 1).await;
+    let mut want = push_some(&s.sim, 3);
+    collect_records(&mut sub, &mut seen, &want, Duration::from_secs(20), &bridge).await;
+    let good = std::fs::read_to_string(&bridge.config).expect("config");
+
+    // Unchanged: nothing restarts.
+    signal(&bridge, libc::SIGHUP);
+    log_says(&bridge, "the config is unchanged", 1).await;
+    // Invalid: logged, the running config kept.
+    std::fs::write(&bridge.config, format!("{good}\nno_such_key = 1\n")).expect("write");
+    signal(&bridge, libc::SIGHUP);
+    log_says(&bridge, "reload refused, the running config is kept", 1).await;
+    assert!(bridge.exited().is_none(), "still running");
+    want.extend(push_some(&s.sim, 2));
+    collect_records(&mut sub, &mut seen, &want, Duration::from_secs(20), &bridge).await;
+
+    // Changed: every task starts again with it; records made meanwhile all arrive.
+    let changed = good.replacen("[mqtt]\n", "[mqtt]\nbase_topic = \"site2\"\n", 1);
+    assert_ne!(changed, good);
+    std::fs::write(&bridge.config, changed).expect("write");
+    signal(&bridge, libc::SIGHUP);
+    want.extend(push_some(&s.sim, 5));
+    log_says(&bridge, "face2mqtt running", 2).await;
+    want.extend(push_some(&s.sim, 5));
+    collect_records(&mut sub, &mut seen, &want, Duration::from_secs(30), &bridge).await;
+    assert!(
+        seen.iter().any(|(t, _, _)| t == "site2/front-door/record"),
+        "records go out under the new base topic"
+    );
+    let s2 = sock.clone();
+    tokio::task::spawn_blocking(move || {
+        read_until(&s2, Duration::from_secs(10), |m| {
+            let reloading = m.iter().position(|l| l.contains("RELOADING=1"));
+            reloading.is_some_and(|r| m[r..].iter().any(|l| l.contains("READY=1")))
+        })
+    })
+    .await
+    .expect("reader");
+    assert!(bridge.exited().is_none(), "still running");
+    assert!(bridge.stop(), "clean exit on SIGTERM after a reload");
+}
+
+/// SIGTERM, then how long the bridge took to exit 0 (`None`: not cleanly within 15 s).
+fn timed_stop(bridge: &mut Bridge) -> Option<Duration> {
+    let t = Instant::now();
+    bridge.stop().then(|| t.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_stops_within_five_seconds_with_the_broker_gone_and_records_waiting() {
+    let mut broker = Mosquitto::start();
+    let s = default_simulator().await;
+    let mut bridge = Bridge::start(&BridgeSetup::new(broker.port, &s.sim, PASSWORD));
+    wait_link(&s.sim, 1).await;
+    log_says(&bridge, "face2mqtt running", 1).await;
+    broker.stop();
+    push_some(&s.sim, 20);
+    log_says(&bridge, "record received", 20).await;
+    let took = timed_stop(&mut bridge).expect("a clean stop");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_stops_within_five_seconds_while_the_terminal_answers_slowly() {
+    let broker = Mosquitto::start();
+    let s = default_simulator().await;
+    let setup = BridgeSetup {
+        extra_terminal_keys: "request_timeout = \"30s\"",
+        ..BridgeSetup::new(broker.port, &s.sim, PASSWORD)
+    };
+    // The setup's own request_timeout comes first in the section: replace it.
+    let mut bridge = Bridge::start_written(&[], |dir| {
+        bridge_config(&setup, &dir.join("spool")).replacen("request_timeout = \"1s\"\n", "", 1)
+    });
+    wait_link(&s.sim, 1).await;
+    s.sim.set_http_delay(Duration::from_secs(60));
+    // A new link-up makes backfill ask a page that takes a minute to come.
+    s.sim.close_links();
+    log_says(&bridge, "record push link up", 2).await;
+    let took = timed_stop(&mut bridge).expect("a clean stop");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_stops_within_five_seconds_with_the_spool_full_and_records_held() {
+    let mut broker = Mosquitto::start();
+    let s = default_simulator().await;
+    let setup = BridgeSetup::new(broker.port, &s.sim, PASSWORD);
+    let mut bridge = Bridge::start_written(&[], |dir| {
+        bridge_config(&setup, &dir.join("spool")).replacen(
+            "[spool]\n",
+            "[spool]\nmax_size = \"1MiB\"\nmemory = \"256KiB\"\n",
+            1,
+        )
+    });
+    wait_link(&s.sim, 1).await;
+    log_says(&bridge, "face2mqtt running", 1).await;
+    broker.stop();
+    s.sim.set_photos(true);
+    // Photo records of ~60 KB: the spool fills, then the budget, then ingest waits.
+    for _ in 0..60 {
+        s.sim.push(Some(face2mqtt::terminal::PersonType::Staff));
+    }
+    log_says(&bridge, "spool full", 1).await;
+    let took = timed_stop(&mut bridge).expect("a clean stop");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}

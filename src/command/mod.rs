@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::clocks::TerminalClock;
 use crate::messages::{topics, LockState, Outbound};
 pub use crate::messages::{Incoming, RouterMsg};
 use crate::terminal::{TerminalClient, TerminalError};
@@ -38,6 +39,8 @@ pub enum Origin {
     /// The record link came up (the terminal may have rebooted with a wrong clock).
     LinkUp,
     Timer,
+    /// A live record showed the terminal's clock more than the allowed skew off.
+    ClockOff,
 }
 
 impl Origin {
@@ -48,6 +51,7 @@ impl Origin {
             Origin::Lock { .. } => "lock",
             Origin::LinkUp => "link-up",
             Origin::Timer => "timer",
+            Origin::ClockOff => "clock-off",
         }
     }
 
@@ -257,10 +261,12 @@ impl Executor {
     }
 }
 
-/// Syncs the terminal's clock on every link-up and every `interval`.
+/// Syncs the terminal's clock on every link-up, every `interval`, and at once when a live
+/// record shows it off (`clock`, at most once a minute).
 pub async fn time_sync(
     interval: Duration,
     mut link_up: watch::Receiver<u64>,
+    clock: Arc<TerminalClock>,
     jobs: mpsc::Sender<Job>,
     shutdown: CancellationToken,
 ) {
@@ -276,6 +282,7 @@ pub async fn time_sync(
                 Ok(()) => Origin::LinkUp,
                 Err(_) => return,
             },
+            _ = clock.resync_asked() => Origin::ClockOff,
             _ = tick.tick() => Origin::Timer,
         };
         // A full queue means commands are waiting anyway; the next tick or link-up syncs.

@@ -117,6 +117,7 @@ pub fn spawn_terminal(config: &Config, t: &TerminalConfig, w: &Wiring) -> Route 
     let client = TerminalClient::new(Endpoint::of(t));
     let (trigger_tx, trigger_rx) = watch::channel(0u64);
     let caught_up = Arc::new(AtomicU64::new(0));
+    let clock = w.clocks.of(&t.id);
     let (sup, tracker, stop) = (&w.sup, &w.inputs.tasks, &w.inputs.stop);
     let id = &t.id;
     let commands = &config.commands;
@@ -145,6 +146,7 @@ pub fn spawn_terminal(config: &Config, t: &TerminalConfig, w: &Wiring) -> Route 
     let sync = command::time_sync(
         t.time_sync_interval,
         trigger_tx.subscribe(),
+        clock.clone(),
         jobs_tx.clone(),
         stop.clone(),
     );
@@ -162,6 +164,7 @@ pub fn spawn_terminal(config: &Config, t: &TerminalConfig, w: &Wiring) -> Route 
         outbound: w.out.clone(),
         backfill: trigger_tx,
         caught_up: caught_up.clone(),
+        clock: clock.clone(),
     };
     sup.spawn(
         tracker,
@@ -187,6 +190,7 @@ pub fn spawn_terminal(config: &Config, t: &TerminalConfig, w: &Wiring) -> Route 
         budget: w.budget.clone(),
         trigger: trigger_rx,
         caught_up,
+        clock,
     };
     sup.spawn(
         tracker,
@@ -228,6 +232,7 @@ pub fn spawn_homeassistant(
             max_bytes: config.spool.max_size.0,
             stats: w.stats.clone(),
             terminals: config.terminals.len(),
+            clocks: w.clocks.clone(),
         },
         diagnostics_interval: config.mqtt.diagnostics_interval,
     };

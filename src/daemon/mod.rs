@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::budget::Budget;
+use crate::clocks::Clocks;
 use crate::config::Config;
 use crate::exit::Failure;
 use crate::gpio::{self, led, Pins};
@@ -25,10 +26,19 @@ use crate::supervisor::{Lifetime, Supervisor};
 use crate::watchdog::Beats;
 use components::Stage;
 
+/// A stop ends within this, whatever the state (a full spool, a broker that is gone, a terminal
+/// that answers slowly): systemd and the person at the console wait for it. What a cut-short
+/// stop leaves undone is safe: unacknowledged entries stay spooled, records not yet flushed are
+/// still on the terminal for backfill, and the broker publishes the last will.
+const STOP_WITHIN: Duration = Duration::from_millis(4500);
+/// Time a stop gives the input tasks (each selects on the stop; this bounds a bug).
+const INPUTS_STOP: Duration = Duration::from_secs(1);
 /// Time a shutdown gives in-flight publishes.
-const DRAIN: Duration = Duration::from_secs(5);
-/// Time a shutdown gives the spool writer's last flush (a dead disk must not hang a stop).
-const LAST_FLUSH: Duration = Duration::from_secs(10);
+const DRAIN: Duration = Duration::from_millis(2500);
+/// The least a shutdown gives the spool writer's last flush, however late it comes.
+const LAST_FLUSH: Duration = Duration::from_millis(500);
+/// Time a start waits for the spool's lock (held a moment longer by a spool just closed).
+const SPOOL_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// Opens the GPIO pins, only when buttons or a status LED are configured (a config without them
 /// runs anywhere).
@@ -49,6 +59,9 @@ struct Wiring {
     router: mpsc::Sender<RouterMsg>,
     ha: mpsc::Sender<HaMsg>,
     stats: Arc<Stats>,
+    /// Each terminal's clock as its records show it (ingest judges, backfill and diagnostics
+    /// read).
+    clocks: Arc<Clocks>,
 }
 
 pub async fn run(
@@ -78,6 +91,7 @@ pub async fn run(
         router: router_tx,
         ha: ha_tx,
         stats: Arc::new(Stats::default()),
+        clocks: Arc::new(Clocks::new(config.terminals.iter().map(|t| t.id.as_str()))),
     };
 
     // The spool writer, on a thread of its own. What the spool holds at start is on disk
@@ -152,6 +166,7 @@ pub async fn run(
         out,
         router,
         ha,
+        clocks: _,
     } = w;
     drop((writer, acks, out, router, ha));
     let (n, broker) = (config.terminals.len(), &config.mqtt.url);
@@ -164,22 +179,41 @@ pub async fn run(
         _ = shutdown => {}
         _ = sup.failed() => {}
     }
+    let stop_by = tokio::time::Instant::now() + STOP_WITHIN;
     sup.stopping();
     crate::service::notify_stopping();
     // Stopping takes a few seconds of draining; the watchdog is for a running service.
     watchdog.stop().await;
     tracing::info!("stopping: no new records are taken");
-    inputs.stop().await;
-    tracing::info!("inputs stopped; finishing in-flight publishes");
-    session.stop().await;
-    // The session held the writer's last sender: the writer flushes and ends.
-    if tokio::time::timeout(LAST_FLUSH, spool_stage.stop())
+    if tokio::time::timeout(INPUTS_STOP, inputs.stop())
         .await
         .is_err()
     {
-        tracing::error!("the spool's last flush did not finish in {LAST_FLUSH:?}; records not yet on disk are fetched again by backfill after the restart");
+        tracing::error!(
+            "input tasks did not end within {INPUTS_STOP:?} of the stop; stopping without them"
+        );
     }
-    driver.stop().await;
+    tracing::info!("inputs stopped; finishing in-flight publishes");
+    // The session bounds its own drain; this bounds a broker that never answers the last will's
+    // replacement either. The flush keeps at least its share.
+    let session_by = stop_by - LAST_FLUSH;
+    if tokio::time::timeout_at(session_by, session.stop())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the MQTT session did not finish in time; the broker's last will says offline"
+        );
+    }
+    // The session held the writer's last sender: the writer flushes and ends.
+    let flush_by = stop_by.max(tokio::time::Instant::now() + LAST_FLUSH);
+    if tokio::time::timeout_at(flush_by, spool_stage.stop())
+        .await
+        .is_err()
+    {
+        tracing::error!("the spool's last flush did not finish in time; records not yet on disk are fetched again by backfill after the restart");
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(200), driver.stop()).await;
     let published = stats.published.load(std::sync::atomic::Ordering::Relaxed);
     tracing::info!(published, "face2mqtt stopped");
     sup.failure()
@@ -188,10 +222,21 @@ pub async fn run(
 
 async fn open_spool(config: &Config) -> Result<Arc<Spool>, Failure> {
     let (dir, max) = (config.spool.dir.clone(), config.spool.max_size.0);
-    let spool = tokio::task::spawn_blocking(move || Spool::open(&dir, max))
-        .await
-        .map_err(|e| Failure::Runtime(format!("spool: {e}")))?
-        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    // sled lets go of its lock when its background threads drop their handles, a moment after
+    // the spool is closed: after a reload, wait for that rather than fail.
+    let deadline = tokio::time::Instant::now() + SPOOL_LOCK_WAIT;
+    let spool = loop {
+        let dir = dir.clone();
+        let opened = tokio::task::spawn_blocking(move || Spool::open(&dir, max))
+            .await
+            .map_err(|e| Failure::Runtime(format!("spool: {e}")))?;
+        match opened {
+            Err(e) if e.is_locked() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => break other.map_err(|e| Failure::Runtime(e.to_string()))?,
+        }
+    };
     if !spool.is_empty() {
         let records = spool.len();
         tracing::info!(

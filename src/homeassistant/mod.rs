@@ -20,12 +20,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::clocks::Clocks;
 use crate::config::{ButtonConfig, HomeAssistantConfig, TerminalConfig};
 use crate::messages::{topics, DeviceDetails, HaMsg, Outbound, Published};
 use crate::spool::Spool;
@@ -40,6 +41,7 @@ pub struct Diagnostics {
     pub max_bytes: u64,
     pub stats: Arc<Stats>,
     pub terminals: usize,
+    pub clocks: Arc<Clocks>,
 }
 
 impl Diagnostics {
@@ -62,6 +64,10 @@ impl Diagnostics {
             "records_published": self.stats.published.load(Ordering::Relaxed),
             "terminals_online": self.stats.links_up.load(Ordering::Relaxed),
             "terminals": self.terminals,
+            // Per terminal: its clock minus ours at its last live record, and how many records
+            // it dated more than 5 minutes off.
+            "terminal_clock_offset_s": self.clocks.iter().map(|(id, c)| (id.clone(), json!(c.offset_s()))).collect::<Map<String, Value>>(),
+            "terminal_records_misdated": self.clocks.iter().map(|(id, c)| (id.clone(), json!(c.out_of_range()))).collect::<Map<String, Value>>(),
         })
     }
 }
@@ -165,17 +171,14 @@ impl HomeAssistant {
         let Ok(record) = serde_json::from_str::<Value>(&r.json) else {
             return;
         };
-        let now = crate::terminal::sign::now_ms() / 1000;
-        match fresh.fire(&record, now) {
+        let now_ms = crate::terminal::sign::now_ms();
+        match fresh.fire(&record, r.spooled_ms, now_ms) {
             Some(payload) => {
                 let topic = topics::event(&self.base, &r.terminal);
                 self.send(topic, payload, false).await;
             }
-            None if record["source"] == "live" && now.saturating_sub(r.sign_time) > 300 => {
-                tracing::warn!(terminal = %r.terminal, event_id = %r.event_id, age_s = now.saturating_sub(r.sign_time), "a live record is old: the terminal's clock may be wrong (time sync needs this machine's clock synchronized)");
-            }
             None => {
-                tracing::debug!(event_id = %r.event_id, "record too old (or already fired) for the Home Assistant event");
+                tracing::debug!(event_id = %r.event_id, "not fresh (fetched, held too long, or already fired): no Home Assistant event");
             }
         }
     }

@@ -135,6 +135,9 @@ pub struct Published {
     pub terminal: String,
     pub event_id: String,
     pub sign_time: u64,
+    /// When the bridge took it (Unix ms, this machine's clock): freshness is judged by this,
+    /// never by the terminal's clock.
+    pub spooled_ms: u64,
     /// The record JSON, as published.
     pub json: String,
 }

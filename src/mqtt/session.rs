@@ -339,7 +339,7 @@ impl<F: Feed> Session<F> {
                 true,
                 Tag::Other,
             );
-            let deadline = Instant::now() + Duration::from_secs(2);
+            let deadline = Instant::now() + Duration::from_millis(500);
             while st.connected && !st.tracker.is_idle() {
                 match tokio::time::timeout_at(deadline, self.events.recv()).await {
                     Ok(Some(ev)) => self.on_event(&mut st, ev),

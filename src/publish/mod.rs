@@ -141,6 +141,7 @@ impl Publisher {
             terminal: entry.terminal,
             event_id: entry.event_id,
             sign_time: entry.sign_time,
+            spooled_ms: entry.spooled_ms,
             json,
         };
         if self.records.try_send(published).is_err() {

@@ -114,7 +114,11 @@ pub async fn handle(
         );
     }
 
-    let auth = shared.state().check_auth(&query);
+    // A unit whose clock is off must still take the time that sets it right: the sync's own
+    // timestamp is the time to set, so only its signature is checked (an assumption: the API
+    // document is silent, docs/terminal-dialect.md).
+    let sync = path.trim_end_matches('/') == "/api/device/syncTime";
+    let auth = shared.state().check_auth(&query, !sync);
     match auth {
         Ok(()) => {}
         Err(AuthError::Missing) => return Ok(api_error(30003)),

@@ -69,7 +69,7 @@ pub async fn serve_link(shared: Arc<Shared>, stream: TcpStream, down: Cancellati
         },
     };
     let query = query_map(uri_rx.await.ok().flatten().as_deref());
-    if shared.state().check_auth(&query).is_err() {
+    if shared.state().check_auth(&query, true).is_err() {
         let _ = tokio::time::timeout(
             SEND_TIMEOUT,
             ws.send(answer(20002, "Permission Denied!", "app key not exist")),

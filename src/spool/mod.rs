@@ -76,6 +76,12 @@ pub enum SpoolError {
 }
 
 impl SpoolError {
+    /// sled's file lock is held: by another process, or for a moment by the background threads
+    /// of a spool this process just closed (a reload).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, SpoolError::Db { source: sled::Error::Io(e), .. } if e.to_string().contains("could not acquire lock"))
+    }
+
     /// The disk (or the file system's quota) is full: room may come back as entries leave.
     pub fn is_full(&self) -> bool {
         let io = match self {
@@ -524,12 +530,20 @@ impl Spool {
         Ok(Appended::Stored(seq))
     }
 
-    /// Moves the terminal's watermark up (never down).
+    /// Moves the terminal's watermark up (never down), and never past this machine's now plus
+    /// the allowed skew: a record dated 2040 by a clock that jumped is published, but must not
+    /// make every later backfill window end before it starts.
     pub fn advance_watermark(&self, terminal: &str, sign_time: u64) -> Result<(), SpoolError> {
+        let limit = crate::clocks::watermark_limit(now_ms() / 1000);
+        if sign_time > limit {
+            return Ok(());
+        }
         let key = wm_key(terminal);
         self.meta
             .fetch_and_update(&key, |old| {
-                let old = old.map(key_seq).unwrap_or(0);
+                // One stored past the limit (before this rule, or while this machine's clock
+                // was wrong) gives way to the first date that is not.
+                let old = old.map(key_seq).filter(|&o| o <= limit).unwrap_or(0);
                 Some(old.max(sign_time).to_be_bytes().to_vec())
             })
             .map_err(|e| self.err(e))?;
@@ -1116,6 +1130,37 @@ mod tests {
             panic!("new")
         };
         assert!(next > first_seq);
+    }
+
+    #[test]
+    fn a_record_dated_past_now_and_the_skew_does_not_move_the_watermark() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Spool::open(dir.path(), 1 << 30).expect("open");
+        let now = now_ms() / 1000;
+        s.append("t", &rec("a", now - 10), None, true)
+            .expect("append");
+        s.append("t", &rec("b", 2_208_988_800), None, true)
+            .expect("a record from 2040 is still spooled");
+        assert_eq!(s.watermark("t").expect("wm"), Some(now - 10));
+        s.advance_watermark("t", now + 200).expect("advance");
+        assert_eq!(
+            s.watermark("t").expect("wm"),
+            Some(now + 200),
+            "within the skew it moves"
+        );
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn a_watermark_stored_in_the_future_gives_way_to_the_next_sane_date() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Spool::open(dir.path(), 1 << 30).expect("open");
+        s.meta
+            .insert(wm_key("t"), &2_208_988_800u64.to_be_bytes())
+            .expect("plant");
+        let now = now_ms() / 1000;
+        s.advance_watermark("t", now - 5).expect("advance");
+        assert_eq!(s.watermark("t").expect("wm"), Some(now - 5));
     }
 
     #[test]
