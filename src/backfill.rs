@@ -23,6 +23,7 @@ use crate::spool::writer::SpoolCmd;
 use crate::spool::{Incoming, Spool};
 use crate::terminal::model::Page;
 use crate::terminal::{sign, RecordQuery, TerminalClient, TerminalError};
+use crate::throttle::{more, Episode, Throttle};
 
 /// Records asked per page. A page of photo records is ~60 KB each as the terminal sends it, and is
 /// held twice while it is parsed (the answer and its tree): side by side, 10 took 2.3 MiB less
@@ -48,12 +49,15 @@ pub struct Backfill {
     pub caught_up: Arc<AtomicU64>,
     /// The terminal's clock as ingest last saw it: the windows follow it when it is off.
     pub clock: Arc<TerminalClock>,
+    /// Warnings the terminal's records can repeat, one line per kind per interval.
+    pub noise: std::sync::Mutex<Throttle>,
 }
 
 impl Backfill {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let t = self.terminal.clone();
         let mut backoff = Backoff::new(t.reconnect_min, t.reconnect_max);
+        let mut failing = Episode::default();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -65,6 +69,7 @@ impl Backfill {
                 match self.pass(&shutdown).await {
                     Ok(Some(n)) => {
                         backoff.reset();
+                        failing.over();
                         self.caught_up.fetch_max(generation, Ordering::SeqCst);
                         if n > 0 {
                             tracing::info!(terminal = %t.id, records = n, "backfill fetched records missed during the gap");
@@ -77,7 +82,11 @@ impl Backfill {
                     Ok(None) => return, // shutdown
                     Err(e) => {
                         let wait = backoff.next_delay();
-                        tracing::warn!(terminal = %t.id, "backfill failed: {e}; retrying in {wait:?}");
+                        if failing.new_error(&e.to_string()) {
+                            tracing::warn!(terminal = %t.id, "backfill failed: {e}; retrying with backoff (said once until it changes)");
+                        } else {
+                            tracing::debug!(terminal = %t.id, "backfill failed: {e}; retrying in {wait:?}");
+                        }
                         tokio::select! {
                             _ = shutdown.cancelled() => return,
                             _ = tokio::time::sleep(wait) => {}
@@ -248,11 +257,18 @@ impl Backfill {
                     let size = rec.size();
                     out.push(Held { rec, size });
                 }
-                Err(e) => tracing::warn!(terminal = %t.id, "backfill skipped a record: {e}"),
+                Err(e) => {
+                    let mut noise = self.noise.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(n) = noise.allow("record", tokio::time::Instant::now()) {
+                        tracing::warn!(terminal = %t.id, "backfill skipped a record: {e}{}", more(n));
+                    }
+                }
             }
         }
-        if ahead > 0 {
-            tracing::warn!(terminal = %t.id, records = ahead, "backfill fetched records dated more than 5 minutes past this machine's now (the terminal's clock); published with their dates, the watermark not moved by them");
+        let mut noise = self.noise.lock().unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
+        if let Some(n) = (ahead > 0).then(|| noise.allow("ahead", now)).flatten() {
+            tracing::warn!(terminal = %t.id, records = ahead, "backfill fetched records dated more than 5 minutes past this machine's now (the terminal's clock); published with their dates, the watermark not moved by them{}", more(n));
         }
         out
     }

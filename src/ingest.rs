@@ -26,6 +26,7 @@ use crate::spool::writer::SpoolCmd;
 use crate::spool::Incoming;
 use crate::terminal::model::lenient_i64;
 use crate::terminal::{lean, push, TerminalClient};
+use crate::throttle::{more, Episode, Throttle};
 
 /// Frames above this are not parsed whole (a real one is ~58 KB; known users add their photo):
 /// their record is read without its oversized fields ([`lean`]).
@@ -146,12 +147,15 @@ pub struct Ingest {
     pub caught_up: Arc<AtomicU64>,
     /// The terminal's clock, judged by each live record's date.
     pub clock: Arc<TerminalClock>,
+    /// Warnings the terminal's frames can repeat, one line per kind per interval.
+    pub noise: std::sync::Mutex<Throttle>,
 }
 
 impl Ingest {
     pub async fn run(self, shutdown: CancellationToken) {
         let t = &self.terminal;
         let mut backoff = Backoff::new(t.reconnect_min, t.reconnect_max);
+        let mut refused = Episode::default();
         loop {
             let connected = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -160,6 +164,7 @@ impl Ingest {
             match connected {
                 Ok(ws) => {
                     backoff.reset();
+                    refused.over();
                     tracing::info!(terminal = %t.id, "record push link up");
                     self.backfill.send_modify(|g| *g += 1);
                     let generation = *self.backfill.borrow();
@@ -181,14 +186,25 @@ impl Ingest {
                     match reason {
                         None => return,
                         Some(r) => {
-                            tracing::warn!(terminal = %t.id, "record push link lost: {r}; reconnecting")
+                            if let Some(n) = self.noisy("link losses") {
+                                tracing::warn!(terminal = %t.id, "record push link lost: {r}; reconnecting{}", more(n))
+                            }
                         }
                     }
                 }
+                // Once per episode: a wrong password is retried with backoff forever.
                 Err(e) if e.is_auth() => {
-                    tracing::error!(terminal = %t.id, code = e_code(&e), "{e}; check the terminal's password in the config");
+                    if refused.new_error(&e.to_string()) {
+                        tracing::error!(terminal = %t.id, code = e_code(&e), "{e}; check the terminal's password in the config (retrying; said once until it changes)");
+                    }
                 }
-                Err(e) => tracing::warn!(terminal = %t.id, "{e}"),
+                Err(e) => {
+                    if refused.new_error(&e.to_string()) {
+                        tracing::warn!(terminal = %t.id, "{e} (retrying; said once until it changes)");
+                    } else {
+                        tracing::debug!(terminal = %t.id, "{e}");
+                    }
+                }
             }
             let wait = backoff.next_delay();
             tracing::debug!(terminal = %t.id, ?wait, "reconnecting after backoff");
@@ -240,6 +256,7 @@ impl Ingest {
                     last_rx = Instant::now();
                 }
                 _ = ping.tick() => {
+                    self.held_back();
                     match tokio::time::timeout(t.ping_interval, tx.send(Message::Ping(Vec::new().into()))).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => return Some(format!("ping failed: {e}")),
@@ -265,14 +282,18 @@ impl Ingest {
         let mut dropped = Vec::new();
         let frame = match classify(bytes) {
             Frame::Reduced { data, dropped: d } => {
-                tracing::warn!(terminal = %t.id, size = bytes.len(), fields = ?d, "a push frame over the size limit: its record goes on without these fields");
+                if let Some(n) = self.noisy("push frames over the size limit") {
+                    tracing::warn!(terminal = %t.id, size = bytes.len(), fields = ?d, "a push frame over the size limit: its record goes on without these fields{}", more(n));
+                }
                 dropped = d;
                 Frame::Record(data)
             }
             Frame::Lost(reason) => {
                 // A new link generation makes the backfill task fetch the gap, and holds the
                 // watermark of live records until it has (see `advance` below).
-                tracing::warn!(terminal = %t.id, size = bytes.len(), prefix = %preview(bytes), "a frame was lost: {reason}; backfilling");
+                if let Some(n) = self.noisy("frames lost") {
+                    tracing::warn!(terminal = %t.id, size = bytes.len(), prefix = %preview(bytes), "a frame was lost: {reason}; backfilling{}", more(n));
+                }
                 self.backfill.send_modify(|g| *g += 1);
                 return Some(Ok(()));
             }
@@ -283,7 +304,9 @@ impl Ingest {
                 Ok(mut rec) => {
                     rec.mark_truncated(&dropped);
                     if let Some(problem) = &rec.photo_problem {
-                        tracing::warn!(terminal = %t.id, event_id = %rec.event_id, "capture photo dropped: {problem}");
+                        if let Some(n) = self.noisy("capture photos dropped") {
+                            tracing::warn!(terminal = %t.id, event_id = %rec.event_id, "capture photo dropped: {problem}{}", more(n));
+                        }
                     }
                     tracing::debug!(terminal = %t.id, event_id = %rec.event_id, "record received");
                     self.judge_clock(rec.sign_time);
@@ -319,7 +342,9 @@ impl Ingest {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(terminal = %t.id, size = bytes.len(), prefix = %preview(bytes), "skipped a record: {e}")
+                    if let Some(n) = self.noisy("records skipped") {
+                        tracing::warn!(terminal = %t.id, size = bytes.len(), prefix = %preview(bytes), "skipped a record: {e}{}", more(n))
+                    }
                 }
             },
             Frame::Other(20000) => {}
@@ -327,7 +352,9 @@ impl Ingest {
                 tracing::debug!(terminal = %t.id, code, "frame with code {code} ignored")
             }
             Frame::Invalid(reason) => {
-                tracing::warn!(terminal = %t.id, size = bytes.len(), prefix = %preview(bytes), "skipped a frame: {reason}")
+                if let Some(n) = self.noisy("frames skipped") {
+                    tracing::warn!(terminal = %t.id, size = bytes.len(), prefix = %preview(bytes), "skipped a frame: {reason}{}", more(n))
+                }
             }
             Frame::Reduced { .. } | Frame::Lost(_) => {} // handled above
         }
@@ -336,6 +363,23 @@ impl Ingest {
 }
 
 impl Ingest {
+    /// `Some(held back)` when a warning of `kind` may be written now (see [`Throttle`]).
+    fn noisy(&self, kind: &'static str) -> Option<u64> {
+        let mut t = self.noise.lock().unwrap_or_else(|p| p.into_inner());
+        t.allow(kind, Instant::now())
+    }
+
+    /// Says how many warnings of each kind were held back in the last interval.
+    fn held_back(&self) {
+        let due = {
+            let mut t = self.noise.lock().unwrap_or_else(|p| p.into_inner());
+            t.due(Instant::now())
+        };
+        for (kind, n) in due {
+            tracing::warn!(terminal = %self.terminal.id, held_back = n, "{kind}: {n} more warnings like the last one, not written one by one");
+        }
+    }
+
     /// A live record was made just now: its date says how far off the terminal's clock is.
     /// The record goes on whatever its date; the episode is logged once and the terminal's
     /// clock set (the time-sync task refuses while this machine's own is unsynchronized).

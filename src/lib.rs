@@ -26,4 +26,5 @@ pub mod spool;
 pub mod stats;
 pub mod supervisor;
 pub mod terminal;
+pub mod throttle;
 pub mod watchdog;

@@ -306,9 +306,10 @@ async fn malformed_oversized_and_mistyped_frames_are_skipped_and_the_stream_goes
         "bad frames must not cost the link"
     );
     let log = bridge.log_text();
+    // Rate-limited per kind: "skipped a frame" and "skipped a record" are each written once.
     assert!(
-        log.matches("skipped a").count() >= 4,
-        "each bad frame is logged:\n{log}"
+        log.contains("skipped a frame") && log.contains("skipped a record"),
+        "bad frames are logged:\n{log}"
     );
     // Over the 1 MiB limit and unreadable: it may have been a record, so backfill looks again.
     assert!(

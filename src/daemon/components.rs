@@ -165,6 +165,7 @@ pub fn spawn_terminal(config: &Config, t: &TerminalConfig, w: &Wiring) -> Route 
         backfill: trigger_tx,
         caught_up: caught_up.clone(),
         clock: clock.clone(),
+        noise: Default::default(),
     };
     sup.spawn(
         tracker,
@@ -191,6 +192,7 @@ pub fn spawn_terminal(config: &Config, t: &TerminalConfig, w: &Wiring) -> Route 
         trigger: trigger_rx,
         caught_up,
         clock,
+        noise: Default::default(),
     };
     sup.spawn(
         tracker,
