@@ -174,7 +174,14 @@ pub async fn check(path: &Path) -> Result<(), Failure> {
     });
     let broker = async {
         match crate::mqtt::probe(&config.mqtt, Duration::from_secs(10)).await {
-            Ok(()) => (true, vec![format!("ok      broker {}", config.mqtt.url)]),
+            Ok(version) => (
+                true,
+                vec![format!(
+                    "ok      broker {} ({})",
+                    config.mqtt.url,
+                    version.name()
+                )],
+            ),
             Err(e) => (
                 false,
                 vec![format!("FAILED  broker {}: {e}", config.mqtt.url)],

@@ -90,6 +90,22 @@ pub struct MqttConfig {
     /// How often `<base>/bridge/diagnostics` is published (also on every connect).
     #[serde(default = "default_diagnostics_interval", with = "humantime_serde")]
     pub diagnostics_interval: Duration,
+    /// The MQTT version spoken: 5 (a refused publish says so), 3.1.1, or 5 falling back to 3.1.1
+    /// when the broker refuses it.
+    #[serde(default)]
+    pub protocol: MqttProtocol,
+}
+
+/// `mqtt.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum MqttProtocol {
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "5")]
+    V5,
+    #[serde(rename = "3.1.1")]
+    V311,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -12,4 +12,8 @@ pub struct Stats {
     pub broker_up: AtomicBool,
     /// Terminals whose record link is up.
     pub links_up: AtomicU64,
+    /// Publishes and subscriptions the broker refused (MQTT 5 reason codes).
+    pub refusals: AtomicU64,
+    /// Connections lost because another client took our client id's session.
+    pub takeovers: AtomicU64,
 }

@@ -48,6 +48,11 @@ struct Tally {
     peak_rss_kib: u64,
 }
 
+/// The broker's ACL: the bridge's user may write everything, or everything but the records.
+const ACL_FINE: &str = "topic readwrite #\nuser bridge\ntopic readwrite #\n";
+const ACL_NO_RECORDS: &str =
+    "topic readwrite #\nuser bridge\ntopic readwrite #\ntopic deny face2mqtt/+/record\n";
+
 struct Rig {
     sim: Sim,
     broker: Mosquitto,
@@ -123,15 +128,16 @@ async fn soak() {
         .unwrap_or(2.0);
     let run_for = Duration::from_secs_f64(minutes * 60.0);
     let sim = default_simulator().await;
-    let broker = Mosquitto::start_durable();
+    let broker = Mosquitto::start_durable_with_acl(&[("bridge", "pw")], ACL_FINE);
     let disk = SmallDisk::mount(48 << 20);
     if disk.is_none() {
         println!("soak: no tmpfs (needs root): the disk-full fault is skipped");
     }
     let spool = disk.as_ref().map(|d| d.dir.path().join("spool"));
-    // Trace level: what the broker acknowledged is read back from the log (a test subscriber
-    // can miss messages across a broker SIGKILL; the bridge's duty ends at the PUBACK).
+    // Delivered means seen by a subscriber of the broker (a persistent session), never what
+    // the bridge's log says.
     let setup = BridgeSetup {
+        extra_mqtt_keys: "username = \"bridge\"\npassword = \"pw\"",
         extra_sections: "[commands]\nopen_hold = \"200ms\"\nmax_age = \"10s\"\n",
         ..BridgeSetup::new(broker.port, &sim.sim, PASSWORD)
     };
@@ -202,8 +208,7 @@ async fn soak() {
     }
     rig.sim.sim.clear_faults();
 
-    // Everything valid must reach the broker; wait on it, with a deadline.
-    seen.extend(acknowledged_event_ids(&rig.bridge.log_text()));
+    // Everything valid must reach the broker's subscriber; wait on it, with a deadline.
     let end = Instant::now() + Duration::from_secs(120);
     while !(seen.is_superset(&tally.want)
         && tally
@@ -228,9 +233,7 @@ async fn soak() {
                     }
                 }
             }
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                seen.extend(acknowledged_event_ids(&rig.bridge.log_text()));
-            }
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
     rig.sample_rss(&mut tally);
@@ -266,11 +269,10 @@ async fn soak() {
         .collect();
     println!("soak: {minutes} min against the binary under test");
     println!(
-        "soak: recognitions pushed {}, reached the broker {}, lost {} (the test subscriber saw {})",
+        "soak: recognitions pushed {}, seen by a subscriber of the broker {}, lost {}",
         tally.want.len(),
-        tally.want.len() - lost.len(),
+        subscriber_saw,
         lost.len(),
-        subscriber_saw
     );
     println!(
         "soak: valid requests {}, answered {}, opens executed {}",
@@ -333,7 +335,10 @@ async fn settle(tally: &mut Tally, responses: &mut Subscriber) {
 
 async fn fault(rig: &mut Rig, tally: &mut Tally, responses: &mut Subscriber) {
     let kinds = [
-        "broker sigkill",
+        "broker restart",
+        "clock jump",
+        "acl refusal",
+        "client id taken",
         "websocket close",
         "silent link",
         "terminal reboot",
@@ -346,9 +351,46 @@ async fn fault(rig: &mut Rig, tally: &mut Tally, responses: &mut Subscriber) {
     *tally.faults.entry(kind).or_default() += 1;
     let sim = rig.sim.sim.clone();
     match kind {
-        "broker sigkill" => {
+        // A clean restart: a SIGKILLed Mosquitto loses messages it had acknowledged, and a
+        // count taken from the broker could not tell its losses from the bridge's.
+        "broker restart" => {
             settle(tally, responses).await;
-            rig.broker.crash_and_restart();
+            rig.broker.restart();
+        }
+        // One recognition dated 2040 (a bad NTP answer), then the clock is right again.
+        "clock jump" => {
+            let now = i64::try_from(face2mqtt::terminal::sign::now_ms()).unwrap_or(0);
+            sim.set_clock_skew(2_208_988_800_000 - now);
+            if let Some(id) = event_id(&sim.push(None)) {
+                tally.want.insert(id);
+            }
+            sim.set_clock_skew(0);
+        }
+        // An ACL that forgot the record topic for a few seconds, then fixed.
+        "acl refusal" => {
+            rig.broker.set_acl(ACL_NO_RECORDS);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            rig.broker.set_acl(ACL_FINE);
+        }
+        // The config copied to a second bridge: the same client id, for a few seconds.
+        "client id taken" => {
+            settle(tally, responses).await;
+            let config = std::fs::read_to_string(&rig.bridge.config).unwrap_or_default();
+            let mut twin = Bridge::start_written(&[], |dir| {
+                config
+                    .lines()
+                    .map(|l| {
+                        if l.starts_with("dir = ") {
+                            format!("dir = \"{}\"", dir.join("spool").display())
+                        } else {
+                            l.to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            twin.stop();
         }
         "websocket close" => sim.close_links(),
         "silent link" => {

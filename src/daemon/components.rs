@@ -4,7 +4,6 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use rumqttc::AsyncClient;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -57,17 +56,21 @@ pub fn spawn_mqtt(
     records: mpsc::Sender<Published>,
     beats: &Beats,
 ) -> Result<(Stage, Stage), Failure> {
-    let options = crate::mqtt::options(&config.mqtt).map_err(Failure::Config)?;
-    let (client, mut eventloop) = AsyncClient::new(options, 1024);
-    // Packets are written whole; Nagle would hold a small PUBLISH behind an unacknowledged one
-    // until the broker's delayed ACK (up to 40 ms).
-    eventloop.network_options.set_tcp_nodelay(true);
+    let version = crate::mqtt::link::Version::first(config.mqtt.protocol);
+    let (client, eventloop) =
+        crate::mqtt::connect(&config.mqtt, version, 1024).map_err(Failure::Config)?;
     let (events_tx, events_rx) = mpsc::channel(1024);
     let driver = Stage::new();
     let backoff = Backoff::new(config.mqtt.reconnect_min, config.mqtt.reconnect_max);
     let setup = crate::mqtt::tls::Setup::of(&config.mqtt.tls);
-    let drive =
-        crate::mqtt::driver::drive(eventloop, events_tx, backoff, setup, driver.stop.clone());
+    let drive = crate::mqtt::driver::drive(
+        eventloop,
+        config.mqtt.clone(),
+        events_tx,
+        backoff,
+        setup,
+        driver.stop.clone(),
+    );
     w.sup
         .spawn(&driver.tasks, "mqtt driver", Lifetime::UntilShutdown, drive);
     let (base, ha) = (&config.mqtt.base_topic, &config.home_assistant);
@@ -88,6 +91,7 @@ pub fn spawn_mqtt(
     };
     let session = Session {
         client,
+        client_id: config.mqtt.client_id.clone().unwrap_or_default(),
         base: base.clone(),
         terminals: config.terminals.iter().map(|t| t.id.clone()).collect(),
         events: events_rx,

@@ -62,6 +62,8 @@ impl Diagnostics {
             "oldest_queued_age_s": oldest,
             "broker_reconnects": connects.saturating_sub(1),
             "records_published": self.stats.published.load(Ordering::Relaxed),
+            "broker_refusals": self.stats.refusals.load(Ordering::Relaxed),
+            "broker_session_takeovers": self.stats.takeovers.load(Ordering::Relaxed),
             "terminals_online": self.stats.links_up.load(Ordering::Relaxed),
             "terminals": self.terminals,
             // Per terminal: its clock minus ours at its last live record, and how many records

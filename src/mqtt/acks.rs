@@ -18,8 +18,8 @@ pub enum Tag {
 
 #[derive(Debug, Default)]
 pub struct AckTracker {
-    submitted: VecDeque<Tag>,
-    sent: HashMap<u16, Tag>,
+    submitted: VecDeque<(Tag, Box<str>)>,
+    sent: HashMap<u16, (Tag, Box<str>)>,
     /// Publishes still unacknowledged per spool entry.
     open: HashMap<u64, u32>,
 }
@@ -27,27 +27,37 @@ pub struct AckTracker {
 impl AckTracker {
     /// A publish was handed to rumqttc (in the order it will send them).
     pub fn submitted(&mut self, tag: Tag) {
+        self.submitted_to(tag, "");
+    }
+
+    /// [`Self::submitted`], remembering the topic for what the broker may say of it.
+    pub fn submitted_to(&mut self, tag: Tag, topic: &str) {
         if let Tag::Entry(seq) = tag {
             *self.open.entry(seq).or_default() += 1;
         }
-        self.submitted.push_back(tag);
+        self.submitted.push_back((tag, topic.into()));
     }
 
     /// rumqttc sent the oldest submitted publish with this packet id. `false` if nothing was
     /// waiting (a publish we did not submit): the mapping can no longer be trusted.
     pub fn sent(&mut self, pkid: u16) -> bool {
         match self.submitted.pop_front() {
-            Some(tag) => {
-                self.sent.insert(pkid, tag);
+            Some(sent) => {
+                self.sent.insert(pkid, sent);
                 true
             }
             None => false,
         }
     }
 
+    /// The topic of the publish sent as `pkid`, while it waits for its PUBACK.
+    pub fn topic(&self, pkid: u16) -> Option<&str> {
+        self.sent.get(&pkid).map(|(_, t)| &**t)
+    }
+
     /// The broker acknowledged `pkid`. Returns the spool entry that is now fully published.
     pub fn acked(&mut self, pkid: u16) -> Option<u64> {
-        let Tag::Entry(seq) = self.sent.remove(&pkid)? else {
+        let (Tag::Entry(seq), _) = self.sent.remove(&pkid)? else {
             return None;
         };
         let left = self.open.get_mut(&seq)?;
@@ -58,6 +68,16 @@ impl AckTracker {
         } else {
             None
         }
+    }
+
+    /// The broker refused `pkid` (an MQTT 5 PUBACK ≥ 0x80). Its entry is no longer in flight
+    /// and no other PUBACK of this connection completes it: it stays spooled, to be sent again.
+    pub fn refused(&mut self, pkid: u16) -> Option<Tag> {
+        let (tag, _) = self.sent.remove(&pkid)?;
+        if let Tag::Entry(seq) = tag {
+            self.open.remove(&seq);
+        }
+        Some(tag)
     }
 
     /// The connection died: nothing in flight will be acknowledged any more.
@@ -127,6 +147,31 @@ mod tests {
         );
         assert_eq!(t.entries_in_flight(), 0);
         assert!(t.is_idle());
+    }
+
+    #[test]
+    fn a_refused_publish_leaves_its_entry_spooled_even_when_its_photo_was_accepted() {
+        let mut t = AckTracker::default();
+        t.submitted_to(Tag::Entry(4), "site/t/snapshot");
+        t.submitted_to(Tag::Entry(4), "site/t/record");
+        t.sent(1);
+        t.sent(2);
+        assert_eq!(t.topic(2), Some("site/t/record"));
+        assert_eq!(t.refused(2), Some(Tag::Entry(4)));
+        assert_eq!(t.acked(1), None, "the photo alone completes nothing");
+        assert_eq!(t.entries_in_flight(), 0, "the window is free again");
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn a_refused_photo_keeps_the_record_from_completing_the_entry() {
+        let mut t = AckTracker::default();
+        t.submitted(Tag::Entry(4));
+        t.submitted(Tag::Entry(4));
+        t.sent(1);
+        t.sent(2);
+        assert_eq!(t.refused(1), Some(Tag::Entry(4)));
+        assert_eq!(t.acked(2), None);
     }
 
     #[test]

@@ -5,16 +5,81 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration,
-    TlsError, Transport,
+    AsyncClient, ConnectionError, LastWill, MqttOptions, QoS, TlsConfiguration, TlsError, Transport,
 };
 
+use rumqttc::v5;
+
+use super::link::{Client, Ev, EventLoop, Version};
 use super::tls::{self, Setup};
 use super::{CLIENT_INFLIGHT, MAX_INCOMING, MAX_PACKET};
 use crate::config::{BrokerAddr, MqttConfig};
 use crate::messages::topics;
 
-/// The connection's options; an error names the config key.
+/// A client and its event loop of `version`, with the connection's settings; an error names
+/// the config key.
+pub fn connect(
+    config: &MqttConfig,
+    version: Version,
+    cap: usize,
+) -> Result<(Client, EventLoop), String> {
+    Ok(match version {
+        Version::V311 => {
+            let (client, mut eventloop) = AsyncClient::new(options(config)?, cap);
+            // Packets are written whole; Nagle would hold a small PUBLISH behind an
+            // unacknowledged one until the broker's delayed ACK (up to 40 ms).
+            eventloop.network_options.set_tcp_nodelay(true);
+            (Client::V311(client), EventLoop::V311(Box::new(eventloop)))
+        }
+        Version::V5 => {
+            let (client, eventloop) = v5::AsyncClient::new(options_v5(config)?, cap);
+            (Client::V5(client), EventLoop::V5(Box::new(eventloop)))
+        }
+    })
+}
+
+/// The MQTT 5 options: the same settings as [`options`].
+fn options_v5(config: &MqttConfig) -> Result<v5::MqttOptions, String> {
+    let addr = BrokerAddr::parse(&config.url).map_err(|e| format!("mqtt.url: {e}"))?;
+    let client_id = config
+        .client_id
+        .clone()
+        .unwrap_or_else(|| "face2mqtt".into());
+    let mut o = v5::MqttOptions::new(client_id, addr.host, addr.port);
+    if addr.tls {
+        let tls = tls::client_config(&config.tls).map_err(|e| format!("mqtt.url: TLS: {e}"))?;
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            Arc::new(tls),
+        )));
+    }
+    o.set_keep_alive(config.keep_alive.max(Duration::from_secs(1)));
+    o.set_clean_start(true);
+    o.set_max_packet_size(u32::try_from(MAX_INCOMING).ok());
+    // Without an upper limit rumqttc sizes its window by the broker's receive maximum (65,535
+    // for Mosquitto): ~14 MB of slots (dependency notes).
+    o.set_outgoing_inflight_upper_limit(CLIENT_INFLIGHT);
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    o.set_network_options(net);
+    if let Some(user) = &config.username {
+        let pw = config
+            .password
+            .as_ref()
+            .map(|p| p.expose().to_string())
+            .unwrap_or_default();
+        o.set_credentials(user.clone(), pw);
+    }
+    o.set_last_will(v5::mqttbytes::v5::LastWill::new(
+        topics::bridge_state(&config.base_topic),
+        r#"{"state":"offline"}"#,
+        v5::mqttbytes::QoS::AtLeastOnce,
+        true,
+        None,
+    ));
+    Ok(o)
+}
+
+/// The MQTT 3.1.1 options; an error names the config key.
 pub fn options(config: &MqttConfig) -> Result<MqttOptions, String> {
     let addr = BrokerAddr::parse(&config.url).map_err(|e| format!("mqtt.url: {e}"))?;
     let client_id = config
@@ -76,29 +141,118 @@ pub fn explain(e: &ConnectionError, setup: Setup) -> String {
     }
 }
 
-/// Connects once and waits for the CONNACK: `face2mqtt check`'s broker test.
-pub async fn probe(config: &MqttConfig, deadline: Duration) -> Result<(), String> {
-    let mut o = options(config)?;
+/// Connects once and waits for the CONNACK: `face2mqtt check`'s broker test. Under `auto`, a
+/// broker that does not speak MQTT 5 is tried again with 3.1.1. Returns the version spoken.
+pub async fn probe(config: &MqttConfig, deadline: Duration) -> Result<Version, String> {
+    let first = Version::first(config.protocol);
+    match probe_as(config, first, deadline).await {
+        Err(d) if d.wrong_version && config.protocol == crate::config::MqttProtocol::Auto => {
+            probe_as(config, Version::V311, deadline)
+                .await
+                .map_err(|d| d.reason)
+        }
+        Err(d) if d.wrong_version && first == Version::V5 => Err(format!(
+            "{} before accepting an MQTT 5 connect; if it does not speak MQTT 5, set mqtt.protocol = \"auto\" or \"3.1.1\"",
+            d.reason
+        )),
+        other => other.map_err(|d| d.reason),
+    }
+}
+
+async fn probe_as(
+    config: &MqttConfig,
+    version: Version,
+    deadline: Duration,
+) -> Result<Version, super::link::Down> {
     let setup = Setup::of(&config.tls);
     // A distinct id, so checking does not kick the running daemon off the broker.
-    o.set_client_id(format!("{}-check", o.client_id()));
-    let (client, mut eventloop) = AsyncClient::new(o, 10);
+    let mut checking = config.clone();
+    let id = config
+        .client_id
+        .clone()
+        .unwrap_or_else(|| "face2mqtt".into());
+    checking.client_id = Some(format!("{id}-check"));
+    let down = |reason: String| super::link::Down {
+        reason,
+        oversized: false,
+        taken_over: false,
+        wrong_version: false,
+    };
+    let (client, mut eventloop) = connect(&checking, version, 10).map_err(down)?;
     let result = tokio::time::timeout(deadline, async {
         loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+            match eventloop.poll(setup).await {
+                Ok(Ev::ConnAck) => return Ok(version),
                 Ok(_) => {}
-                Err(e) => return Err(explain(&e, setup)),
+                Err(d) => return Err(d),
             }
         }
     })
     .await
     .unwrap_or_else(|_| {
-        Err(format!(
+        Err(down(format!(
             "no answer from the broker within {}",
             humantime::format_duration(deadline)
-        ))
+        )))
     });
-    let _ = client.try_disconnect();
+    client.try_disconnect();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A broker of MQTT 3.1.1 only: it answers a CONNECT of protocol level 5 with 3.1.1's
+    /// "unacceptable protocol version" and accepts one of level 4. Returns its port.
+    async fn broker_of_3_1_1_only() -> u16 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 512];
+                    let Ok(n) = s.read(&mut buf).await else {
+                        return;
+                    };
+                    // Fixed header, remaining length (one byte here), "\0\x04MQTT", level.
+                    let level = buf[..n].get(8).copied().unwrap_or(0);
+                    let rc = if level == 4 { 0 } else { 1 };
+                    let _ = s.write_all(&[0x20, 0x02, 0x00, rc]).await;
+                    // A refusal closes the connection (MQTT 3.1.1, 3.2.2.3).
+                    if rc == 0 {
+                        let _ = s.read(&mut buf).await;
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    fn config(port: u16, protocol: &str) -> MqttConfig {
+        crate::config::Config::parse(&format!(
+            "[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nprotocol = \"{protocol}\"\n[[terminal]]\nid = \"t\"\nhost = \"10.0.0.5\"\npassword = \"x\"\n"
+        ))
+        .expect("config")
+        .mqtt
+    }
+
+    #[tokio::test]
+    async fn auto_falls_back_to_3_1_1_with_a_broker_that_does_not_speak_5() {
+        let port = broker_of_3_1_1_only().await;
+        let spoken = probe(&config(port, "auto"), Duration::from_secs(5)).await;
+        assert_eq!(spoken, Ok(Version::V311));
+    }
+
+    #[tokio::test]
+    async fn protocol_5_says_the_broker_does_not_speak_it() {
+        let port = broker_of_3_1_1_only().await;
+        let e = probe(&config(port, "5"), Duration::from_secs(5))
+            .await
+            .expect_err("refused");
+        assert!(e.contains("MQTT 5"), "{e}");
+    }
 }

@@ -15,33 +15,31 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::acks::{AckTracker, Tag};
 use super::driver::MqttEvent;
+use super::link::{Client, Down, Ev, Refusal};
 use super::router::Inbox;
+use crate::backoff::Backoff;
 use crate::messages::{topics, Outbound};
 use crate::stats::Stats;
 use crate::watchdog::{Heartbeat, BEAT};
 
 /// Where publishes go: the client, with every QoS 1 publish recorded in the ack tracker.
 pub struct Sink<'a> {
-    client: &'a AsyncClient,
+    client: &'a Client,
     tracker: &'a mut AckTracker,
 }
 
 impl Sink<'_> {
     /// Queues a QoS 1 publish. `false` when rumqttc took nothing more (it is gone).
     pub fn submit(&mut self, topic: &str, payload: Vec<u8>, retain: bool, tag: Tag) -> bool {
-        match self
-            .client
-            .try_publish(topic, QoS::AtLeastOnce, retain, payload)
-        {
+        match self.client.try_publish(topic, retain, payload) {
             Ok(()) => {
-                self.tracker.submitted(tag);
+                self.tracker.submitted_to(tag, topic);
                 true
             }
             Err(e) => {
@@ -73,7 +71,9 @@ pub trait Feed: Send {
 }
 
 pub struct Session<F> {
-    pub client: AsyncClient,
+    pub client: Client,
+    /// `mqtt.client_id`, named when another client takes the session over.
+    pub client_id: String,
     pub base: String,
     pub terminals: Vec<String>,
     pub events: mpsc::Receiver<MqttEvent>,
@@ -102,6 +102,15 @@ struct State {
     /// The ack mapping went out of step (a bug): trust no ack and send nothing until the next
     /// connection. Entries stay spooled and are resent then: duplicates, never a loss.
     desynced: bool,
+    /// Topics the broker refused a publish on, said once until it accepts one again.
+    refused_topics: std::collections::BTreeSet<String>,
+    /// When refused spool entries are sent again (at most a minute apart).
+    retry_at: Option<Instant>,
+    retry_wait: Backoff,
+    /// Filters in the order their SUBSCRIBEs went out, to name a refused one.
+    subscribing: std::collections::VecDeque<String>,
+    /// Another client with our id holds the session (said once per episode).
+    taken_over: bool,
 }
 
 /// A connection that lasted this long clears the strikes.
@@ -144,6 +153,11 @@ impl<F: Feed> Session<F> {
             withhold_until: None,
             up_since: None,
             desynced: false,
+            refused_topics: Default::default(),
+            retry_at: None,
+            retry_wait: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            subscribing: Default::default(),
+            taken_over: false,
         };
         let mut tick = tokio::time::interval(BEAT);
         loop {
@@ -163,6 +177,11 @@ impl<F: Feed> Session<F> {
                     None => break, // the driver ended: nothing more can be published
                 },
                 _ = self.feed.more() => {}
+                _ = sleep_until(st.retry_at) => {
+                    // Refused entries are still spooled: send everything again from the oldest.
+                    st.retry_at = None;
+                    self.feed.reset();
+                }
                 out = self.outbound.recv(), if st.outbound_open => match out {
                     Some(o) => self.on_outbound(&mut st, o),
                     None => st.outbound_open = false,
@@ -181,79 +200,133 @@ impl<F: Feed> Session<F> {
 
     fn on_event(&mut self, st: &mut State, ev: MqttEvent) {
         match ev {
-            MqttEvent::Event(Event::Incoming(Packet::ConnAck(_))) => {
-                let n = self.stats.connects.fetch_add(1, Ordering::Relaxed);
-                if n == 0 {
-                    tracing::info!("connected to the broker");
-                } else {
-                    tracing::info!(
-                        reconnects = n,
-                        "reconnected to the broker; resending what is still spooled"
-                    );
-                }
-                self.stats.broker_up.store(true, Ordering::Relaxed);
-                st.connected = true;
-                st.desynced = false;
-                st.tracker.reset();
-                self.feed.reset();
-                st.up_since = Some(Instant::now());
-                if st.withhold_until.is_some_and(|t| Instant::now() < t) {
-                    tracing::warn!("not subscribing (commands and Home Assistant's status are not heard) while a message too large to read sits on a subscribed topic");
-                } else {
-                    st.withhold_until = None;
-                    for filter in self.inbox.subscriptions() {
-                        if let Err(e) = self.client.try_subscribe(&filter, QoS::AtLeastOnce) {
-                            tracing::error!(filter, "cannot subscribe: {e}");
-                        }
-                    }
-                }
-                self.inbox.connected();
-                self.publish_status(st);
+            MqttEvent::Event(Ev::ConnAck) => self.on_connack(st),
+            MqttEvent::Event(Ev::Publish {
+                topic,
+                payload,
+                retain,
+            }) => {
+                tracing::trace!(topic = %topic, retain, bytes = payload.len(), "received");
+                self.inbox.deliver(&topic, &payload, retain);
             }
-            MqttEvent::Event(Event::Incoming(Packet::Publish(p))) => {
-                tracing::trace!(topic = %p.topic, retain = p.retain, bytes = p.payload.len(), "received");
-                self.inbox.deliver(&p.topic, &p.payload, p.retain);
-            }
-            MqttEvent::Event(Event::Outgoing(Outgoing::Publish(pkid))) => {
+            MqttEvent::Event(Ev::Sent(pkid)) => {
                 if !st.tracker.sent(pkid) && !st.desynced {
                     tracing::error!(pkid, "a publish was sent that was never submitted; acks are ignored until the next connection");
                     st.desynced = true;
                 }
             }
-            MqttEvent::Event(Event::Incoming(Packet::PubAck(_))) if st.desynced => {}
-            MqttEvent::Event(Event::Incoming(Packet::PubAck(ack))) => {
-                if let Some(seq) = st.tracker.acked(ack.pkid) {
+            MqttEvent::Event(Ev::PubAck { .. }) if st.desynced => {}
+            MqttEvent::Event(Ev::PubAck {
+                pkid,
+                refused: Some(r),
+            }) => self.on_refused(st, pkid, &r),
+            MqttEvent::Event(Ev::PubAck {
+                pkid,
+                refused: None,
+            }) => {
+                if !st.refused_topics.is_empty() {
+                    if let Some(topic) = st.tracker.topic(pkid) {
+                        if st.refused_topics.remove(topic) {
+                            tracing::info!(
+                                topic,
+                                "the broker accepts publishes on this topic again"
+                            );
+                            st.retry_wait.reset();
+                        }
+                    }
+                }
+                if let Some(seq) = st.tracker.acked(pkid) {
                     self.stats.published.fetch_add(1, Ordering::Relaxed);
-                    tracing::trace!(
-                        seq,
-                        pkid = ack.pkid,
-                        "broker acknowledged; leaves the spool"
-                    );
+                    tracing::trace!(seq, pkid, "broker acknowledged; leaves the spool");
                     self.feed.acked(seq);
                 }
             }
-            MqttEvent::Event(Event::Incoming(Packet::SubAck(ack))) => {
-                tracing::debug!(pkid = ack.pkid, codes = ?ack.return_codes, "subscribed");
+            MqttEvent::Event(Ev::SubAck { pkid, refused }) => {
+                let filter = st.subscribing.pop_front().unwrap_or_default();
+                if refused.is_empty() {
+                    tracing::debug!(pkid, filter, "subscribed");
+                }
+                for (_, r) in refused {
+                    self.stats.refusals.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(filter, reason = %r, "the broker refused the subscription to {filter}: {r}; requests on it are not heard (check the broker's ACL: the bridge needs to read it)");
+                }
             }
             MqttEvent::Event(_) => {}
-            MqttEvent::Down {
-                reason,
-                oversized,
-                quiet,
-            } => {
-                strike(st, oversized);
-                if st.connected {
-                    tracing::warn!("broker connection lost: {reason}");
-                } else {
-                    tracing::warn!("cannot connect to the broker: {reason}");
-                }
-                st.connected = false;
-                self.stats.broker_up.store(false, Ordering::Relaxed);
-                st.tracker.reset();
-                self.feed.reset();
+            MqttEvent::Switched(client) => self.client = client,
+            MqttEvent::Down { down, quiet } => {
+                self.on_down(st, &down);
                 let _ = quiet.send(());
             }
         }
+    }
+
+    fn on_connack(&mut self, st: &mut State) {
+        let n = self.stats.connects.fetch_add(1, Ordering::Relaxed);
+        if n == 0 {
+            tracing::info!("connected to the broker");
+        } else {
+            tracing::info!(
+                reconnects = n,
+                "reconnected to the broker; resending what is still spooled"
+            );
+        }
+        self.stats.broker_up.store(true, Ordering::Relaxed);
+        st.connected = true;
+        st.desynced = false;
+        st.tracker.reset();
+        self.feed.reset();
+        st.up_since = Some(Instant::now());
+        st.subscribing.clear();
+        if st.withhold_until.is_some_and(|t| Instant::now() < t) {
+            tracing::warn!("not subscribing (commands and Home Assistant's status are not heard) while a message too large to read sits on a subscribed topic");
+        } else {
+            st.withhold_until = None;
+            for filter in self.inbox.subscriptions() {
+                match self.client.try_subscribe(&filter) {
+                    Ok(()) => st.subscribing.push_back(filter),
+                    Err(e) => tracing::error!(filter, "cannot subscribe: {e}"),
+                }
+            }
+        }
+        self.inbox.connected();
+        self.publish_status(st);
+    }
+
+    /// A publish the broker said no to (an ACL that forgot a topic, say). A spool entry stays
+    /// spooled and everything is sent again after a wait that grows to a minute; the log names
+    /// the topic once until the broker accepts it again.
+    fn on_refused(&mut self, st: &mut State, pkid: u16, r: &Refusal) {
+        let topic = st.tracker.topic(pkid).unwrap_or("?").to_string();
+        let tag = st.tracker.refused(pkid);
+        self.stats.refusals.fetch_add(1, Ordering::Relaxed);
+        if st.refused_topics.insert(topic.clone()) {
+            tracing::error!(topic, reason = %r, "the broker refused a publish on {topic}: {r}; records stay spooled and are sent again until it accepts them (check the broker's ACL: the bridge needs to write there)");
+        } else {
+            tracing::debug!(topic, reason = %r, "refused again");
+        }
+        if matches!(tag, Some(Tag::Entry(_))) && st.retry_at.is_none() {
+            st.retry_at = Some(Instant::now() + st.retry_wait.next_delay());
+        }
+    }
+
+    fn on_down(&mut self, st: &mut State, down: &Down) {
+        strike(st, down.oversized);
+        let reason = &down.reason;
+        if down.taken_over {
+            self.stats.takeovers.fetch_add(1, Ordering::Relaxed);
+            if !st.taken_over {
+                tracing::error!(client_id = %self.client_id, "another client connected with this bridge's client id `{}` and took its session (the broker closes each connection right after accepting it: {reason}); give each bridge its own mqtt.client_id (a config copied to a second Pi keeps the first one's); retrying with a growing wait", self.client_id);
+            }
+        } else if st.connected {
+            tracing::warn!("broker connection lost: {reason}");
+        } else {
+            tracing::warn!("cannot connect to the broker: {reason}");
+        }
+        st.taken_over = down.taken_over;
+        st.connected = false;
+        self.stats.broker_up.store(false, Ordering::Relaxed);
+        st.tracker.reset();
+        self.feed.reset();
     }
 
     fn on_outbound(&self, st: &mut State, out: Outbound) {
@@ -347,7 +420,15 @@ impl<F: Feed> Session<F> {
                 }
             }
         }
-        let _ = self.client.try_disconnect();
+        self.client.try_disconnect();
         self.feed.finish();
+    }
+}
+
+/// Resolves at `at`; never without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }

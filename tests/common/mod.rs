@@ -92,6 +92,8 @@ pub struct Mosquitto {
     /// Saves its state after every change, so a SIGKILL loses (almost) nothing of it.
     durable: bool,
     tls: Option<BrokerTls>,
+    /// Users (name, password) and the ACL file's text ([`Mosquitto::start_with_acl`]).
+    acl: Option<(Vec<(String, String)>, String)>,
 }
 
 /// A TLS listener beside the plain one: the bridge under test connects to it, while test
@@ -145,6 +147,72 @@ impl Mosquitto {
         Mosquitto::launch_with(durable, None)
     }
 
+    /// With these users (anonymous clients stay allowed) and an ACL file (`acl_file`): lines
+    /// before any `user` line are the anonymous clients' rules.
+    pub fn start_with_acl(users: &[(&str, &str)], acl: &str) -> Mosquitto {
+        Mosquitto::with_acl(users, acl, false)
+    }
+
+    /// [`Mosquitto::start_with_acl`], saving its state after every change
+    /// ([`Mosquitto::start_durable`]).
+    pub fn start_durable_with_acl(users: &[(&str, &str)], acl: &str) -> Mosquitto {
+        Mosquitto::with_acl(users, acl, true)
+    }
+
+    fn with_acl(users: &[(&str, &str)], acl: &str, durable: bool) -> Mosquitto {
+        failure::remember();
+        let mut m = Mosquitto {
+            port: 0,
+            tls_port: 0,
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+            durable,
+            tls: None,
+            acl: Some((
+                users
+                    .iter()
+                    .map(|(u, p)| (u.to_string(), p.to_string()))
+                    .collect(),
+                acl.to_string(),
+            )),
+        };
+        let d = m.dir.path().to_path_buf();
+        for (i, (user, password)) in users.iter().enumerate() {
+            let mut c = Command::new("mosquitto_passwd");
+            c.arg("-b");
+            if i == 0 {
+                c.arg("-c");
+            }
+            let status = c
+                .arg(d.join("passwd"))
+                .args([user, password])
+                .status()
+                .expect("mosquitto_passwd runs (it comes with mosquitto)");
+            assert!(status.success(), "mosquitto_passwd failed");
+        }
+        std::fs::write(d.join("acl"), acl).expect("write the ACL");
+        for _ in 0..20 {
+            m.port = unused_port();
+            match m.try_spawn() {
+                Ok(()) => return m,
+                Err(NotUp::AddressInUse) => continue,
+                Err(NotUp::Other(e)) => panic!("mosquitto did not start: {e}"),
+            }
+        }
+        panic!("mosquitto found every port it tried in use");
+    }
+
+    /// Writes a new ACL and has the running broker read it (SIGHUP), as an admin fixing it does.
+    pub fn set_acl(&mut self, acl: &str) {
+        std::fs::write(self.dir.path().join("acl"), acl).expect("write the ACL");
+        if let Some((_, text)) = self.acl.as_mut() {
+            *text = acl.to_string();
+        }
+        let pid = self.pid().expect("mosquitto runs");
+        // SAFETY: kill has no memory preconditions; the pid is our own child's.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) }, 0);
+    }
+
     fn launch_with(durable: bool, tls: Option<BrokerTls>) -> Mosquitto {
         failure::remember();
         let mut m = Mosquitto {
@@ -154,6 +222,7 @@ impl Mosquitto {
             child: None,
             durable,
             tls,
+            acl: None,
         };
         if m.tls.is_some() {
             m.write_tls_files();
@@ -231,6 +300,22 @@ impl Mosquitto {
         }
     }
 
+    /// The users' and the ACL's lines of mosquitto.conf.
+    fn acl_lines(&self) -> String {
+        match &self.acl {
+            Some((users, _)) => {
+                let d = self.dir.path().display();
+                let passwd = if users.is_empty() {
+                    String::new()
+                } else {
+                    format!("password_file {d}/passwd\n")
+                };
+                format!("{passwd}acl_file {d}/acl\n")
+            }
+            None => String::new(),
+        }
+    }
+
     /// The TLS listener's lines of mosquitto.conf (after the plain listener's).
     fn tls_listener(&self) -> String {
         let Some(tls) = &self.tls else {
@@ -280,7 +365,7 @@ impl Mosquitto {
                     ""
                 },
                 self.tls_listener(),
-            ),
+            ) + &self.acl_lines(),
         )
         .expect("write mosquitto.conf");
         // This run's lines start here: the file keeps the earlier runs' (for a failed test).
