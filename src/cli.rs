@@ -174,14 +174,23 @@ pub async fn check(path: &Path) -> Result<(), Failure> {
     });
     let broker = async {
         match crate::mqtt::probe(&config.mqtt, Duration::from_secs(10)).await {
-            Ok(version) => (
-                true,
-                vec![format!(
+            Ok(version) => {
+                let mut lines = vec![format!(
                     "ok      broker {} ({})",
                     config.mqtt.url,
                     version.name()
-                )],
-            ),
+                )];
+                let trip =
+                    crate::mqtt::round_trip(&config.mqtt, version, Duration::from_secs(10)).await;
+                let ok = trip.is_ok();
+                lines.push(match trip {
+                    Ok(topic) => {
+                        format!("ok      broker round trip: published and received on {topic}")
+                    }
+                    Err(e) => format!("FAILED  broker round trip: {e}"),
+                });
+                (ok, lines)
+            }
             Err(e) => (
                 false,
                 vec![format!("FAILED  broker {}: {e}", config.mqtt.url)],

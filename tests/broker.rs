@@ -149,3 +149,39 @@ async fn two_bridges_with_one_client_id_say_so_and_back_off() {
         assert!(n <= 1, "said once per episode, not {n} times");
     }
 }
+
+/// `check` under an ACL that forgot the bridge's own topics: one line naming the topic and the
+/// broker's reason, exit 1 (before, "ok broker" and exit 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_the_topic_a_broker_acl_refuses() {
+    let broker = Mosquitto::start_with_acl(
+        &[("bridge", "pw")],
+        "topic readwrite #\nuser bridge\ntopic readwrite #\ntopic deny face2mqtt/bridge/#\n",
+    );
+    let sim = default_simulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let setup = BridgeSetup {
+        extra_mqtt_keys: "username = \"bridge\"\npassword = \"pw\"",
+        ..BridgeSetup::new(broker.port, &sim.sim, PASSWORD)
+    };
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, bridge_config(&setup, &dir.path().join("spool"))).expect("write");
+    let out = tokio::task::spawn_blocking(move || {
+        bridge_command()
+            .arg("check")
+            .arg("-c")
+            .arg(&path)
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("check");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("FAILED  broker round trip"))
+        .unwrap_or_else(|| panic!("no round-trip line: {text}"));
+    assert!(line.contains("face2mqtt/bridge/check/"), "{line}");
+    assert!(line.contains("NotAuthorized (0x87)"), "{line}");
+}

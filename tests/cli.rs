@@ -172,10 +172,16 @@ async fn check_passes_when_terminal_and_broker_answer() {
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert_eq!(
         stdout(&o).lines().filter(|l| l.starts_with("ok ")).count(),
-        4,
+        5,
         "{}",
         stdout(&o)
     );
+    assert!(
+        stdout(&o).contains("ok      broker round trip: published and received on"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("(MQTT 5)"), "{}", stdout(&o));
 }
 
 /// `check` prints one line per failed check, with the reason, and exits 1.

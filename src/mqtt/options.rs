@@ -199,6 +199,65 @@ async fn probe_as(
     result
 }
 
+/// `face2mqtt check`'s second broker test: subscribes to a topic of its own under the base
+/// topic, publishes to it and waits for the message to come back. Under MQTT 5 a refusal of
+/// either (an ACL) is said with the broker's reason; under 3.1.1 only as a message that never
+/// came back.
+pub async fn round_trip(
+    config: &MqttConfig,
+    version: Version,
+    deadline: Duration,
+) -> Result<String, String> {
+    let setup = Setup::of(&config.tls);
+    let id = config
+        .client_id
+        .clone()
+        .unwrap_or_else(|| "face2mqtt".into());
+    let mut checking = config.clone();
+    checking.client_id = Some(format!("{id}-check"));
+    let topic = format!("{}/bridge/check/{id}", config.base_topic);
+    let nonce = format!("check-{}", fastrand::u64(..));
+    let (client, mut eventloop) = connect(&checking, version, 10)?;
+    let result = tokio::time::timeout(deadline, async {
+        let mut sent = false;
+        loop {
+            match eventloop.poll(setup).await {
+                Ok(Ev::ConnAck) => {
+                    client.try_subscribe(&topic)?;
+                }
+                Ok(Ev::SubAck { refused, .. }) => {
+                    if let Some((_, r)) = refused.first() {
+                        return Err(format!("the broker refused the subscription to {topic}: {r} (the bridge subscribes to its request topics: check the broker's ACL)"));
+                    }
+                    if !sent {
+                        client.try_publish(&topic, false, nonce.clone().into_bytes())?;
+                        sent = true;
+                    }
+                }
+                Ok(Ev::PubAck {
+                    refused: Some(r), ..
+                }) => {
+                    return Err(format!("the broker refused a publish on {topic}: {r} (check the broker's ACL: the bridge writes under {}/)", config.base_topic));
+                }
+                Ok(Ev::Publish { topic: t, payload, .. }) if t == topic && payload == nonce.as_bytes() => {
+                    return Ok(topic.clone());
+                }
+                Ok(_) => {}
+                Err(d) => return Err(d.reason),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(format!(
+            "published on {topic} but it did not come back within {} (an ACL that drops it?)",
+            humantime::format_duration(deadline)
+        ))
+    });
+    client.try_disconnect();
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
