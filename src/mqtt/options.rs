@@ -199,8 +199,9 @@ async fn probe_as(
     result
 }
 
-/// `face2mqtt check`'s second broker test: subscribes to a topic of its own under the base
-/// topic, publishes to it and waits for the message to come back. Under MQTT 5 a refusal of
+/// `face2mqtt check`'s second broker test: subscribes to what the daemon subscribes to (its
+/// request and lock topics; retained messages there are read and ignored) and to a topic of its
+/// own under the base topic, publishes to that and waits for the message to come back. Under MQTT 5 a refusal of
 /// either (an ACL) is said with the broker's reason; under 3.1.1 only as a message that never
 /// came back.
 pub async fn round_trip(
@@ -217,21 +218,29 @@ pub async fn round_trip(
     checking.client_id = Some(format!("{id}-check"));
     let topic = format!("{}/bridge/check/{id}", config.base_topic);
     let nonce = format!("check-{}", fastrand::u64(..));
+    // What the daemon subscribes to, then our own topic: each SUBACK answers the oldest.
+    let mut filters: std::collections::VecDeque<String> = [
+        topics::request_filter(&config.base_topic),
+        topics::lock_command_filter(&config.base_topic),
+        topic.clone(),
+    ]
+    .into();
     let (client, mut eventloop) = connect(&checking, version, 10)?;
     let result = tokio::time::timeout(deadline, async {
-        let mut sent = false;
         loop {
             match eventloop.poll(setup).await {
                 Ok(Ev::ConnAck) => {
-                    client.try_subscribe(&topic)?;
+                    for f in &filters {
+                        client.try_subscribe(f)?;
+                    }
                 }
                 Ok(Ev::SubAck { refused, .. }) => {
+                    let filter = filters.pop_front().unwrap_or_default();
                     if let Some((_, r)) = refused.first() {
-                        return Err(format!("the broker refused the subscription to {topic}: {r} (the bridge subscribes to its request topics: check the broker's ACL)"));
+                        return Err(format!("the broker refused the subscription to {filter}: {r} (check the broker's ACL: the bridge reads its request topics)"));
                     }
-                    if !sent {
+                    if filters.is_empty() {
                         client.try_publish(&topic, false, nonce.clone().into_bytes())?;
-                        sent = true;
                     }
                 }
                 Ok(Ev::PubAck {
