@@ -241,7 +241,10 @@ async fn a_message_too_large_to_read_on_a_subscribed_topic_does_not_stop_the_rec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_loses_no_record_the_terminal_still_holds() {
     let Some(disk) = SmallDisk::mount(12 << 20) else {
-        eprintln!("SKIPPED a_full_disk_loses_no_record_the_terminal_still_holds: cannot mount a tmpfs here (needs root)");
+        skipped(
+            "a_full_disk_loses_no_record_the_terminal_still_holds",
+            "cannot mount a tmpfs here (needs root)",
+        );
         return;
     };
     let sim = default_simulator().await;

@@ -56,8 +56,9 @@ async fn a_half_open_link_is_detected_within_dead_after_and_backfilled() {
     const NAME: &str = "a_half_open_link_is_detected_within_dead_after_and_backfilled";
     if std::env::var_os(INSIDE).is_none() {
         if !rerun_in_namespace(NAME) {
-            eprintln!(
-                "SKIPPED {NAME}: cannot create a network namespace here (needs root and ip netns)"
+            skipped(
+                NAME,
+                "cannot create a network namespace here (needs root and ip netns)",
             );
         }
         return;
@@ -97,7 +98,7 @@ async fn a_half_open_link_is_detected_within_dead_after_and_backfilled() {
         && run("nft", &to)
         && run("nft", &from))
     {
-        eprintln!("SKIPPED {NAME}: nft is not usable here (apt-get install nftables)");
+        skipped(NAME, "nft is not usable here (apt-get install nftables)");
         return;
     }
     let dropped_at = std::time::Instant::now();
@@ -139,8 +140,9 @@ async fn a_slow_lossy_loopback_still_delivers_everything() {
     const NAME: &str = "a_slow_lossy_loopback_still_delivers_everything";
     if std::env::var_os(INSIDE).is_none() {
         if !rerun_in_namespace(NAME) {
-            eprintln!(
-                "SKIPPED {NAME}: cannot create a network namespace here (needs root and ip netns)"
+            skipped(
+                NAME,
+                "cannot create a network namespace here (needs root and ip netns)",
             );
         }
         return;
@@ -151,7 +153,10 @@ async fn a_slow_lossy_loopback_still_delivers_everything() {
             "qdisc", "add", "dev", "lo", "root", "netem", "delay", "300ms", "loss", "5%",
         ],
     ) {
-        eprintln!("SKIPPED {NAME}: this kernel has no netem queueing discipline (sch_netem)");
+        skipped(
+            NAME,
+            "this kernel has no netem queueing discipline (sch_netem)",
+        );
         return;
     }
     let sim = default_simulator().await;

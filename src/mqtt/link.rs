@@ -117,6 +117,13 @@ impl Client {
         }
     }
 
+    pub fn version(&self) -> Version {
+        match self {
+            Client::V5(_) => Version::V5,
+            Client::V311(_) => Version::V311,
+        }
+    }
+
     pub fn try_disconnect(&self) {
         // An error only means the event loop is gone already.
         match self {

@@ -263,7 +263,10 @@ impl<F: Feed> Session<F> {
     fn on_connack(&mut self, st: &mut State) {
         let n = self.stats.connects.fetch_add(1, Ordering::Relaxed);
         if n == 0 {
-            tracing::info!("connected to the broker");
+            tracing::info!(
+                protocol = self.client.version().name(),
+                "connected to the broker"
+            );
         } else {
             tracing::info!(
                 reconnects = n,

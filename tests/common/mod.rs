@@ -586,13 +586,20 @@ impl<'a> BridgeSetup<'a> {
 }
 
 pub fn bridge_config(s: &BridgeSetup<'_>, spool: &Path) -> String {
+    // FACE2MQTT_TEST_PROTOCOL=3.1.1 runs a suite under the other MQTT version (scripts/test).
+    let protocol = match std::env::var("FACE2MQTT_TEST_PROTOCOL") {
+        Ok(p) if !p.is_empty() && !s.extra_mqtt_keys.contains("protocol") => {
+            format!("protocol = \"{p}\"\n")
+        }
+        _ => String::new(),
+    };
     format!(
         r#"[mqtt]
 url = "{scheme}://127.0.0.1:{broker}"
 client_id = "bridge-under-test-{rand}"
 reconnect_min = "50ms"
 reconnect_max = "500ms"
-{mqtt_keys}
+{protocol}{mqtt_keys}
 
 [spool]
 dir = "{spool}"
@@ -619,6 +626,7 @@ backfill_margin = "5s"
         scheme = s.scheme,
         broker = s.broker_port,
         mqtt_keys = s.extra_mqtt_keys,
+        protocol = protocol,
         rand = fastrand::u32(..),
         spool = spool.display(),
         http = s.sim.http_addr().port(),
@@ -936,4 +944,23 @@ pub async fn until_online(sub: &mut Subscriber, seen: &mut Vec<(String, Vec<u8>,
             .any(|(t, p, _)| t == "face2mqtt/bridge/state" && p == br#"{"state":"online"}"#)
     })
     .await;
+}
+
+/// Where tests that could not run here write why (`scripts/test` prints them at the end, with
+/// the count: a test that could not run never passes quietly).
+pub fn skipped_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("skipped.txt")
+}
+
+/// Says that `name` could not run here, and why: on stderr and in [`skipped_file`].
+pub fn skipped(name: &str, why: &str) {
+    use std::io::Write;
+    eprintln!("SKIPPED {name}: {why}");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(skipped_file())
+    {
+        let _ = writeln!(f, "SKIPPED {name}: {why}");
+    }
 }
