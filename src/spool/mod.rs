@@ -146,6 +146,10 @@ pub struct Spool {
     /// Every entry below it has its frame synced to disk.
     log_synced: AtomicU64,
     quarantined: AtomicU64,
+    /// When the oldest queued entry was spooled (Unix ms; 0: none), as last read by
+    /// [`Spool::note_oldest`]: the LED and diagnostics read it from async code, where a sled
+    /// read, a log read and a JSON decode must not run.
+    oldest_ms: AtomicU64,
     max_bytes: u64,
 }
 
@@ -405,7 +409,7 @@ impl Spool {
             .unwrap_or(1)
             .max(synced.unwrap_or(0));
         let sled_disk = db.size_on_disk().map_err(err)?;
-        Ok(Spool {
+        let spool = Spool {
             dir: dir.into(),
             db,
             records,
@@ -422,8 +426,11 @@ impl Spool {
             photo_disk: AtomicU64::new(photo_disk),
             count: AtomicU64::new(count),
             log_synced: AtomicU64::new(next),
+            oldest_ms: AtomicU64::new(0),
             max_bytes,
-        })
+        };
+        spool.note_oldest()?;
+        Ok(spool)
     }
 
     fn err(&self, source: sled::Error) -> SpoolError {
@@ -807,10 +814,20 @@ impl Spool {
 
     /// How long the oldest queued record has waited.
     pub fn oldest_age(&self) -> Result<Option<Duration>, SpoolError> {
-        Ok(self
+        let at = self.oldest_ms.load(Ordering::Relaxed);
+        Ok((at != 0 && !self.is_empty())
+            .then(|| Duration::from_millis(now_ms().saturating_sub(at))))
+    }
+
+    /// Reads when the oldest queued entry was spooled, for [`Spool::oldest_age`]. Blocks: the
+    /// writer calls it after its batches.
+    pub fn note_oldest(&self) -> Result<(), SpoolError> {
+        let at = self
             .next_after(None, 1)?
             .first()
-            .map(|(_, e)| Duration::from_millis(now_ms().saturating_sub(e.spooled_ms))))
+            .map_or(0, |(_, e)| e.spooled_ms.max(1));
+        self.oldest_ms.store(at, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Makes room for `incoming` more bytes on disk under `max_size`: photos of the oldest
@@ -1418,11 +1435,28 @@ mod tests {
         s.records
             .insert(seq_key(seq), older.value.as_slice())
             .expect("rewrite");
+        assert_eq!(
+            s.oldest_age().expect("age"),
+            None,
+            "read from memory: nothing noted yet"
+        );
+        s.note_oldest().expect("note");
         let age = s.oldest_age().expect("age").expect("an entry waits");
         assert!(
             age >= Duration::from_secs(60) && age < Duration::from_secs(3600),
             "{age:?}"
         );
+    }
+
+    #[test]
+    fn an_empty_queue_has_no_oldest_age_whatever_was_noted() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let seq = stored(s.append("t", &rec("t-1", 1), None, true).expect("append"));
+        s.note_oldest().expect("note");
+        assert!(s.oldest_age().expect("age").is_some());
+        s.ack(seq).expect("ack");
+        assert_eq!(s.oldest_age().expect("age"), None);
     }
 
     #[test]

@@ -103,6 +103,9 @@ fn give_back_memory() {
     }
 }
 
+/// How often a busy writer reads the oldest queued entry again.
+const OLDEST_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs the writer on the calling thread (a blocking one) until every sender is gone.
 /// `durable` carries the highest sequence number known to be on disk.
 pub fn run(
@@ -126,6 +129,7 @@ pub fn run(
     let (mut batch, mut acks) = (Vec::with_capacity(BATCH), Vec::new());
     let (mut inputs_open, mut acks_open) = (true, true);
     let mut since_trim = 0u64;
+    let (mut oldest_stale, mut oldest_at) = (false, Instant::now());
     loop {
         heartbeat.beat();
         if !inputs_open && !acks_open {
@@ -182,6 +186,16 @@ pub fn run(
         w.apply(acks.drain(..).chain(batch.drain(..)));
         if changed && w.marks_at.elapsed() >= MARKS_EVERY {
             w.save_marks();
+        }
+        // The oldest entry's age, for the LED and diagnostics, read here off the runtime: at
+        // most once a second while busy, and once more when it falls quiet.
+        oldest_stale |= changed;
+        if oldest_stale && (quiet || oldest_at.elapsed() >= OLDEST_EVERY) {
+            if let Err(e) = w.spool.note_oldest() {
+                tracing::debug!("cannot read the oldest queued entry: {e}");
+            }
+            oldest_stale = false;
+            oldest_at = Instant::now();
         }
         if let Some(why) = w.given_up() {
             return End::Failing(why);
