@@ -22,10 +22,10 @@ press = "open"
 
 const SECTIONS: &str = "[commands]\nrequire_synchronized_clock = false\nopen_hold = \"100ms\"\n";
 
-/// Bridge: 3 diagnostic sensors + the button's event. Terminal: event, image, 2 sensors,
-/// 2 binary sensors, 3 buttons, the lock.
-const BRIDGE_ENTITIES: usize = 4;
-const TERMINAL_ENTITIES: usize = 10;
+/// Bridge: 4 diagnostic sensors + the button's event. Terminal: event, image, 3 sensors (the
+/// clock offset among them), 2 binary sensors, 3 buttons, the lock.
+const BRIDGE_ENTITIES: usize = 5;
+const TERMINAL_ENTITIES: usize = 11;
 
 /// Keys every entity may carry, whatever its platform.
 const COMMON_KEYS: &[&str] = &[

@@ -218,6 +218,22 @@ pub fn entities(site: &Site<'_>, details: &dyn Fn(&str) -> Option<DeviceDetails>
             }),
         ),
     );
+    b.add(
+        "sensor",
+        "bridge_broker_refusals",
+        &bridge,
+        merge(
+            bridge_availability(base),
+            json!({
+                "name": "Broker refusals",
+                "state_topic": diag,
+                "value_template": "{{ value_json.broker_refusals }}",
+                "state_class": "total_increasing",
+                "entity_category": "diagnostic",
+                "icon": "mdi:cancel",
+            }),
+        ),
+    );
     for button in site.buttons {
         b.add(
             "event",
@@ -368,6 +384,26 @@ pub fn entities(site: &Site<'_>, details: &dyn Fn(&str) -> Option<DeviceDetails>
                 merge(avail(), super::lock::fields(base, id)),
             );
         }
+        // The terminal's clock against this machine's: a clock that jumped shows here first.
+        let key = serde_json::to_string(id).unwrap_or_default();
+        b.add(
+            "sensor",
+            &format!("{id}_clock_offset"),
+            &dev,
+            merge(
+                bridge_availability(base),
+                json!({
+                    "name": "Clock offset",
+                    "state_topic": diagnostics_topic(base),
+                    "value_template": format!("{{{{ value_json.terminal_clock_offset_s[{key}] }}}}"),
+                    "device_class": "duration",
+                    "unit_of_measurement": "s",
+                    "state_class": "measurement",
+                    "entity_category": "diagnostic",
+                    "icon": "mdi:clock-alert-outline",
+                }),
+            ),
+        );
         // The link sensor must read "off" when the link is down, not "unavailable".
         b.add(
             "binary_sensor",
@@ -393,6 +429,28 @@ pub fn entities(site: &Site<'_>, details: &dyn Fn(&str) -> Option<DeviceDetails>
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    #[test]
+    fn each_terminal_has_a_clock_offset_sensor_reading_its_own_key() {
+        let c = config("");
+        let site = Site {
+            prefix: "homeassistant",
+            base: "site/doors",
+            terminals: &c.terminals,
+            buttons: &c.buttons,
+        };
+        let es = entities(&site, &|_| None);
+        let e = es
+            .iter()
+            .find(|e| e.topic.contains("front-door_clock_offset"))
+            .expect("a clock offset sensor");
+        let v = &e.payload;
+        assert_eq!(
+            v["value_template"],
+            "{{ value_json.terminal_clock_offset_s[\"front-door\"] }}"
+        );
+        assert_eq!(v["entity_category"], "diagnostic");
+    }
 
     fn config(extra: &str) -> Config {
         Config::parse(&format!(
