@@ -100,3 +100,12 @@ debian_mirror() {
   fi
   echo "$best"
 }
+
+# openssl, for the TLS tests that make certificates as Mosquitto's guide does (tests/tls.rs).
+ensure_openssl() {
+  command -v openssl >/dev/null 2>&1 && return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends openssl
+}

@@ -127,30 +127,110 @@ pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, PemError> {
     })
 }
 
-/// A client certificate chain (from `cert`) and its key (from `key`), checked as the handshake
-/// will use them.
+/// A client certificate chain (from `cert`) and its key (from `key`), checked to belong
+/// together.
+///
+/// Any X.509 version is taken: `openssl x509 -req` without an extension file (as Mosquitto's
+/// TLS guide does it) makes version 1 certificates, which rustls's parser refuses, while
+/// Mosquitto accepts them; judging the client's certificate is the broker's job. So the key is
+/// matched by comparing its public key with the certificate's, read with a small DER walk.
 pub fn client_identity(
     chain: Vec<CertificateDer<'static>>,
     der: PrivateKeyDer<'static>,
     cert: &Path,
     key: &Path,
 ) -> Result<ClientIdentity, PemError> {
-    match CertifiedKey::from_der(chain, der, &crypto_provider()) {
-        Ok(k) => Ok(ClientIdentity(Arc::new(k))),
-        Err(rustls::Error::InconsistentKeys(_)) => Err(PemError::KeyMismatch {
-            cert: cert.into(),
-            key: key.into(),
-        }),
-        Err(rustls::Error::InvalidCertificate(e)) => Err(PemError::BadCertificate {
-            path: cert.into(),
-            index: 1,
-            reason: format!("{e:?}"),
-        }),
-        Err(e) => Err(PemError::UnusableKey {
+    let signing = crypto_provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| PemError::UnusableKey {
             path: key.into(),
             reason: e.to_string(),
-        }),
+        })?;
+    let first = chain
+        .first()
+        .ok_or_else(|| PemError::NoCertificate { path: cert.into() })?;
+    let spki = subject_public_key_info(first).ok_or_else(|| PemError::BadCertificate {
+        path: cert.into(),
+        index: 1,
+        reason: "its public key cannot be found".into(),
+    })?;
+    let public = signing.public_key().ok_or_else(|| PemError::UnusableKey {
+        path: key.into(),
+        reason: "its public key cannot be derived".into(),
+    })?;
+    if !spki.matches(public.as_ref()) {
+        return Err(PemError::KeyMismatch {
+            cert: cert.into(),
+            key: key.into(),
+        });
     }
+    Ok(ClientIdentity(Arc::new(CertifiedKey::new(chain, signing))))
+}
+
+/// A certificate's SubjectPublicKeyInfo: the whole element and its content.
+struct Spki<'a> {
+    whole: &'a [u8],
+    content: &'a [u8],
+}
+
+impl Spki<'_> {
+    /// Whether `der` (a SubjectPublicKeyInfo, with or without its outer header) is this one.
+    fn matches(&self, der: &[u8]) -> bool {
+        der == self.whole || der == self.content
+    }
+}
+
+/// One DER element at the start of `der`: its tag, its content, and what follows it.
+fn element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// The SubjectPublicKeyInfo of an X.509 certificate of any version (RFC 5280, 4.1): the
+/// seventh element of tbsCertificate when it has a version, the sixth when not (version 1).
+fn subject_public_key_info(cert: &[u8]) -> Option<Spki<'_>> {
+    const SEQUENCE: u8 = 0x30;
+    let (tag, certificate, _) = element(cert)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    let (tag, mut tbs, _) = element(certificate)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    // [0] EXPLICIT version, absent in version 1.
+    if tbs.first() == Some(&0xa0) {
+        tbs = element(tbs)?.2;
+    }
+    // serialNumber, signature, issuer, validity, subject.
+    for _ in 0..5 {
+        tbs = element(tbs)?.2;
+    }
+    let (tag, content, after) = element(tbs)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    Some(Spki {
+        whole: &tbs[..tbs.len() - after.len()],
+        content,
+    })
 }
 
 #[cfg(test)]
@@ -206,6 +286,107 @@ mod tests {
             matches!(e, PemError::BadCertificate { index: 1, .. }),
             "{e}"
         );
+    }
+
+    /// A CA and a client certificate made exactly as `man mosquitto-tls` makes them (OpenSSL 3:
+    /// `x509 -req` without an extension file, so X.509 version 1). `None` without openssl.
+    fn guide_client_certificate(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+        let run = |args: &[&str]| {
+            std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let made = run(&["genrsa", "-out", "ca.key", "2048"])
+            && run(&[
+                "req",
+                "-new",
+                "-x509",
+                "-days",
+                "30",
+                "-key",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-subj",
+                "/CN=guide-ca",
+            ])
+            && run(&["genrsa", "-out", "client.key", "2048"])
+            && run(&[
+                "req",
+                "-out",
+                "client.csr",
+                "-key",
+                "client.key",
+                "-new",
+                "-subj",
+                "/CN=bridge",
+            ])
+            && run(&[
+                "x509",
+                "-req",
+                "-in",
+                "client.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "client.crt",
+                "-days",
+                "30",
+            ]);
+        made.then(|| (dir.join("client.crt"), dir.join("client.key")))
+    }
+
+    #[test]
+    fn a_version_1_client_certificate_made_by_the_mosquitto_guide_is_taken() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let Some((c, k)) = guide_client_certificate(dir.path()) else {
+            panic!("openssl is needed for this test (apt-get install openssl)");
+        };
+        let chain = certificates(&c).expect("cert");
+        // The guide's commands do make version 1: no [0] version element.
+        let (_, tbs, _) = element(&chain[0])
+            .and_then(|(_, c, _)| element(c))
+            .expect("tbs");
+        assert_ne!(tbs.first(), Some(&0xa0), "a version 1 certificate");
+        client_identity(chain, private_key(&k).expect("key"), &c, &k).expect("taken");
+    }
+
+    #[test]
+    fn a_version_1_client_certificate_with_another_key_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let Some((c, _)) = guide_client_certificate(dir.path()) else {
+            panic!("openssl is needed for this test (apt-get install openssl)");
+        };
+        let (_, other) = self_signed("other");
+        let k = write(dir.path(), "other.key", &other);
+        let e = client_identity(
+            certificates(&c).expect("cert"),
+            private_key(&k).expect("key"),
+            &c,
+            &k,
+        )
+        .expect_err("mismatch");
+        assert!(matches!(e, PemError::KeyMismatch { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_truncated_certificate_has_no_public_key_and_does_not_panic() {
+        let (cert, _) = self_signed("bridge");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let der = certificates(&write(dir.path(), "c.pem", &cert)).expect("cert");
+        let der = der[0].as_ref();
+        assert!(subject_public_key_info(der).is_some());
+        for n in 0..der.len() {
+            let _ = subject_public_key_info(&der[..n]);
+        }
+        assert!(subject_public_key_info(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
     }
 
     #[test]

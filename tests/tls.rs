@@ -468,3 +468,86 @@ async fn tls_files_with_a_plain_mqtt_url_are_a_config_error_saying_use_mqtts() {
         "{err}"
     );
 }
+
+/// A CA and a client certificate made exactly as Mosquitto's TLS guide (`man mosquitto-tls`)
+/// makes them, with the `openssl` command line: OpenSSL 3's `x509 -req` without an extension
+/// file makes X.509 version 1. Returns the CA's PEM, the certificate's and the key's.
+fn guide_client_certificate(dir: &Path) -> (String, String, String) {
+    let run = |args: &[&str]| {
+        let ok = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "openssl {args:?} (apt-get install openssl)");
+    };
+    run(&["genrsa", "-out", "ca.key", "2048"]);
+    run(&[
+        "req",
+        "-new",
+        "-x509",
+        "-days",
+        "30",
+        "-key",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-subj",
+        "/CN=guide-ca",
+    ]);
+    run(&["genrsa", "-out", "client.key", "2048"]);
+    run(&[
+        "req",
+        "-out",
+        "client.csr",
+        "-key",
+        "client.key",
+        "-new",
+        "-subj",
+        "/CN=bridge",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "client.crt",
+        "-days",
+        "30",
+    ]);
+    let read = |n: &str| std::fs::read_to_string(dir.join(n)).expect("read");
+    (read("ca.crt"), read("client.crt"), read("client.key"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_made_by_the_mosquitto_guide_logs_in() {
+    let ca = Ca::new("site CA");
+    let made = tempfile::tempdir().expect("tempdir");
+    let (guide_ca, cert, key) = guide_client_certificate(made.path());
+    let broker = Mosquitto::start_tls(BrokerTls {
+        // The broker checks clients against the guide's CA.
+        ca_pem: guide_ca,
+        require_certificate: true,
+        ..broker_tls(&ca, &ca.server())
+    });
+    let sim = default_simulator().await;
+    let mut files = BridgeFiles::new().ca(&ca);
+    files.file("client_cert_file", "client.pem", &cert);
+    files.file("client_key_file", "client.key", &key);
+    let setup = tls_setup(&broker, &sim, &files);
+
+    let o = check(&setup).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mut sub = subscribe(broker.port, "face2mqtt/#").await;
+    let bridge = Bridge::start(&setup);
+    wait_link(&sim.sim, 1).await;
+    records_flow(&sim, &mut sub, &bridge, 5).await;
+}
