@@ -76,6 +76,10 @@ pub struct MqttConfig {
     pub client_cert_file: Option<PathBuf>,
     #[serde(default)]
     pub client_key_file: Option<PathBuf>,
+    /// Trust exactly the broker certificate with this SHA-256 (as `openssl x509 -fingerprint
+    /// -sha256` prints it), whatever its version or names: for brokers one cannot re-issue.
+    #[serde(default)]
+    pub server_cert_sha256: Option<String>,
     /// The TLS files, read when the config is loaded (not a key of the file).
     #[serde(skip)]
     pub tls: TlsFiles,
@@ -939,6 +943,9 @@ impl MqttConfig {
                         "mqtt.{key}: TLS files need a TLS connection: use mqtts:// in mqtt.url"
                     ));
                 }
+                if self.server_cert_sha256.is_some() {
+                    p.push("mqtt.server_cert_sha256: a pin needs a TLS connection: use mqtts:// in mqtt.url".into());
+                }
             }
             // The name the broker's certificate is checked against: a DNS name or an address.
             Ok(BrokerAddr {
@@ -958,6 +965,12 @@ impl MqttConfig {
     /// Reads `ca_file`, `client_cert_file` and `client_key_file` into `tls`.
     fn read_tls_files(&mut self) -> Vec<String> {
         let mut p = Vec::new();
+        if let Some(pin) = &self.server_cert_sha256 {
+            match crate::mqtt::pin::parse(pin) {
+                Ok(pin) => self.tls.pin = Some(pin),
+                Err(e) => p.push(format!("mqtt.server_cert_sha256: {e}")),
+            }
+        }
         if let Some(path) = &self.ca_file {
             match pem::ca_bundle(path) {
                 Ok(store) => self.tls.ca = Some(store),

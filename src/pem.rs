@@ -53,6 +53,8 @@ pub struct TlsFiles {
     pub ca: Option<RootCertStore>,
     /// `mqtt.client_cert_file` and `mqtt.client_key_file`.
     pub client: Option<ClientIdentity>,
+    /// `mqtt.server_cert_sha256`: trust exactly the broker certificate with this SHA-256.
+    pub pin: Option<[u8; 32]>,
 }
 
 /// A client certificate chain with its key, checked to belong together.
@@ -169,15 +171,26 @@ pub fn client_identity(
 }
 
 /// A certificate's SubjectPublicKeyInfo: the whole element and its content.
-struct Spki<'a> {
+pub struct Spki<'a> {
     whole: &'a [u8],
     content: &'a [u8],
 }
 
-impl Spki<'_> {
+impl<'a> Spki<'a> {
     /// Whether `der` (a SubjectPublicKeyInfo, with or without its outer header) is this one.
     fn matches(&self, der: &[u8]) -> bool {
         der == self.whole || der == self.content
+    }
+
+    /// The algorithm identifier's content (as webpki names algorithms) and the key's bits.
+    pub fn parts(&self) -> Option<(&'a [u8], &'a [u8])> {
+        let (tag, alg, rest) = element(self.content)?;
+        let (bits_tag, bits, _) = element(rest)?;
+        // SEQUENCE, then a BIT STRING whose first byte counts unused bits (0 for a key).
+        if tag != 0x30 || bits_tag != 0x03 || bits.first() != Some(&0) {
+            return None;
+        }
+        Some((alg, &bits[1..]))
     }
 }
 
@@ -205,7 +218,7 @@ fn element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 
 /// The SubjectPublicKeyInfo of an X.509 certificate of any version (RFC 5280, 4.1): the
 /// seventh element of tbsCertificate when it has a version, the sixth when not (version 1).
-fn subject_public_key_info(cert: &[u8]) -> Option<Spki<'_>> {
+pub fn subject_public_key_info(cert: &[u8]) -> Option<Spki<'_>> {
     const SEQUENCE: u8 = 0x30;
     let (tag, certificate, _) = element(cert)?;
     if tag != SEQUENCE {

@@ -469,6 +469,153 @@ async fn tls_files_with_a_plain_mqtt_url_are_a_config_error_saying_use_mqtts() {
     );
 }
 
+/// Runs `openssl` in `dir`, as an installer following the guide would.
+fn openssl(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A CA and a broker certificate for 127.0.0.1 made exactly as Mosquitto's TLS guide makes
+/// them (X.509 version 1, the name only in the CN). Returns the CA's PEM, the certificate's,
+/// the key's, and the certificate's SHA-256 as openssl prints it.
+fn guide_server_certificate(dir: &Path) -> (String, String, String, String) {
+    openssl(dir, &["genrsa", "-out", "ca.key", "2048"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-x509",
+            "-days",
+            "30",
+            "-key",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=guide-ca",
+        ],
+    );
+    openssl(dir, &["genrsa", "-out", "server.key", "2048"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-out",
+            "server.csr",
+            "-key",
+            "server.key",
+            "-new",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "30",
+        ],
+    );
+    let fingerprint = openssl(
+        dir,
+        &[
+            "x509",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+            "-in",
+            "server.crt",
+        ],
+    );
+    let read = |n: &str| std::fs::read_to_string(dir.join(n)).expect("read");
+    (
+        read("ca.crt"),
+        read("server.crt"),
+        read("server.key"),
+        fingerprint.trim().to_string(),
+    )
+}
+
+/// A Mosquitto serving the guide's version 1 certificate; the bridge trusts the guide's CA.
+async fn guide_broker(made: &Path) -> (Mosquitto, String, String) {
+    let (ca, cert, key, fingerprint) = guide_server_certificate(made);
+    let broker = Mosquitto::start_tls(BrokerTls {
+        ca_pem: ca.clone(),
+        cert_pem: cert,
+        key_pem: key,
+        ..BrokerTls::default()
+    });
+    (broker, ca, fingerprint)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_broker_certificate_is_refused_in_one_line_that_says_how_to_reissue_it() {
+    let made = tempfile::tempdir().expect("tempdir");
+    let (broker, ca, _) = guide_broker(made.path()).await;
+    let sim = default_simulator().await;
+    let mut files = BridgeFiles::new();
+    files.file("ca_file", "ca.pem", &ca);
+    let line = broker_failure(&tls_setup(&broker, &sim, &files)).await;
+    assert!(line.contains("X.509 version 1"), "{line}");
+    assert!(line.contains("openssl x509 -req"), "{line}");
+    assert!(line.contains("subjectAltName="), "{line}");
+    assert!(line.contains("mqtt.server_cert_sha256"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_version_1_broker_certificate_is_trusted_and_records_flow() {
+    let made = tempfile::tempdir().expect("tempdir");
+    let (broker, _, fingerprint) = guide_broker(made.path()).await;
+    let sim = default_simulator().await;
+    // As openssl prints it, `sha256 Fingerprint=AB:CD:...`; no CA file needed.
+    let mut files = BridgeFiles::new();
+    files.keys += &format!("server_cert_sha256 = {fingerprint:?}\n");
+    let setup = tls_setup(&broker, &sim, &files);
+    let o = check(&setup).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mut sub = subscribe(broker.port, "face2mqtt/#").await;
+    let bridge = Bridge::start(&setup);
+    wait_link(&sim.sim, 1).await;
+    records_flow(&sim, &mut sub, &bridge, 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_that_does_not_match_the_broker_is_refused_naming_what_it_found() {
+    let made = tempfile::tempdir().expect("tempdir");
+    let (broker, _, fingerprint) = guide_broker(made.path()).await;
+    let sim = default_simulator().await;
+    let mut files = BridgeFiles::new();
+    files.keys += &format!("server_cert_sha256 = {:?}\n", "AB".repeat(32));
+    let line = broker_failure(&tls_setup(&broker, &sim, &files)).await;
+    assert!(line.contains("not the pinned one"), "{line}");
+    let found = fingerprint
+        .split_once('=')
+        .map(|(_, f)| f)
+        .unwrap_or_default();
+    assert!(line.contains(found), "names the broker's: {line}");
+}
+
 /// A CA and a client certificate made exactly as Mosquitto's TLS guide (`man mosquitto-tls`)
 /// makes them, with the `openssl` command line: OpenSSL 3's `x509 -req` without an extension
 /// file makes X.509 version 1. Returns the CA's PEM, the certificate's and the key's.

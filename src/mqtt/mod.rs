@@ -12,6 +12,7 @@ pub mod acks;
 pub mod driver;
 pub mod link;
 pub mod options;
+pub mod pin;
 pub mod router;
 pub mod session;
 pub mod tls;

@@ -36,9 +36,15 @@ pub fn client_config(files: &TlsFiles) -> Result<ClientConfig, Error> {
     let roots = files.ca.clone().unwrap_or_else(|| RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     });
-    let builder = ClientConfig::builder_with_provider(pem::crypto_provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
+    let provider = pem::crypto_provider();
+    let versions = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match files.pin {
+        Some(pin) => versions
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(super::pin::Pinned::new(pin, &provider))),
+        None => versions.with_root_certificates(roots),
+    };
     Ok(match &files.client {
         Some(id) => {
             builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(id.0.clone())))
@@ -94,16 +100,29 @@ fn certificate(c: &CertificateError, setup: Setup) -> String {
             presented,
         } => {
             let names: Vec<&str> = presented.iter().map(|p| presented_name(p)).collect();
+            let host = expected.to_str();
+            if names.is_empty() {
+                // Made the way Mosquitto's TLS guide makes it: the name only in the CN.
+                return format!(
+                    "TLS: the broker's certificate names no host (no subjectAltName; a name only in the CN is not checked): re-issue it with `{}`, or pin it with mqtt.server_cert_sha256",
+                    reissue(&host)
+                );
+            }
             format!(
-                "TLS: name mismatch: the broker's certificate is not valid for `{}` (the host in mqtt.url); it names {}",
-                expected.to_str(),
-                if names.is_empty() {
-                    "no host (no subjectAltName)".to_string()
-                } else {
-                    names.join(", ")
-                }
+                "TLS: name mismatch: the broker's certificate is not valid for `{host}` (the host in mqtt.url); it names {}",
+                names.join(", ")
             )
         }
+        Other(o) => match o.0.downcast_ref::<super::pin::NotPinned>() {
+            Some(p) => format!(
+                "TLS: the broker's certificate is not the pinned one (mqtt.server_cert_sha256): {p}"
+            ),
+            None if format!("{o:?}").contains("UnsupportedCertVersion") => format!(
+                "TLS: the broker's certificate is X.509 version 1 (as `openssl x509 -req` makes it without an extension file), which cannot name a host: re-issue it with `{}`, or pin it with mqtt.server_cert_sha256",
+                reissue("<broker host>")
+            ),
+            None => format!("TLS: the broker's certificate is refused: {o:?}"),
+        },
         NotValidForName => {
             "TLS: name mismatch: the broker's certificate is not valid for the host in mqtt.url"
                 .into()
@@ -126,6 +145,16 @@ fn certificate(c: &CertificateError, setup: Setup) -> String {
         }
         other => format!("TLS: the broker's certificate is refused: {other}"),
     }
+}
+
+/// The guide's signing command with the extension that names the host.
+fn reissue(host: &str) -> String {
+    let san = if host.parse::<std::net::IpAddr>().is_ok() {
+        format!("IP:{host}")
+    } else {
+        format!("DNS:{host}")
+    };
+    format!("openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 3650 -extfile <(printf 'subjectAltName={san}')")
 }
 
 fn alert(a: AlertDescription, setup: Setup) -> String {

@@ -1,0 +1,184 @@
+//! Certificate pinning (`mqtt.server_cert_sha256`), for brokers whose certificate cannot be
+//! re-issued: exactly the certificate with that SHA-256 is trusted, whatever its X.509 version
+//! or names, and nothing else. The handshake's signature is still checked with its key, so
+//! only the holder of that certificate's private key can be the broker.
+//!
+//! rustls's own checks parse the certificate with webpki, which refuses version 1 (what
+//! `openssl x509 -req` makes without an extension file); here the public key is read with
+//! [`crate::pem::subject_public_key_info`] and checked with the provider's algorithms.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, Error, OtherError, SignatureScheme};
+
+/// A certificate whose SHA-256 is not the pinned one.
+#[derive(Debug)]
+pub struct NotPinned {
+    /// The certificate's SHA-256, as `openssl x509 -fingerprint -sha256` prints it.
+    pub found: String,
+}
+
+impl std::fmt::Display for NotPinned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the certificate's SHA-256 is {}", self.found)
+    }
+}
+
+impl std::error::Error for NotPinned {}
+
+#[derive(Debug)]
+pub struct Pinned {
+    pin: [u8; 32],
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl Pinned {
+    pub fn new(pin: [u8; 32], provider: &CryptoProvider) -> Pinned {
+        Pinned {
+            pin,
+            algorithms: provider.signature_verification_algorithms,
+        }
+    }
+
+    fn verify(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        let bad = || Error::InvalidCertificate(CertificateError::BadSignature);
+        let spki = crate::pem::subject_public_key_info(cert)
+            .ok_or(Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let (alg_id, key) = spki
+            .parts()
+            .ok_or(Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let (_, candidates) = self
+            .algorithms
+            .mapping
+            .iter()
+            .find(|(scheme, _)| *scheme == dss.scheme)
+            .ok_or(Error::PeerIncompatible(
+                rustls::PeerIncompatible::NoSignatureSchemesInCommon,
+            ))?;
+        let alg = candidates
+            .iter()
+            .find(|a| a.public_key_alg_id().as_ref() == alg_id)
+            .ok_or_else(bad)?;
+        alg.verify_signature(key, message, dss.signature())
+            .map(|()| HandshakeSignatureValid::assertion())
+            .map_err(|_| bad())
+    }
+}
+
+/// Hex pairs with colons, as `openssl x509 -fingerprint -sha256` prints a fingerprint.
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = ring_sha256(der);
+    digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn ring_sha256(der: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, der);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        if ring_sha256(end_entity) == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(Error::InvalidCertificate(CertificateError::Other(
+                OtherError(Arc::new(NotPinned {
+                    found: fingerprint(end_entity),
+                })),
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.verify(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.verify(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// `mqtt.server_cert_sha256`: 64 hex digits, with or without colons, as openssl prints them
+/// (`sha256 Fingerprint=` before them is taken too).
+pub fn parse(text: &str) -> Result<[u8; 32], String> {
+    let t = text.trim();
+    let t = t
+        .split_once('=')
+        .filter(|(head, _)| head.to_ascii_lowercase().contains("fingerprint"))
+        .map_or(t, |(_, v)| v.trim());
+    let hex: String = t.chars().filter(|c| *c != ':').collect();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(
+            "give the broker certificate's SHA-256 as `openssl x509 -noout -fingerprint -sha256 -in server.crt` prints it (64 hex digits, colons optional)".into(),
+        );
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pin_reads_as_openssl_prints_it() {
+        let colons = "sha256 Fingerprint=AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
+        let p = parse(colons).expect("pin");
+        assert_eq!(p[0], 0xab);
+        assert_eq!(p[31], 0x89);
+        assert_eq!(parse(&colons[19..].replace(':', "").to_lowercase()), Ok(p));
+    }
+
+    #[test]
+    fn a_pin_of_the_wrong_length_or_not_hex_is_refused() {
+        assert!(parse("AB:CD").is_err());
+        assert!(parse(&"zz".repeat(32)).is_err());
+        assert!(parse("").is_err());
+        assert!(parse(&"é".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn a_fingerprint_prints_as_openssl_does() {
+        let f = fingerprint(b"abc");
+        assert!(f.starts_with("BA:78:16:BF:"), "{f}");
+        assert_eq!(f.len(), 32 * 3 - 1);
+    }
+}
