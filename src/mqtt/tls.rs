@@ -253,6 +253,25 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_naming_its_host_only_in_the_cn_says_how_to_reissue_it_for_that_host() {
+        let e = cert_error(CertificateError::NotValidForNameContext {
+            expected: ServerName::try_from("127.0.0.1").expect("ip"),
+            presented: vec![],
+        });
+        let line = explain(&e, OWN_CA);
+        assert!(line.contains("names no host"), "{line}");
+        assert!(line.contains("subjectAltName=IP:127.0.0.1"), "{line}");
+        let e = cert_error(CertificateError::NotValidForNameContext {
+            expected: ServerName::try_from("broker.example").expect("dns"),
+            presented: vec![],
+        });
+        assert!(
+            explain(&e, OWN_CA).contains("subjectAltName=DNS:broker.example"),
+            "a DNS name"
+        );
+    }
+
+    #[test]
     fn a_name_mismatch_says_which_name_was_expected_and_which_were_presented() {
         let e = cert_error(CertificateError::NotValidForNameContext {
             expected: ServerName::try_from("127.0.0.1").expect("ip"),
