@@ -966,7 +966,7 @@ impl MqttConfig {
     fn read_tls_files(&mut self) -> Vec<String> {
         let mut p = Vec::new();
         if let Some(pin) = &self.server_cert_sha256 {
-            match crate::mqtt::pin::parse(pin) {
+            match pem::sha256_pin(pin) {
                 Ok(pin) => self.tls.pin = Some(pin),
                 Err(e) => p.push(format!("mqtt.server_cert_sha256: {e}")),
             }

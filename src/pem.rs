@@ -246,6 +246,27 @@ pub fn subject_public_key_info(cert: &[u8]) -> Option<Spki<'_>> {
     })
 }
 
+/// `mqtt.server_cert_sha256`: 64 hex digits, with or without colons, as openssl prints them
+/// (`sha256 Fingerprint=` before them is taken too).
+pub fn sha256_pin(text: &str) -> Result<[u8; 32], String> {
+    let t = text.trim();
+    let t = t
+        .split_once('=')
+        .filter(|(head, _)| head.to_ascii_lowercase().contains("fingerprint"))
+        .map_or(t, |(_, v)| v.trim());
+    let hex: String = t.chars().filter(|c| *c != ':').collect();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(
+            "give the broker certificate's SHA-256 as `openssl x509 -noout -fingerprint -sha256 -in server.crt` prints it (64 hex digits, colons optional)".into(),
+        );
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,6 +421,26 @@ mod tests {
             let _ = subject_public_key_info(&der[..n]);
         }
         assert!(subject_public_key_info(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
+    }
+
+    #[test]
+    fn a_pin_reads_as_openssl_prints_it() {
+        let colons = "sha256 Fingerprint=AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
+        let p = sha256_pin(colons).expect("pin");
+        assert_eq!(p[0], 0xab);
+        assert_eq!(p[31], 0x89);
+        assert_eq!(
+            sha256_pin(&colons[19..].replace(':', "").to_lowercase()),
+            Ok(p)
+        );
+    }
+
+    #[test]
+    fn a_pin_of_the_wrong_length_or_not_hex_is_refused() {
+        assert!(sha256_pin("AB:CD").is_err());
+        assert!(sha256_pin(&"zz".repeat(32)).is_err());
+        assert!(sha256_pin("").is_err());
+        assert!(sha256_pin(&"é".repeat(64)).is_err());
     }
 
     #[test]

@@ -133,47 +133,9 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
-/// `mqtt.server_cert_sha256`: 64 hex digits, with or without colons, as openssl prints them
-/// (`sha256 Fingerprint=` before them is taken too).
-pub fn parse(text: &str) -> Result<[u8; 32], String> {
-    let t = text.trim();
-    let t = t
-        .split_once('=')
-        .filter(|(head, _)| head.to_ascii_lowercase().contains("fingerprint"))
-        .map_or(t, |(_, v)| v.trim());
-    let hex: String = t.chars().filter(|c| *c != ':').collect();
-    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(
-            "give the broker certificate's SHA-256 as `openssl x509 -noout -fingerprint -sha256 -in server.crt` prints it (64 hex digits, colons optional)".into(),
-        );
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_pin_reads_as_openssl_prints_it() {
-        let colons = "sha256 Fingerprint=AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
-        let p = parse(colons).expect("pin");
-        assert_eq!(p[0], 0xab);
-        assert_eq!(p[31], 0x89);
-        assert_eq!(parse(&colons[19..].replace(':', "").to_lowercase()), Ok(p));
-    }
-
-    #[test]
-    fn a_pin_of_the_wrong_length_or_not_hex_is_refused() {
-        assert!(parse("AB:CD").is_err());
-        assert!(parse(&"zz".repeat(32)).is_err());
-        assert!(parse("").is_err());
-        assert!(parse(&"é".repeat(64)).is_err());
-    }
 
     #[test]
     fn a_fingerprint_prints_as_openssl_does() {
