@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::messages::topics;
 use crate::pem::{self, TlsFiles};
 use crate::secret::Secret;
 
@@ -617,6 +618,161 @@ fn valid_topic_base(t: &str) -> bool {
     !t.is_empty() && !t.starts_with('/') && !t.ends_with('/') && !t.contains(['+', '#', '\0'])
 }
 
+/// A value as an error quotes it: control characters made visible, and cut after 40 characters
+/// (a 70,000-character topic must not become a 70,000-character error line).
+fn shown(value: &str) -> String {
+    let cut: String = value.chars().take(40).collect();
+    let more = if value.chars().nth(40).is_some() {
+        "…"
+    } else {
+        ""
+    };
+    format!("{}{more}", cut.escape_debug())
+}
+
+/// A topic prefix under `$` is the broker's own space (`$SYS/...`, `$share/<group>/...`): MQTT
+/// reserves it, and brokers drop a client's publishes there without an error, so the bridge
+/// would look connected while nothing it sends arrives anywhere.
+fn reserved_topic_problem(key: &str, topic: &str) -> Option<String> {
+    topic.starts_with('$').then(|| {
+        format!(
+            "{key}: `{}` starts with `$`, which brokers reserve for themselves ($SYS, $share/...) and silently drop publishes to; choose a prefix without `$`",
+            shown(topic)
+        )
+    })
+}
+
+/// What is wrong with a terminal's `host`, with what to write instead; `None` for a bare host
+/// name, IPv4 address or IPv6 address. IPv6 is written without brackets (`fe80::1`): with them
+/// the only reason to have brackets is a port, and ports have their own keys.
+pub fn host_problem(host: &str) -> Option<String> {
+    let ports = "ports have their own keys, http_port and ws_port";
+    let instead = |what: &str| {
+        let bare = bare_host(host);
+        let suggestion = if bare.is_empty() || bare == host {
+            String::new()
+        } else {
+            format!(": write `{}`", shown(&bare))
+        };
+        Some(format!("`{}` {what}{suggestion}", shown(host)))
+    };
+    if host.is_empty() {
+        return Some("is empty; give the terminal's host name or IP address".into());
+    }
+    if host.contains(char::is_whitespace) {
+        return instead("contains white space");
+    }
+    if host.contains("://") {
+        return instead("has a scheme; give only the host name or address");
+    }
+    if host.contains('/') {
+        return instead("has a path; give only the host name or address");
+    }
+    if host.contains('@') {
+        return instead(
+            "has a user name; give only the host name or address (the password has its own key)",
+        );
+    }
+    if host.starts_with('[') {
+        let has_port = host
+            .split_once(']')
+            .is_some_and(|(_, after)| !after.is_empty());
+        return if has_port {
+            instead(&format!("has a port in it ({ports})"))
+        } else {
+            instead("is an IPv6 address in brackets; write it without them")
+        };
+    }
+    match host.matches(':').count() {
+        0 => {}
+        1 => return instead(&format!("has a port in it ({ports})")),
+        _ if host.parse::<std::net::Ipv6Addr>().is_ok() => return None,
+        _ => return instead("is neither a host name nor an IPv6 address"),
+    }
+    let name_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_';
+    if !host.bytes().all(name_byte) {
+        return Some(format!(
+            "`{}` is not a host name or IP address (letters, digits, `-`, `_` and `.`; IPv6 as `fe80::1`)",
+            shown(host)
+        ));
+    }
+    None
+}
+
+/// A host written with the extras people paste from a browser, stripped of them: the
+/// suggestion in [`host_problem`]'s error.
+fn bare_host(host: &str) -> String {
+    let h = host.trim();
+    let h = h.split_once("://").map_or(h, |(_, rest)| rest);
+    let h = h.split('/').next().unwrap_or(h);
+    let h = h.rsplit_once('@').map_or(h, |(_, rest)| rest);
+    let h = match h.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None if h.matches(':').count() == 1 => h.split(':').next().unwrap_or(h),
+        None => h,
+    };
+    h.split_whitespace().collect()
+}
+
+/// Whether two `host`s name the same machine: addresses compared as addresses (`FE80::0001` is
+/// `fe80::1`), names without regard to case or a trailing dot.
+fn same_host(a: &str, b: &str) -> bool {
+    use std::net::IpAddr;
+    match (a.parse::<IpAddr>(), b.parse::<IpAddr>()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case(b.trim_end_matches('.')),
+    }
+}
+
+/// Two `[[terminal]]`s that reach the same terminal (same host and the same HTTP or WebSocket
+/// port): each would take every record, so each recognition would be published twice, under
+/// two event ids (the id is in the event id), and no consumer could tell them apart.
+fn duplicate_endpoints(terminals: &[TerminalConfig]) -> Vec<String> {
+    let mut p = Vec::new();
+    for (j, later) in terminals.iter().enumerate() {
+        for earlier in terminals.iter().take(j) {
+            if !same_host(&earlier.host, &later.host) {
+                continue;
+            }
+            let port = if earlier.http_port == later.http_port {
+                format!("http_port {}", later.http_port)
+            } else if earlier.ws_port == later.ws_port {
+                format!("ws_port {}", later.ws_port)
+            } else {
+                continue;
+            };
+            p.push(format!(
+                "terminal[{j}] ({}).host: terminal `{}` and terminal `{}` are the same terminal (`{}`, {port}); every recognition would be published twice under two event ids: keep one",
+                later.id,
+                earlier.id,
+                later.id,
+                shown(&later.host),
+            ));
+        }
+    }
+    p
+}
+
+/// The contributor named in a too-long-topic error: the longest of them, as that is the one to
+/// shorten.
+fn topic_too_long(built: usize, parts: &[(String, usize)]) -> Option<String> {
+    if built <= topics::MAX_TOPIC_BYTES {
+        return None;
+    }
+    let (key, _) = parts.iter().max_by_key(|(_, len)| *len)?;
+    let lengths: Vec<String> = parts
+        .iter()
+        .map(|(k, len)| format!("{k} is {len} bytes"))
+        .collect();
+    Some(format!(
+        "{key}: the bridge would build topics of up to {built} bytes from it, over MQTT's limit of {} bytes ({}); shorten it",
+        topics::MAX_TOPIC_BYTES,
+        lengths.join(", ")
+    ))
+}
+
 impl Config {
     /// Parse, validate and resolve secrets. Every error names the file and the key.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -663,6 +819,10 @@ impl Config {
                 self.mqtt.base_topic
             ));
         }
+        p.extend(reserved_topic_problem(
+            "mqtt.base_topic",
+            &self.mqtt.base_topic,
+        ));
         if self.mqtt.password.is_some() && self.mqtt.password_file.is_some() {
             p.push("mqtt.password_file: give either password or password_file, not both".into());
         }
@@ -684,6 +844,11 @@ impl Config {
                 self.home_assistant.discovery_prefix
             ));
         }
+        p.extend(reserved_topic_problem(
+            "home_assistant.discovery_prefix",
+            &self.home_assistant.discovery_prefix,
+        ));
+        p.extend(self.topic_length_problems());
         if self.commands.max_age < Duration::from_secs(1) {
             p.push("commands.max_age: must be at least 1s".into());
         }
@@ -747,12 +912,8 @@ impl Config {
                     t.id
                 ));
             }
-            if t.host.trim().is_empty() || t.host.contains('/') {
-                p.push(format!(
-                    "{}: `{}` must be a host name or IP address",
-                    key("host"),
-                    t.host
-                ));
+            if let Some(e) = host_problem(&t.host) {
+                p.push(format!("{}: {e}", key("host")));
             }
             match (&t.password, &t.password_file) {
                 (None, None) => p.push(format!(
@@ -801,6 +962,7 @@ impl Config {
                 ));
             }
         }
+        p.extend(duplicate_endpoints(&self.terminals));
         if self.home_assistant.max_event_age < Duration::from_secs(1) {
             p.push("home_assistant.max_event_age: must be at least 1s".into());
         }
@@ -847,6 +1009,39 @@ impl Config {
                     "button[{i}].long_press_after: must be longer than debounce"
                 ));
             }
+        }
+        p
+    }
+
+    /// Topics over MQTT's length limit cannot even be encoded: the bridge would start and never
+    /// connect. The longest terminal id decides (every terminal gets the same suffixes).
+    fn topic_length_problems(&self) -> Vec<String> {
+        let base = &self.mqtt.base_topic;
+        let prefix = &self.home_assistant.discovery_prefix;
+        let longest = self
+            .terminals
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, t)| t.id.len());
+        let id = longest.map_or("", |(_, t)| t.id.as_str());
+        let id_part =
+            longest.map(|(i, t)| (format!("terminal[{i}] ({}).id", shown(&t.id)), t.id.len()));
+        let base_part = ("mqtt.base_topic".to_string(), base.len());
+        let mut p = Vec::new();
+        let parts: Vec<_> = std::iter::once(base_part.clone())
+            .chain(id_part.clone())
+            .collect();
+        p.extend(topic_too_long(topics::longest_under_base(base, id), &parts));
+        if self.home_assistant.enabled {
+            let parts: Vec<_> = [
+                ("home_assistant.discovery_prefix".to_string(), prefix.len()),
+                base_part,
+            ]
+            .into_iter()
+            .chain(id_part)
+            .collect();
+            let built = topics::longest_under_prefix(prefix, base, id);
+            p.extend(topic_too_long(built, &parts));
         }
         p
     }
@@ -1022,6 +1217,88 @@ id = "front-door"
 host = "192.168.1.50"
 password = "123456"
 "#;
+
+    /// The problems `validate` finds in MINIMAL with `from` replaced by `to`.
+    fn problems_with(from: &str, to: &str) -> Vec<String> {
+        let text = MINIMAL.replacen(from, to, 1);
+        assert_ne!(text, MINIMAL, "{from} is in MINIMAL");
+        Config::parse(&text).expect("parses").validate()
+    }
+
+    fn one_problem_about(problems: &[String], key: &str, words: &str) {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with(key) && p.contains(words)),
+            "{key} … {words}: {problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_base_topic_or_discovery_prefix_starting_with_dollar_is_refused() {
+        for base in ["$SYS/doors", "$share/g/doors"] {
+            let p = problems_with(
+                "url = \"mqtt://127.0.0.1:1883\"",
+                &format!("url = \"mqtt://127.0.0.1:1883\"\nbase_topic = \"{base}\""),
+            );
+            one_problem_about(&p, "mqtt.base_topic", "starts with `$`");
+        }
+        let p = problems_with(
+            "[[terminal]]",
+            "[home_assistant]\ndiscovery_prefix = \"$SYS\"\n[[terminal]]",
+        );
+        one_problem_about(&p, "home_assistant.discovery_prefix", "starts with `$`");
+    }
+
+    #[test]
+    fn a_host_with_a_port_white_space_a_scheme_or_a_path_is_refused_saying_what_to_write() {
+        for (host, words) in [
+            ("10.0.0.5:80", "has a port"),
+            ("10.0.0.5 ", "white space"),
+            ("http://10.0.0.5", "has a scheme"),
+            ("10.0.0.5/", "has a path"),
+            ("[fe80::1]:80", "has a port"),
+        ] {
+            let p = problems_with("host = \"192.168.1.50\"", &format!("host = \"{host}\""));
+            one_problem_about(&p, "terminal[0] (front-door).host", words);
+            assert!(p.iter().any(|l| l.contains(": write `")), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn bare_hosts_and_ipv6_addresses_are_taken() {
+        for host in ["door.local", "10.0.0.5", "fe80::1", "terminal_1"] {
+            assert_eq!(host_problem(host), None, "{host}");
+        }
+    }
+
+    #[test]
+    fn two_terminals_at_one_endpoint_are_refused_naming_both() {
+        let second = "\n[[terminal]]\nid = \"again\"\nhost = \"192.168.1.50\"\npassword = \"x\"\n";
+        let text = format!("{MINIMAL}{second}");
+        let p = Config::parse(&text).expect("parses").validate();
+        one_problem_about(
+            &p,
+            "terminal[1] (again).host",
+            "`front-door` and terminal `again`",
+        );
+        let other_port = format!("{MINIMAL}{second}http_port = 81\nws_port = 9001\n");
+        assert!(Config::parse(&other_port)
+            .expect("parses")
+            .validate()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_base_topic_too_long_for_mqtt_is_refused_with_its_length() {
+        let long = "a".repeat(70_000);
+        let p = problems_with(
+            "url = \"mqtt://127.0.0.1:1883\"",
+            &format!("url = \"mqtt://127.0.0.1:1883\"\nbase_topic = \"{long}\""),
+        );
+        one_problem_about(&p, "mqtt.base_topic", "over MQTT's limit of 65535 bytes");
+        assert!(p.iter().all(|l| l.len() < 1000), "no line quotes it whole");
+    }
 
     #[test]
     fn a_minimal_config_gets_the_documented_defaults() {

@@ -382,3 +382,46 @@ async fn a_records_page_over_the_limit_costs_only_the_oversized_record() {
     let log = r.bridge.log_text();
     assert!(log.contains("too large to fetch"), "{log}");
 }
+
+/// Each unknown command name was answered on a topic of its own (`response/<name>`): a client
+/// could make the bridge publish to as many topics as it liked. Now one fixed topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_command_names_are_answered_on_one_fixed_topic() {
+    let mut r = rig().await;
+    for name in ["frobnicate", "x1", "x2"] {
+        publish(
+            r.broker.port,
+            &format!("face2mqtt/front-door/request/{name}"),
+            b"{}",
+            false,
+        )
+        .await;
+    }
+    collect_until(
+        &mut r.sub,
+        &mut r.seen,
+        Duration::from_secs(20),
+        "three answers on response/unknown",
+        |m| {
+            m.iter()
+                .filter(|(t, _, _)| t == "face2mqtt/front-door/response/unknown")
+                .count()
+                >= 3
+        },
+    )
+    .await;
+    let answer = r
+        .seen
+        .iter()
+        .find(|(t, _, _)| t == "face2mqtt/front-door/response/unknown")
+        .map(|(_, p, _)| serde_json::from_slice::<Value>(p).expect("json"))
+        .expect("an answer");
+    assert_eq!(answer["reason"], "bad_request");
+    assert!(answer["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("unknown command")));
+    for name in ["frobnicate", "x1", "x2"] {
+        let own = format!("face2mqtt/front-door/response/{name}");
+        assert!(!r.seen.iter().any(|(t, _, _)| *t == own), "{own}");
+    }
+}

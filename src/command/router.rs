@@ -108,11 +108,22 @@ async fn on_request(base: &str, routes: &mut HashMap<String, Route>, inc: Incomi
         return;
     };
     let Some(cmd) = Cmd::parse(cmd_word) else {
-        let text = format!("unknown command `{cmd_word}` (open, reboot, sync_time)");
+        // One fixed topic for every unknown name: answering on `response/<name>` would let any
+        // client make the bridge publish to as many topics as it likes. The name is quoted
+        // short and printable.
+        let shown: String = cmd_word
+            .chars()
+            .take(40)
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        let text = format!("unknown command `{shown}` (open, reboot, sync_time)");
         tracing::warn!(terminal, "{text}");
         route
             .responder
-            .send(cmd_word, response(Err((text, None, "bad_request")), None))
+            .send(
+                crate::messages::topics::UNKNOWN_COMMAND,
+                response(Err((text, None, "bad_request")), None),
+            )
             .await;
         return;
     };

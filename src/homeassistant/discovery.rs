@@ -431,6 +431,34 @@ mod tests {
     use crate::config::Config;
 
     #[test]
+    fn no_discovery_topic_is_longer_than_the_config_check_reckons() {
+        for id in ["t", "front-door", &"x".repeat(300)] {
+            let c = config("").terminals.into_iter().map(|mut t| {
+                t.id = id.to_string();
+                t
+            });
+            let terminals: Vec<_> = c.collect();
+            let site = Site {
+                prefix: "homeassistant",
+                base: "site/doors",
+                terminals: &terminals,
+                buttons: &[],
+            };
+            let longest = entities(&site, &|_| None)
+                .iter()
+                .map(|e| e.topic.len())
+                .max()
+                .expect("entities");
+            assert_eq!(
+                longest,
+                crate::messages::topics::longest_under_prefix("homeassistant", "site/doors", id),
+                "terminal id of {} bytes",
+                id.len()
+            );
+        }
+    }
+
+    #[test]
     fn each_terminal_has_a_clock_offset_sensor_reading_its_own_key() {
         let c = config("");
         let site = Site {
