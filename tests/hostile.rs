@@ -425,3 +425,35 @@ async fn unknown_command_names_are_answered_on_one_fixed_topic() {
         assert!(!r.seen.iter().any(|(t, _, _)| *t == own), "{own}");
     }
 }
+
+/// A numeric `transaction` came back changed (`1.50` as `"1.5"`, 300 digits as `"1e+300"`):
+/// now it is echoed as sent, same JSON type and text, and over 255 characters in any form is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_is_echoed_exactly_as_sent() {
+    let mut r = rig().await;
+    for sent in ["1.50", "\"t-1\"", "12345678901234567890123"] {
+        let mark = r.seen.len();
+        let resp = r
+            .request(
+                "sync_time",
+                format!("{{\"transaction\":{sent}}}").as_bytes(),
+            )
+            .await;
+        assert_eq!(resp["status"], "ok", "{resp}");
+        let raw = r.seen[mark..]
+            .iter()
+            .find(|(t, _, _)| t == "face2mqtt/front-door/response/sync_time")
+            .map(|(_, p, _)| String::from_utf8_lossy(p).into_owned())
+            .expect("the answer");
+        assert!(raw.contains(&format!("\"transaction\":{sent}")), "{raw}");
+    }
+    let digits = "9".repeat(300);
+    let resp = r
+        .request(
+            "sync_time",
+            format!("{{\"transaction\":{digits}}}").as_bytes(),
+        )
+        .await;
+    assert_eq!(resp["reason"], "bad_request", "{resp}");
+}

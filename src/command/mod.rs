@@ -90,10 +90,15 @@ pub fn response(
             m.insert("reason".into(), json!(reason));
         }
     }
-    if let Some(t) = transaction {
-        m.insert("transaction".into(), json!(t));
+    let mut out = Value::Object(m).to_string();
+    // The request's own JSON text, spliced in as sent (see `request::Payload::transaction`).
+    if let Some(raw) = transaction {
+        out.pop();
+        out.push_str(",\"transaction\":");
+        out.push_str(raw);
+        out.push('}');
     }
-    Value::Object(m).to_string().into_bytes()
+    out.into_bytes()
 }
 
 fn terminal_failure(e: &TerminalError) -> (String, Option<i64>, &'static str) {
@@ -301,8 +306,13 @@ mod tests {
 
     #[test]
     fn an_ok_response_echoes_the_transaction() {
-        let v: Value = serde_json::from_slice(&response(Ok(()), Some("t-1"))).expect("json");
+        let v: Value = serde_json::from_slice(&response(Ok(()), Some("\"t-1\""))).expect("json");
         assert_eq!(v, json!({"status": "ok", "transaction": "t-1"}));
+        let out = response(Ok(()), Some("1.50"));
+        assert_eq!(
+            out, br#"{"status":"ok","transaction":1.50}"#,
+            "echoed as sent"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde_json::Value;
 pub use crate::messages::Cmd;
 
 /// What a request payload says: when the sender issued it, a remark for the terminal's log, and a
-/// transaction id to echo on the response.
+/// transaction id to echo on the response, as the JSON text it was sent as.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Payload {
     pub remark: Option<String>,
@@ -41,6 +41,33 @@ const MAX_TIME_SECS: f64 = 253_402_300_799.0;
 ///   `time` would otherwise quietly skip the staleness check.
 ///
 /// Everything else is `Err` with the reason, to be answered `bad_request`.
+/// A request's `transaction` as the JSON text it was sent as (a string with its quotes, a number
+/// digit for digit: `1.50` stays `1.50`, 300 digits are not `1e+300`), to be echoed as is. Text
+/// or a number only, and at most [`MAX_TEXT`] characters: a string's, or a number's digits.
+fn raw_transaction(text: &str, parsed: Option<&Value>) -> Result<Option<String>, String> {
+    #[derive(serde::Deserialize)]
+    struct Raw<'a> {
+        #[serde(borrow)]
+        transaction: Option<&'a serde_json::value::RawValue>,
+    }
+    let too_long = || format!("request `transaction` is longer than {MAX_TEXT} characters");
+    match parsed {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if s.chars().count() > MAX_TEXT => return Err(too_long()),
+        Some(Value::String(_) | Value::Number(_)) => {}
+        Some(_) => return Err("request `transaction` must be text or a number".into()),
+    }
+    let raw: Raw<'_> =
+        serde_json::from_str(text).map_err(|e| format!("request is not valid JSON: {e}"))?;
+    let raw = raw.transaction.map(|r| r.get().to_string());
+    if matches!(parsed, Some(Value::Number(_)))
+        && raw.as_ref().is_some_and(|r| r.chars().count() > MAX_TEXT)
+    {
+        return Err(too_long());
+    }
+    Ok(raw)
+}
+
 pub fn parse_payload(cmd: Cmd, bytes: &[u8]) -> Result<Payload, String> {
     if bytes.len() > MAX_REQUEST {
         return Err(format!(
@@ -92,7 +119,7 @@ pub fn parse_payload(cmd: Cmd, bytes: &[u8]) -> Result<Payload, String> {
         Ok(Some(s))
     };
     let remark = text_member("remark")?;
-    let transaction = text_member("transaction")?;
+    let transaction = raw_transaction(text, m.get("transaction"))?;
     let time = match m.get("time") {
         None | Some(Value::Null) => None,
         Some(t) => Some(parse_time(t).ok_or_else(|| {
@@ -330,6 +357,38 @@ mod tests {
     }
 
     #[test]
+    fn a_transaction_keeps_its_json_type_and_text() {
+        for sent in [
+            "1.50",
+            "\"t-1\"",
+            "\"\\u0041\"",
+            "-0",
+            "12345678901234567890123",
+        ] {
+            let p = parse_payload(Cmd::Open, format!("{{\"transaction\":{sent}}}").as_bytes())
+                .expect("parses");
+            assert_eq!(p.transaction.as_deref(), Some(sent));
+        }
+        let digits = "9".repeat(300);
+        let p = parse_payload(
+            Cmd::Open,
+            format!("{{\"transaction\":{digits}}}").as_bytes(),
+        );
+        assert!(
+            p.is_err_and(|e| e.contains("longer than 255")),
+            "300 digits"
+        );
+    }
+
+    #[test]
+    fn a_transaction_that_is_not_text_or_a_number_is_refused() {
+        for sent in ["true", "[1]", "{\"a\":1}"] {
+            let p = parse_payload(Cmd::Open, format!("{{\"transaction\":{sent}}}").as_bytes());
+            assert!(p.is_err_and(|e| e.contains("text or a number")), "{sent}");
+        }
+    }
+
+    #[test]
     fn a_json_payload_carries_remark_transaction_and_time() {
         let p = parse_payload(
             Cmd::Open,
@@ -337,7 +396,7 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(p.remark.as_deref(), Some("parcel"));
-        assert_eq!(p.transaction.as_deref(), Some("42"));
+        assert_eq!(p.transaction.as_deref(), Some("42"), "the number, as sent");
         assert_eq!(p.time, Some(at(1_600_000_000)));
         let ms = parse_payload(Cmd::Open, br#"{"time":1600000000500}"#).expect("parses");
         assert_eq!(
