@@ -488,55 +488,8 @@ fn openssl(dir: &Path, args: &[&str]) -> String {
 /// them (X.509 version 1, the name only in the CN). Returns the CA's PEM, the certificate's,
 /// the key's, and the certificate's SHA-256 as openssl prints it.
 fn guide_server_certificate(dir: &Path) -> (String, String, String, String) {
-    openssl(dir, &["genrsa", "-out", "ca.key", "2048"]);
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-x509",
-            "-days",
-            "30",
-            "-key",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-subj",
-            "/CN=guide-ca",
-        ],
-    );
-    openssl(dir, &["genrsa", "-out", "server.key", "2048"]);
-    openssl(
-        dir,
-        &[
-            "req",
-            "-out",
-            "server.csr",
-            "-key",
-            "server.key",
-            "-new",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "30",
-        ],
-    );
+    guide_ca(dir);
+    guide_signed(dir, "server", "/CN=127.0.0.1");
     let fingerprint = openssl(
         dir,
         &[
@@ -620,58 +573,64 @@ async fn a_pin_that_does_not_match_the_broker_is_refused_naming_what_it_found() 
 /// makes them, with the `openssl` command line: OpenSSL 3's `x509 -req` without an extension
 /// file makes X.509 version 1. Returns the CA's PEM, the certificate's and the key's.
 fn guide_client_certificate(dir: &Path) -> (String, String, String) {
-    let run = |args: &[&str]| {
-        let ok = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "openssl {args:?} (apt-get install openssl)");
-    };
-    run(&["genrsa", "-out", "ca.key", "2048"]);
-    run(&[
-        "req",
-        "-new",
-        "-x509",
-        "-days",
-        "30",
-        "-key",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-subj",
-        "/CN=guide-ca",
-    ]);
-    run(&["genrsa", "-out", "client.key", "2048"]);
-    run(&[
-        "req",
-        "-out",
-        "client.csr",
-        "-key",
-        "client.key",
-        "-new",
-        "-subj",
-        "/CN=bridge",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "client.crt",
-        "-days",
-        "30",
-    ]);
+    guide_ca(dir);
+    guide_signed(dir, "client", "/CN=bridge");
     let read = |n: &str| std::fs::read_to_string(dir.join(n)).expect("read");
     (read("ca.crt"), read("client.crt"), read("client.key"))
+}
+
+/// The guide's CA: `ca.key` and `ca.crt` in `dir`.
+fn guide_ca(dir: &Path) {
+    openssl(dir, &["genrsa", "-out", "ca.key", "2048"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-x509",
+            "-days",
+            "30",
+            "-key",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=guide-ca",
+        ],
+    );
+}
+
+/// `<name>.key` and `<name>.crt` signed by the guide's CA the guide's way (`x509 -req`, no
+/// extension file: X.509 version 1).
+fn guide_signed(dir: &Path, name: &str, subject: &str) {
+    let (key, csr, crt) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.crt"),
+    );
+    openssl(dir, &["genrsa", "-out", &key, "2048"]);
+    openssl(
+        dir,
+        &["req", "-out", &csr, "-key", &key, "-new", "-subj", subject],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "30",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
