@@ -280,7 +280,7 @@ async fn usage_errors_exit_2() {
     let o = face2mqtt(vec!["no-such-command".into()]).await;
     assert_eq!(o.status.code(), Some(2));
     let dir = tempfile::tempdir().expect("tempdir");
-    let two = "[mqtt]\nurl = \"mqtt://h\"\n[[terminal]]\nid = \"a\"\nhost = \"h\"\npassword = \"x\"\n[[terminal]]\nid = \"b\"\nhost = \"h\"\npassword = \"x\"\n";
+    let two = "[mqtt]\nurl = \"mqtt://h\"\n[[terminal]]\nid = \"a\"\nhost = \"h\"\npassword = \"x\"\n[[terminal]]\nid = \"b\"\nhost = \"h2\"\npassword = \"x\"\n";
     let cfg = write_config(dir.path(), two);
     let o = face2mqtt(args(&["open"], &cfg)).await;
     assert_eq!(
