@@ -21,7 +21,7 @@
 //! synchronization). The log says which clock is suspect.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -133,7 +133,7 @@ pub struct TerminalClock {
     /// Records dated outside the skew (live ones off, any dated past now plus the skew).
     out_of_range: AtomicU64,
     /// Whether the clock is off now (the episode's state).
-    off: Mutex<bool>,
+    off: AtomicBool,
     /// When (Unix seconds) a sync was last asked because the clock was off.
     last_resync: AtomicU64,
     /// Wakes the terminal's time-sync task: its clock was seen off.
@@ -156,17 +156,12 @@ impl TerminalClock {
         if off_now {
             self.out_of_range.fetch_add(1, Ordering::Relaxed);
         }
-        let Ok(mut off) = self.off.lock() else {
-            return Seen::Fine;
-        };
-        let seen = match (*off, off_now) {
+        match (self.off.swap(off_now, Ordering::Relaxed), off_now) {
             (false, false) => Seen::Fine,
             (true, true) => Seen::StillOff,
             (false, true) => Seen::WentOff(o),
             (true, false) => Seen::BackInRange,
-        };
-        *off = off_now;
-        seen
+        }
     }
 
     /// Takes a fetched record's date: only a date past now plus the skew says anything (a

@@ -191,15 +191,8 @@ impl Mosquitto {
             assert!(status.success(), "mosquitto_passwd failed");
         }
         std::fs::write(d.join("acl"), acl).expect("write the ACL");
-        for _ in 0..20 {
-            m.port = unused_port();
-            match m.try_spawn() {
-                Ok(()) => return m,
-                Err(NotUp::AddressInUse) => continue,
-                Err(NotUp::Other(e)) => panic!("mosquitto did not start: {e}"),
-            }
-        }
-        panic!("mosquitto found every port it tried in use");
+        m.bind_and_spawn();
+        m
     }
 
     /// Writes a new ACL and has the running broker read it (SIGHUP), as an admin fixing it does.
@@ -227,13 +220,20 @@ impl Mosquitto {
         if m.tls.is_some() {
             m.write_tls_files();
         }
+        m.bind_and_spawn();
+        m
+    }
+
+    /// Mosquitto cannot listen on port 0 and tell us the port: a port that was free a moment
+    /// ago, and another one if something else took it meanwhile.
+    fn bind_and_spawn(&mut self) {
         for _ in 0..20 {
-            m.port = unused_port();
-            if m.tls.is_some() {
-                m.tls_port = unused_port();
+            self.port = unused_port();
+            if self.tls.is_some() {
+                self.tls_port = unused_port();
             }
-            match m.try_spawn() {
-                Ok(()) => return m,
+            match self.try_spawn() {
+                Ok(()) => return,
                 Err(NotUp::AddressInUse) => continue,
                 Err(NotUp::Other(e)) => panic!("mosquitto did not start: {e}"),
             }
