@@ -69,7 +69,7 @@ pub fn take(db: &Db, meta: &Tree, records: &Tree) -> sled::Result<Option<u64>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{open, rec, stored};
+    use super::super::testing::{open, rec, stored};
     use super::*;
 
     /// A queue of two: three appended, the first acknowledged.

@@ -1,0 +1,733 @@
+//! The queue: records in, batches out, acknowledgements, and making it durable.
+
+use super::*;
+
+impl Spool {
+    /// The stored entry of `records` value `v`: read from the log, or the value itself when an
+    /// older bridge stored it whole. `Some(Err(why))` when its body in the log is damaged; `None`
+    /// when it was acknowledged while being read (the writer may have unlinked its segment).
+    pub(super) fn stored<'v>(
+        &self,
+        seq: u64,
+        v: &'v [u8],
+    ) -> Result<Option<Stored<'v>>, SpoolError> {
+        let Some((at, _)) = bodies::Location::decode(v) else {
+            return Ok(Some(Ok(std::borrow::Cow::Borrowed(v))));
+        };
+        match self.bodies.read(seq, at).map_err(|e| self.log_err(e))? {
+            Ok(body) => Ok(Some(Ok(std::borrow::Cow::Owned(body)))),
+            Err(_)
+                if !self
+                    .records
+                    .contains_key(seq_key(seq))
+                    .map_err(|e| self.err(e))? =>
+            {
+                Ok(None)
+            }
+            Err(why) => Ok(Some(Err(why))),
+        }
+    }
+
+    /// Queues a record unless it was seen before. Not durable until [`Spool::flush`] returns.
+    /// With `advance_watermark`, the terminal's watermark moves up to its signTime (written after
+    /// the record, so a crash can never keep the watermark and lose the record).
+    pub fn append(
+        &self,
+        terminal: &str,
+        rec: &Normalized,
+        photo: Option<&[u8]>,
+        advance_watermark: bool,
+    ) -> Result<Appended, SpoolError> {
+        self.append_encoded(
+            &Encoded::new(terminal, &Incoming::of(rec, photo), now_ms()),
+            advance_watermark,
+        )
+    }
+
+    /// [`Spool::append`] for a record already encoded (by the writer, which measured it first).
+    pub fn append_encoded(
+        &self,
+        rec: &Encoded<'_>,
+        advance_watermark: bool,
+    ) -> Result<Appended, SpoolError> {
+        let seen = seen_key(rec.terminal, rec.sign_time, rec.event_id);
+        if self.seen.contains_key(&seen).map_err(|e| self.err(e))? {
+            return Ok(Appended::Duplicate);
+        }
+        let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+        // The photo first: a record on disk whose photo is not is caught by its PhotoRef.
+        if let Some(p) = rec.photo {
+            self.photos.put(seq, p).map_err(|e| self.photo_err(e))?;
+        }
+        // The body before its index: an index entry whose body is missing is a loss.
+        let at = match self.bodies.append(seq, &rec.value) {
+            Ok(at) => at,
+            Err(e) => {
+                // A full disk, most likely: the photo must not stay behind uncounted.
+                if rec.photo.is_some() {
+                    let _ = self.photos.remove(seq);
+                }
+                return Err(self.log_err(e));
+            }
+        };
+        let pending = pending_key(rec.terminal, rec.sign_time, seq);
+        let index = at.encode(&pending);
+        let indexed = (index.len() + pending.len() + seen.len()) as u64;
+        self.records
+            .insert(seq_key(seq), index)
+            .map_err(|e| self.err(e))?;
+        self.pending.insert(pending, &[]).map_err(|e| self.err(e))?;
+        self.seen.insert(seen, &[]).map_err(|e| self.err(e))?;
+        if advance_watermark {
+            self.advance_watermark(rec.terminal, rec.sign_time)?;
+        }
+        self.unflushed.fetch_add(indexed, Ordering::SeqCst);
+        if let Some(p) = rec.photo {
+            self.photo_disk
+                .fetch_add(photos::allocated(p.len() as u64), Ordering::SeqCst);
+        }
+        self.count.fetch_add(1, Ordering::SeqCst);
+        Ok(Appended::Stored(seq))
+    }
+
+    /// Makes every earlier write durable (fsync): the batch's photos and log frames on a thread
+    /// of their own, sled beside them (two fsyncs one after the other cost half a millisecond
+    /// more per batch, measured). Group commit: call once per batch. Blocks.
+    pub fn flush(&self) -> Result<(), SpoolError> {
+        // Every entry below `upto` has been written to the log (one writer appends and flushes).
+        let upto = self.next_seq.load(Ordering::SeqCst);
+        // sled's flush runs beside the log's sync, so the mark it carries is the one an earlier
+        // flush made true; `open` checks the entries from there on.
+        let proven = self.log_synced.load(Ordering::SeqCst);
+        self.meta
+            .insert(LOG_SYNCED, &proven.to_be_bytes())
+            .map_err(|e| self.err(e))?;
+        // Counted before the flush: an entry written meanwhile is counted twice, never not at all.
+        let flushed = self.unflushed.load(Ordering::SeqCst);
+        let (files, index) = std::thread::scope(|scope| {
+            let files = scope.spawn(|| {
+                self.photos.sync().map_err(|e| self.photo_err(e))?;
+                self.bodies.sync().map_err(|e| self.log_err(e))
+            });
+            let index = self.db.flush().map_err(|e| self.err(e));
+            let files = files.join().unwrap_or_else(|_| {
+                Err(self.log_err(std::io::Error::other("the log's sync thread panicked")))
+            });
+            (files, index)
+        });
+        files?;
+        index?;
+        self.log_synced.fetch_max(upto, Ordering::SeqCst);
+        self.measure_sled()?;
+        let _ = self
+            .unflushed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
+                Some(u.saturating_sub(flushed))
+            });
+        Ok(())
+    }
+
+    /// Records that the spool stops here, cleanly: the last write of a run, after the last
+    /// flush (see [`clean`]). The next open then trusts the count instead of walking the index.
+    pub fn close(&self) -> Result<(), SpoolError> {
+        clean::mark(
+            &self.db,
+            &self.meta,
+            &self.records,
+            self.count.load(Ordering::SeqCst),
+        )
+        .map_err(|e| self.err(e))
+    }
+
+    /// Up to `limit` entries after `after`, oldest first, and those among them that cannot be
+    /// decoded (with why): a damaged entry must not stop the queue, so it is reported, not fatal.
+    pub fn next_batch(&self, after: Option<u64>, limit: usize) -> Result<Batch, SpoolError> {
+        let start = after.map(|s| s.saturating_add(1)).unwrap_or(0);
+        let mut batch = Batch::default();
+        for item in self.records.range(seq_key(start)..).take(limit) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let seq = key_seq(&k);
+            let Some(stored) = self.stored(seq, &v)? else {
+                continue;
+            };
+            match stored.and_then(|b| entry::decode(&b)) {
+                Ok(entry) => batch.entries.push((seq, entry)),
+                Err(e) => batch.undecodable.push((seq, e)),
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Up to `limit` entries after `after` (from the start with `None`), oldest first.
+    pub fn next_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Entry)>, SpoolError> {
+        let start = after.map(|s| s.saturating_add(1)).unwrap_or(0);
+        let mut out = Vec::with_capacity(limit);
+        for item in self.records.range(seq_key(start)..).take(limit) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let seq = key_seq(&k);
+            let Some(stored) = self.stored(seq, &v)? else {
+                continue;
+            };
+            let entry = stored
+                .and_then(|b| entry::decode(&b))
+                .map_err(|reason| SpoolError::Corrupt { seq, reason })?;
+            out.push((seq, entry));
+        }
+        Ok(out)
+    }
+
+    /// The newest entry's sequence number.
+    pub fn last_seq(&self) -> Result<Option<u64>, SpoolError> {
+        Ok(self
+            .records
+            .last()
+            .map_err(|e| self.err(e))?
+            .map(|(k, _)| key_seq(&k)))
+    }
+
+    /// The entry's photo, if it has one that is whole. One that is missing or torn (a power cut
+    /// before it reached the disk) is removed with a warning (the one write outside the writer:
+    /// a damaged file can never be published, and removing a photo twice is harmless); the
+    /// record still goes out.
+    pub fn photo(&self, seq: u64, entry: &Entry) -> Result<Option<Vec<u8>>, SpoolError> {
+        let Some(want) = entry.photo else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.photos.get(seq).map_err(|e| self.photo_err(e))? else {
+            tracing::warn!(event_id = %entry.event_id, "the capture photo of a spooled record is missing (dropped by the size cap, or lost in a power cut)");
+            return Ok(None);
+        };
+        if !want.matches(&bytes) {
+            tracing::warn!(event_id = %entry.event_id, "the capture photo of a spooled record is damaged (a power cut before it reached the disk?); the record goes out without it");
+            self.remove_photo(seq)?;
+            return Ok(None);
+        }
+        Ok(Some(bytes))
+    }
+
+    /// The broker acknowledged the entry: it leaves the spool. No flush needed: a delete lost in a
+    /// crash is a duplicate publish, never a loss.
+    pub fn ack(&self, seq: u64) -> Result<(), SpoolError> {
+        if let Some(v) = self.records.remove(seq_key(seq)).map_err(|e| self.err(e))? {
+            // The count is of `pending` keys (that is what `open` counts): an entry whose key a
+            // crash lost leaves without taking the count below zero.
+            if bodies::Location::decode(&v).is_some() {
+                self.bodies.release(seq);
+                self.remove_dead_segments()?;
+            }
+            let key = match stored_pending_key(seq, &v) {
+                Some(key) => Some(sled::IVec::from(&*key)),
+                // A damaged entry (rare: it is quarantined) names no key; look for it.
+                None => self.pending_key_of(seq)?,
+            };
+            if let Some(key) = key {
+                if self.pending.remove(key).map_err(|e| self.err(e))?.is_some() {
+                    let _ = self
+                        .count
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+                            Some(c.saturating_sub(1))
+                        });
+                }
+            }
+        }
+        self.remove_photo(seq)?;
+        Ok(())
+    }
+
+    /// Unlinks the log's segments that hold no queued entry any more (one seek in the index each:
+    /// FIFO order makes it find the segment's next entry at once while it has one).
+    pub(super) fn remove_dead_segments(&self) -> Result<(), SpoolError> {
+        for (first, end) in self.bodies.take_dead() {
+            let used = self
+                .records
+                .range(seq_key(first)..seq_key(end))
+                .next()
+                .is_some();
+            if !used {
+                self.bodies.remove(first).map_err(|e| self.log_err(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `pending` key of entry `seq`, found by a walk over the keys.
+    pub(super) fn pending_key_of(&self, seq: u64) -> Result<Option<sled::IVec>, SpoolError> {
+        for k in self.pending.iter().keys() {
+            let k = k.map_err(|e| self.err(e))?;
+            if pending_seq(&k) == seq {
+                return Ok(Some(k));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Drops an entry that can never be published (unreadable); counted like a trimmed record.
+    pub fn discard(&self, seq: u64) -> Result<(), SpoolError> {
+        self.ack(seq)
+    }
+
+    /// Removes the entry's photo file, if any; whether there was one.
+    pub(super) fn remove_photo(&self, seq: u64) -> Result<bool, SpoolError> {
+        let len = self.photos.remove(seq).map_err(|e| self.photo_err(e))?;
+        let freed = photos::allocated(len);
+        let _ = self
+            .photo_disk
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                Some(b.saturating_sub(freed))
+            });
+        Ok(len > 0)
+    }
+
+    /// How long the oldest queued record has waited.
+    pub fn oldest_age(&self) -> Result<Option<Duration>, SpoolError> {
+        let at = self.oldest_ms.load(Ordering::Relaxed);
+        Ok((at != 0 && !self.is_empty())
+            .then(|| Duration::from_millis(now_ms().saturating_sub(at))))
+    }
+
+    /// Reads when the oldest queued entry was spooled, for [`Spool::oldest_age`]. Blocks: the
+    /// writer calls it after its batches.
+    pub fn note_oldest(&self) -> Result<(), SpoolError> {
+        let at = self
+            .next_after(None, 1)?
+            .first()
+            .map_or(0, |(_, e)| e.spooled_ms.max(1));
+        self.oldest_ms.store(at, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn entries_come_out_in_the_order_they_went_in() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        for i in 0..5 {
+            s.append("t", &rec(&format!("t-{i}"), 100 + i), None, true)
+                .expect("append");
+        }
+        let ids: Vec<String> = s
+            .next_after(None, 10)
+            .expect("read")
+            .into_iter()
+            .map(|(_, e)| e.event_id)
+            .collect();
+        assert_eq!(ids, ["t-0", "t-1", "t-2", "t-3", "t-4"]);
+        let (first, _) = s.next_after(None, 1).expect("read")[0].clone();
+        let rest = s.next_after(Some(first), 10).expect("read");
+        assert_eq!(rest.len(), 4);
+    }
+
+    #[test]
+    fn a_record_seen_before_is_a_duplicate() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        assert!(matches!(
+            s.append("t", &rec("t-1", 100), None, true),
+            Ok(Appended::Stored(_))
+        ));
+        assert_eq!(
+            s.append("t", &rec("t-1", 100), None, true).expect("append"),
+            Appended::Duplicate
+        );
+        // Still a duplicate after it was published and acknowledged.
+        let (seq, _) = s.next_after(None, 1).expect("read")[0].clone();
+        s.ack(seq).expect("ack");
+        assert_eq!(
+            s.append("t", &rec("t-1", 100), None, true).expect("append"),
+            Appended::Duplicate
+        );
+    }
+
+    #[test]
+    fn an_acknowledged_entry_leaves_with_its_photo() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let Appended::Stored(seq) = s
+            .append("t", &rec("t-1", 1), Some(&[0xFF, 0xD8, 1, 2]), true)
+            .expect("append")
+        else {
+            panic!("stored")
+        };
+        let entry = s.next_after(None, 1).expect("read")[0].1.clone();
+        assert_eq!(
+            s.photo(seq, &entry).expect("photo"),
+            Some(vec![0xFF, 0xD8, 1, 2])
+        );
+        assert_eq!(s.len(), 1);
+        let with_photo = s.bytes();
+        s.ack(seq).expect("ack");
+        assert_eq!(s.len(), 0);
+        assert_eq!(s.bytes(), with_photo - 4096, "the photo's block is free");
+        assert_eq!(s.photo(seq, &entry).expect("photo"), None);
+        assert!(
+            std::fs::read_dir(d.path().join("photos"))
+                .expect("photo dir")
+                .next()
+                .is_none(),
+            "the photo file is gone"
+        );
+    }
+
+    #[test]
+    fn a_torn_photo_is_dropped_and_the_record_still_goes_out() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let photo = vec![0xABu8; 5000];
+        let Appended::Stored(seq) = s
+            .append("t", &rec("t-1", 1), Some(&photo), true)
+            .expect("append")
+        else {
+            panic!("stored")
+        };
+        // What a power cut can leave: the file exists, its tail never reached the disk.
+        let file = d.path().join("photos").join(format!("{seq:020}.jpg"));
+        std::fs::write(&file, &photo[..1000]).expect("tear");
+        let entry = s.next_after(None, 1).expect("read")[0].1.clone();
+        assert_eq!(s.photo(seq, &entry).expect("photo"), None);
+        assert!(!file.exists(), "the torn photo is removed");
+        assert_eq!(s.len(), 1, "the record stays to be published");
+    }
+
+    #[test]
+    fn an_entry_records_when_it_entered_the_spool_and_the_oldest_tells_its_age() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        assert_eq!(s.oldest_age().expect("age"), None);
+        let before = now_ms();
+        let seq = stored(s.append("t", &rec("t-1", 1), None, true).expect("append"));
+        let after = now_ms();
+        let (_, entry) = s.next_after(None, 1).expect("read")[0].clone();
+        assert!(
+            before <= entry.spooled_ms && entry.spooled_ms <= after,
+            "{before} <= {} <= {after}",
+            entry.spooled_ms
+        );
+        // The same entry, spooled a minute ago.
+        let r = rec("t-1", 1);
+        let i = Incoming::of(&r, None);
+        let older = Encoded::new("t", &i, entry.spooled_ms - 60_000);
+        s.records
+            .insert(seq_key(seq), older.value.as_slice())
+            .expect("rewrite");
+        assert_eq!(
+            s.oldest_age().expect("age"),
+            None,
+            "read from memory: nothing noted yet"
+        );
+        s.note_oldest().expect("note");
+        let age = s.oldest_age().expect("age").expect("an entry waits");
+        assert!(
+            age >= Duration::from_secs(60) && age < Duration::from_secs(3600),
+            "{age:?}"
+        );
+    }
+
+    #[test]
+    fn an_empty_queue_has_no_oldest_age_whatever_was_noted() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let seq = stored(s.append("t", &rec("t-1", 1), None, true).expect("append"));
+        s.note_oldest().expect("note");
+        assert!(s.oldest_age().expect("age").is_some());
+        s.ack(seq).expect("ack");
+        assert_eq!(s.oldest_age().expect("age"), None);
+    }
+
+    #[test]
+    fn a_damaged_entry_that_leaves_takes_its_index_key_and_its_count_with_it() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let a = stored(s.append("t", &rec("t-1", 1), None, true).expect("append"));
+        let b = stored(s.append("t", &rec("t-2", 2), None, true).expect("append"));
+        s.records
+            .insert(seq_key(a), &b"not json"[..])
+            .expect("damage");
+        s.quarantine(a, "undecodable").expect("quarantine");
+        assert_eq!(s.len(), 1);
+        let left: Vec<u64> = s
+            .pending
+            .iter()
+            .keys()
+            .map(|k| pending_seq(&k.expect("key")))
+            .collect();
+        assert_eq!(
+            left,
+            [b],
+            "the low-water mark is not held by the damaged entry"
+        );
+        assert_eq!(s.low_water().expect("marks")["t"], 2);
+    }
+
+    #[test]
+    fn an_entry_whose_index_key_a_crash_lost_keeps_its_photo_and_leaves_without_a_negative_count() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (a, b);
+        {
+            let s = open(d.path());
+            a = stored(
+                s.append("t", &rec("t-1", 1), Some(&[0xFF, 0xD8, 1, 2]), true)
+                    .expect("append"),
+            );
+            b = stored(s.append("t", &rec("t-2", 2), None, true).expect("append"));
+            s.pending
+                .remove(pending_key("t", 1, a))
+                .expect("lose the key");
+            s.flush().expect("flush");
+        }
+        let s = open(d.path());
+        assert_eq!(s.len(), 1, "the count is of index keys");
+        let (_, entry) = s.next_after(None, 1).expect("read").remove(0);
+        assert!(
+            s.photo(a, &entry).expect("photo").is_some(),
+            "not taken for an orphan"
+        );
+        s.ack(a).expect("ack");
+        assert_eq!(s.len(), 1);
+        s.ack(b).expect("ack");
+        assert_eq!(s.len(), 0);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn an_entry_stored_whole_by_an_older_bridge_is_read_and_leaves_after_an_upgrade() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let incoming = Incoming::of(&rec("t-1", 7), None);
+        spooled_by_an_older_bridge(d.path(), &Encoded::new("t", &incoming, 1).value);
+        let s = open(d.path());
+        assert_eq!(s.len(), 1);
+        let new = stored(s.append("t", &rec("t-2", 8), None, true).expect("append"));
+        assert_eq!(new, 2, "numbered after the old entries");
+        let ids: Vec<String> = s
+            .next_after(None, 10)
+            .expect("read")
+            .into_iter()
+            .map(|(_, e)| e.event_id)
+            .collect();
+        assert_eq!(ids, ["t-1", "t-2"]);
+        s.ack(1).expect("ack");
+        assert_eq!(s.len(), 1);
+        assert_eq!(
+            s.low_water().expect("marks")["t"],
+            8,
+            "its index key left too"
+        );
+        s.ack(new).expect("ack");
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_photo_spooled_by_an_older_bridge_is_checked_by_its_fnv_hash_after_an_upgrade() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let photo = b"\xff\xd8 a photo spooled before the crc \xff\xd9".to_vec();
+        let head = format!(
+            "{{\"terminal\":\"t\",\"event_id\":\"t-1\",\"sign_time\":7,\"spooled_ms\":1,\"photo\":{{\"len\":{},\"hash\":{}}}}}\n{{}}",
+            photo.len(),
+            crate::record::stable_hash(&photo)
+        );
+        spooled_by_an_older_bridge(d.path(), head.as_bytes());
+        let dir = d.path().join("photos");
+        std::fs::create_dir_all(&dir).expect("photos");
+        std::fs::write(dir.join(format!("{:020}.jpg", 1)), &photo).expect("photo");
+        let s = open(d.path());
+        let (seq, entry) = s.next_after(None, 1).expect("read").remove(0);
+        assert_eq!(entry.photo.and_then(|p| p.crc32), None);
+        assert_eq!(s.photo(seq, &entry).expect("photo"), Some(photo.clone()));
+        let mut torn = photo;
+        torn[3] ^= 1;
+        std::fs::write(
+            d.path().join("photos").join(format!("{:020}.jpg", 1)),
+            &torn,
+        )
+        .expect("photo");
+        assert_eq!(s.photo(seq, &entry).expect("photo"), None, "damaged");
+    }
+
+    #[test]
+    fn an_entry_counts_its_frame_and_its_index_keys_until_sled_measures_them() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        s.flush().expect("flush");
+        let before = s.bytes();
+        let r = rec("t-1", 7);
+        let value = Encoded::new("t", &Incoming::of(&r, None), now_ms())
+            .value
+            .len() as u64;
+        s.append("t", &r, None, true).expect("append");
+        // The frame: a 20-byte header (seq, length, hash) and the entry.
+        assert_eq!(s.bodies.bytes(), 20 + value);
+        // The index: location (13) and pending key (18), the pending key, the dedupe key (13).
+        assert_eq!(s.unflushed.load(Ordering::SeqCst), 13 + 18 + 18 + 13);
+        assert_eq!(s.bytes(), before + 20 + value + 62);
+    }
+
+    #[test]
+    fn the_log_gives_back_its_space_as_entries_leave_and_keeps_what_is_queued() {
+        let d = tempfile::tempdir().expect("tempdir");
+        // 1 MiB cap: 64 KiB segments.
+        let s = Spool::open(d.path(), 1 << 20).expect("opens");
+        let big = |i: u64| Normalized {
+            json: json!({"event_id": format!("t-{i}"), "pad": "x".repeat(8000)}),
+            ..rec(&format!("t-{i}"), i)
+        };
+        let seqs: Vec<u64> = (0..40)
+            .map(|i| stored(s.append("t", &big(i), None, true).expect("append")))
+            .collect();
+        s.flush().expect("flush");
+        let full = (segments(d.path()), s.bytes());
+        assert!(full.0 >= 4, "{full:?}");
+        for q in &seqs[..30] {
+            s.ack(*q).expect("ack");
+        }
+        let drained = (segments(d.path()), s.bytes());
+        assert!(
+            drained.0 < full.0 && drained.1 < full.1,
+            "{full:?} {drained:?}"
+        );
+        let left = queued(&s);
+        assert_eq!(left, seqs[30..], "the queued ones still read");
+        drop(s);
+        let s = open(d.path());
+        assert_eq!(s.len(), 10);
+        for q in &seqs[30..] {
+            s.ack(*q).expect("ack");
+        }
+        assert_eq!(segments(d.path()), 0, "no segment outlives its entries");
+        assert_eq!(s.bodies.bytes(), 0);
+    }
+
+    #[test]
+    fn an_entry_acknowledged_while_a_batch_reads_it_is_skipped_not_taken_for_damage() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = Spool::open(d.path(), 1 << 20).expect("opens");
+        let big = Normalized {
+            json: json!({"pad": "x".repeat(70_000)}),
+            ..rec("t-1", 1)
+        };
+        let a = stored(s.append("t", &big, None, true).expect("append"));
+        s.append("t", &rec("t-2", 2), None, true).expect("append");
+        // The batch has read `a`'s index entry; then its PUBACK arrives and its segment goes.
+        let index = s.records.get(seq_key(a)).expect("get").expect("indexed");
+        s.ack(a).expect("ack");
+        assert_eq!(segments(d.path()), 1, "a's segment is gone");
+        assert!(s.stored(a, &index).expect("read").is_none());
+        // Still in the queue, the same failure is damage.
+        s.records
+            .insert(seq_key(a), index.clone())
+            .expect("put back");
+        assert!(matches!(s.stored(a, &index).expect("read"), Some(Err(_))));
+    }
+
+    #[test]
+    fn a_batch_reports_undecodable_entries_beside_the_good_ones() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let a = stored(s.append("t", &rec("t-1", 1), None, true).expect("append"));
+        let b = stored(s.append("t", &rec("t-2", 2), None, true).expect("append"));
+        let c = stored(s.append("t", &rec("t-3", 3), None, true).expect("append"));
+        s.records
+            .insert(seq_key(b), &b"not json"[..])
+            .expect("damage");
+        let batch = s.next_batch(None, 10).expect("batch");
+        let good: Vec<(u64, String)> = batch
+            .entries
+            .iter()
+            .map(|(q, e)| (*q, e.event_id.clone()))
+            .collect();
+        assert_eq!(good, [(a, "t-1".to_string()), (c, "t-3".to_string())]);
+        assert_eq!(
+            batch
+                .undecodable
+                .iter()
+                .map(|(q, _)| *q)
+                .collect::<Vec<_>>(),
+            [b]
+        );
+        let later = s.next_batch(Some(a), 1).expect("batch");
+        assert!(later.entries.is_empty());
+        assert_eq!(later.undecodable.len(), 1);
+    }
+
+    #[test]
+    fn the_last_sequence_number_is_the_newest_entry_s() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        assert_eq!(s.last_seq().expect("last"), None);
+        assert!(s.is_empty());
+        s.append("t", &rec("t-1", 1), None, true).expect("append");
+        s.append("t", &rec("t-2", 2), None, true).expect("append");
+        let c = stored(s.append("t", &rec("t-3", 3), None, true).expect("append"));
+        assert_eq!(s.last_seq().expect("last"), Some(c));
+        assert!(c >= 3, "{c}");
+        assert!(!s.is_empty());
+    }
+
+    #[test]
+    fn a_discarded_entry_leaves_with_its_photo() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let seq = stored(
+            s.append("t", &rec("t-1", 1), Some(&[0xFF, 0xD8, 1, 2]), true)
+                .expect("append"),
+        );
+        s.discard(seq).expect("discard");
+        assert!(s.is_empty());
+        assert_eq!(s.photo_disk.load(Ordering::SeqCst), 0);
+        assert!(s.next_after(None, 10).expect("read").is_empty());
+    }
+
+    #[test]
+    fn acknowledging_one_entry_frees_exactly_its_photos_blocks() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let a = stored(
+            s.append("t", &rec("t-1", 1), Some(&[0xFF; 700]), true)
+                .expect("append"),
+        );
+        let after_a = s.bytes();
+        s.append("t", &rec("t-2", 2), Some(&[0xFF; 900]), true)
+            .expect("append");
+        let after_b = s.bytes();
+        assert!(after_a > 4096, "{after_a}");
+        s.ack(a).expect("ack");
+        // Its entry's bytes in sled come back only as sled reuses or truncates its log.
+        assert_eq!(s.bytes(), after_b - 4096);
+    }
+
+    #[test]
+    fn a_photo_of_the_right_length_but_other_bytes_is_dropped() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        let seq = stored(
+            s.append("t", &rec("t-1", 1), Some(&[0xFF, 0xD8, 1, 2]), true)
+                .expect("append"),
+        );
+        let file = d.path().join("photos").join(format!("{seq:020}.jpg"));
+        std::fs::write(&file, [0xFF, 0xD8, 9, 9]).expect("damage");
+        let entry = s.next_after(None, 1).expect("read")[0].1.clone();
+        assert_eq!(s.photo(seq, &entry).expect("photo"), None);
+        assert!(!file.exists(), "the damaged photo is removed");
+    }
+
+    #[test]
+    fn a_flush_syncs_the_photos_written_since_the_last_one() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        s.append("t", &rec("t-1", 1), Some(&[0xFF, 0xD8, 1, 2]), true)
+            .expect("append");
+        s.append("t", &rec("t-2", 2), Some(&[0xFF, 0xD8, 3, 4]), true)
+            .expect("append");
+        assert_eq!(s.photos.unsynced(), 2);
+        s.flush().expect("flush");
+        assert_eq!(s.photos.unsynced(), 0);
+    }
+}
