@@ -234,6 +234,8 @@ async fn open_spool(config: &Config) -> Result<Arc<Spool>, Failure> {
             Err(e) if e.is_locked() && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            // A restart would not change these: systemd's unit does not restart on exit 78.
+            Err(e) if e.is_permanent() => return Err(Failure::Config(e.to_string())),
             other => break other.map_err(|e| Failure::Runtime(e.to_string()))?,
         }
     };

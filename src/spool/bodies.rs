@@ -28,39 +28,49 @@ const HEADER: usize = 8 + 4 + 8;
 /// it has been acknowledged.
 pub const SEGMENT_BYTES: u64 = 1 << 20;
 
-/// Tag of a `records` value that is a location, not an entry (entries start with `{`).
+/// Tag of a `records` value (so that other bytes read as damage, not as a location).
 const TAG: u8 = 0x01;
+/// Bit of a location's flags: the entry has a photo file.
+const HAS_PHOTO: u8 = 0x01;
+/// Tag, flags, offset, length.
+const LOCATION: usize = 1 + 1 + 8 + 4;
 
-/// Where an entry's body is: its frame's offset in its segment, and the body's length.
+/// Where an entry's body is: its frame's offset in its segment, and the body's length; and
+/// whether a photo file goes with it (so that an acknowledgement of one without does not look).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location {
     pub offset: u64,
     pub len: u32,
+    pub photo: bool,
 }
 
 impl Location {
     /// The `records` value: the location, then the entry's `pending` key (so that an
     /// acknowledgement removes it without reading the body).
     pub fn encode(&self, pending: &[u8]) -> Vec<u8> {
-        let mut v = Vec::with_capacity(13 + pending.len());
+        let mut v = Vec::with_capacity(LOCATION + pending.len());
         v.push(TAG);
+        v.push(if self.photo { HAS_PHOTO } else { 0 });
         v.extend_from_slice(&self.offset.to_be_bytes());
         v.extend_from_slice(&self.len.to_be_bytes());
         v.extend_from_slice(pending);
         v
     }
 
-    /// The location and the `pending` key; `None` for a value that is not a location (an entry
-    /// stored whole by an older bridge, or damage).
+    /// The location and the `pending` key; `None` for a value that is not one (damage).
     pub fn decode(v: &[u8]) -> Option<(Location, &[u8])> {
-        if v.len() < 13 || v[0] != TAG {
+        if v.len() < LOCATION || v[0] != TAG || v[1] & !HAS_PHOTO != 0 {
             return None;
         }
-        let offset = u64::from_be_bytes(v[1..9].try_into().ok()?);
-        let len = u32::from_be_bytes(v[9..13].try_into().ok()?);
-        Some((Location { offset, len }, &v[13..]))
+        let offset = u64::from_be_bytes(v[2..10].try_into().ok()?);
+        let len = u32::from_be_bytes(v[10..14].try_into().ok()?);
+        let photo = v[1] & HAS_PHOTO != 0;
+        Some((Location { offset, len, photo }, &v[LOCATION..]))
     }
 }
+
+/// A frame read back, header and body, with the file it is in.
+type Frame = (Arc<File>, Vec<u8>);
 
 struct Segment {
     file: Arc<File>,
@@ -82,6 +92,9 @@ struct Inner {
     /// (which knows what is queued; a count kept here could not know of an entry whose index key
     /// a crash lost) and remove.
     dead: Vec<u64>,
+    /// Segments found dead, to unlink once the index change that freed them is durable: unlinked
+    /// before, a power cut could leave an index naming entries whose frames are gone.
+    doomed: Vec<u64>,
     bytes: u64,
 }
 
@@ -120,10 +133,8 @@ fn first_of(name: &str) -> Option<u64> {
 impl Bodies {
     /// Opens the log in `dir` (created if missing). `max_bytes` is the spool's size cap: segments
     /// are a sixteenth of it at most, so the space held by a half-acknowledged segment stays small
-    /// beside the cap. Whether `dir` already existed is the second value (a spool from before the
-    /// log has no locations to check).
-    pub fn open(dir: &Path, max_bytes: u64) -> io::Result<(Bodies, bool)> {
-        let existed = dir.is_dir();
+    /// beside the cap.
+    pub fn open(dir: &Path, max_bytes: u64) -> io::Result<Bodies> {
         fs::create_dir_all(dir)?;
         let mut inner = Inner::default();
         for item in fs::read_dir(dir)? {
@@ -131,7 +142,11 @@ impl Bodies {
             let Some(first) = item.file_name().to_str().and_then(first_of) else {
                 continue;
             };
-            let file = File::open(item.path())?;
+            // Writable: frames past the last good mark are written again (see `renew`).
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(item.path())?;
             let len = file.metadata()?.len();
             inner.bytes = inner.bytes.saturating_add(len);
             inner.segments.insert(
@@ -147,7 +162,7 @@ impl Bodies {
             roll_at: (max_bytes / 16).clamp(64 << 10, SEGMENT_BYTES),
             inner: Mutex::new(inner),
         };
-        Ok((bodies, existed))
+        Ok(bodies)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -167,7 +182,7 @@ impl Bodies {
 
     /// Appends entry `seq`'s body. Written to the file before it returns (a process that dies
     /// next leaves it in the page cache); durable after [`Bodies::sync`].
-    pub fn append(&self, seq: u64, body: &[u8]) -> io::Result<Location> {
+    pub fn append(&self, seq: u64, body: &[u8], photo: bool) -> io::Result<Location> {
         let len = u32::try_from(body.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "entry over 4 GiB"))?;
         let mut inner = self.lock();
@@ -209,12 +224,37 @@ impl Bodies {
         seg.len += frame.len() as u64;
         inner.bytes = inner.bytes.saturating_add(frame.len() as u64);
         inner.unsynced.insert(active);
-        Ok(Location { offset, len })
+        Ok(Location { offset, len, photo })
     }
 
     /// Entry `seq`'s body; `Ok(Err(why))` when what is there is not it (torn, never written,
     /// or its segment is gone).
     pub fn read(&self, seq: u64, at: Location) -> io::Result<Result<Vec<u8>, String>> {
+        Ok(self.frame(seq, at)?.map(|(_, mut frame)| {
+            frame.drain(..HEADER);
+            frame
+        }))
+    }
+
+    /// Writes entry `seq`'s frame again where it is, to be synced by the next [`Bodies::sync`];
+    /// `Ok(Err(why))` when it is damaged. After a failed fsync, Linux marks the pages it could not
+    /// write clean: they read back whole until evicted, but a later fsync does not write them.
+    /// Written again, they are dirty once more (and one that was evicted reads as damage).
+    pub fn renew(&self, seq: u64, at: Location) -> io::Result<Result<(), String>> {
+        let (file, frame) = match self.frame(seq, at)? {
+            Ok(found) => found,
+            Err(why) => return Ok(Err(why)),
+        };
+        file.write_all_at(&frame, at.offset)?;
+        let mut inner = self.lock();
+        if let Some((first, _)) = inner.holding(seq) {
+            inner.unsynced.insert(first);
+        }
+        Ok(Ok(()))
+    }
+
+    /// Entry `seq`'s whole frame, checked, and the file it is in.
+    fn frame(&self, seq: u64, at: Location) -> io::Result<Result<Frame, String>> {
         let (file, end) = {
             let inner = self.lock();
             match inner.holding(seq) {
@@ -244,8 +284,7 @@ impl Bodies {
                 "its frame in the log is damaged (a power cut before it reached the disk?)".into(),
             ));
         }
-        frame.drain(..HEADER);
-        Ok(Ok(frame))
+        Ok(Ok((file, frame)))
     }
 
     /// Entry `seq` left the queue: its segment may now hold none (see [`Bodies::take_dead`]).
@@ -269,6 +308,21 @@ impl Bodies {
             .collect()
     }
 
+    /// Segment `first` holds no queued entry: unlinked (by the spool) once that is durable.
+    pub fn doom(&self, first: u64) {
+        self.lock().doomed.push(first);
+    }
+
+    /// The segments doomed so far, taken: a flush that starts now makes their freeing durable.
+    pub fn take_doomed(&self) -> Vec<u64> {
+        std::mem::take(&mut self.lock().doomed)
+    }
+
+    /// Whether a segment waits for a flush to be unlinked.
+    pub fn has_doomed(&self) -> bool {
+        !self.lock().doomed.is_empty()
+    }
+
     /// Unlinks segment `first` (no sync needed: one a crash brings back is removed again at the
     /// next open, as it holds no queued entry).
     pub fn remove(&self, first: u64) -> io::Result<()> {
@@ -286,51 +340,24 @@ impl Bodies {
     }
 
     /// Makes every frame written so far durable: the segments' data, then the directory when a
-    /// segment was created.
+    /// segment was created. A sync that fails is not retried by the next: after a failed
+    /// fsync, Linux marks the pages it could not write clean, so a second fsync reports success
+    /// for data that is not on the disk. The spool stops instead (see `Spool::flush`).
     pub fn sync(&self) -> io::Result<()> {
         let (files, created) = {
             let mut inner = self.lock();
             let firsts = std::mem::take(&mut inner.unsynced);
-            let files: Vec<(u64, Arc<File>)> = firsts
+            let files: Vec<Arc<File>> = firsts
                 .iter()
-                .filter_map(|f| inner.segments.get(f).map(|s| (*f, Arc::clone(&s.file))))
+                .filter_map(|f| inner.segments.get(f).map(|s| Arc::clone(&s.file)))
                 .collect();
             (files, std::mem::take(&mut inner.created))
         };
-        let synced =
-            files
-                .iter()
-                .try_for_each(|(_, f)| f.sync_data())
-                .and_then(|()| match created {
-                    true => File::open(&self.dir)?.sync_all(),
-                    false => Ok(()),
-                });
-        if synced.is_err() {
-            // Retried by the writer's next flush, which must not report durable what is not.
-            let mut inner = self.lock();
-            inner.unsynced.extend(files.iter().map(|(f, _)| *f));
-            inner.created |= created;
-        }
-        synced
-    }
-
-    /// Syncs every segment that may hold entry `seq` or a later one, and the directory (at open:
-    /// frames a crashed process wrote may be in the page cache only).
-    pub fn sync_from(&self, seq: u64) -> io::Result<()> {
-        let files: Vec<Arc<File>> = {
-            let inner = self.lock();
-            let from = inner.holding(seq).map_or(seq, |(first, _)| first);
-            inner
-                .segments
-                .range(from..)
-                .map(|(_, s)| Arc::clone(&s.file))
-                .collect()
-        };
-        if files.is_empty() {
-            return Ok(());
-        }
         files.iter().try_for_each(|f| f.sync_data())?;
-        File::open(&self.dir)?.sync_all()
+        if created {
+            File::open(&self.dir)?.sync_all()?;
+        }
+        Ok(())
     }
 
     /// What the segments take on disk.
@@ -369,30 +396,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_location_round_trips_and_an_entry_stored_whole_is_not_one() {
-        let at = Location {
-            offset: 1 << 40,
-            len: 1700,
-        };
+    fn a_location_round_trips_and_other_bytes_are_not_one() {
+        for photo in [false, true] {
+            let at = Location {
+                offset: 1 << 40,
+                len: 1700,
+                photo,
+            };
+            assert_eq!(
+                Location::decode(&at.encode(b"door\0key")),
+                Some((at, &b"door\0key"[..]))
+            );
+            assert_eq!(Location::decode(&at.encode(b"")), Some((at, &b""[..])));
+            assert_eq!(Location::decode(&at.encode(b"")[..LOCATION - 1]), None);
+        }
         assert_eq!(
-            Location::decode(&at.encode(b"door\0key")),
-            Some((at, &b"door\0key"[..]))
+            Location::decode(br#"{"terminal":"t","event_id":"e"}"#),
+            None
         );
-        assert_eq!(Location::decode(&at.encode(b"")), Some((at, &b""[..])));
-        assert_eq!(Location::decode(br#"{"terminal":"t"}"#), None);
-        assert_eq!(Location::decode(&at.encode(b"")[..12]), None);
+        let at = Location {
+            offset: 7,
+            len: 9,
+            photo: false,
+        };
         let mut other = at.encode(b"k");
-        other[0] = b'{';
-        assert_eq!(Location::decode(&other), None);
+        other[1] = 0x80;
+        assert_eq!(Location::decode(&other), None, "an unknown flag is damage");
     }
 
     #[test]
     fn a_body_reads_back_as_written_and_a_damaged_frame_reads_as_damaged() {
         let d = tempfile::tempdir().expect("tempdir");
-        let (b, existed) = Bodies::open(d.path(), 512 << 20).expect("open");
-        assert!(existed);
-        let one = b.append(7, b"first body").expect("append");
-        let two = b.append(8, b"second").expect("append");
+        let b = Bodies::open(d.path(), 512 << 20).expect("open");
+        let one = b.append(7, b"first body", false).expect("append");
+        let two = b.append(8, b"second", false).expect("append");
         assert_eq!(b.read(7, one).expect("read"), Ok(b"first body".to_vec()));
         assert_eq!(b.read(8, two).expect("read"), Ok(b"second".to_vec()));
         assert!(
@@ -404,11 +441,13 @@ mod tests {
         let past = Location {
             offset: 1 << 20,
             len: 4,
+            photo: false,
         };
         assert!(b.read(8, past).expect("read").is_err(), "past the end");
         let huge = Location {
             offset: u64::MAX - 3,
             len: u32::MAX,
+            photo: false,
         };
         assert!(b.read(8, huge).expect("read").is_err(), "no 4 GiB buffer");
         let last_byte_short = Location {
@@ -429,10 +468,10 @@ mod tests {
     fn a_segment_is_closed_at_its_size_and_offered_for_removal_when_an_entry_of_it_leaves() {
         let d = tempfile::tempdir().expect("tempdir");
         // The smallest roll size: 64 KiB.
-        let (b, _) = Bodies::open(d.path(), 1 << 20).expect("open");
+        let b = Bodies::open(d.path(), 1 << 20).expect("open");
         let body = vec![b'x'; 16 << 10];
         for seq in 1..=5 {
-            b.append(seq, &body).expect("append");
+            b.append(seq, &body, false).expect("append");
         }
         assert_eq!(b.segment_count(), 2, "four frames of 16 KiB fill 64 KiB");
         assert_eq!(b.ranges(), [(1, 5), (5, u64::MAX)]);
@@ -455,8 +494,8 @@ mod tests {
     #[test]
     fn a_failing_read_is_an_error_and_a_frame_cut_short_is_damage() {
         let d = tempfile::tempdir().expect("tempdir");
-        let (b, _) = Bodies::open(d.path(), 512 << 20).expect("open");
-        let at = b.append(1, b"body").expect("append");
+        let b = Bodies::open(d.path(), 512 << 20).expect("open");
+        let at = b.append(1, b"body", false).expect("append");
         let path = b.path_of(1).expect("segment");
         // The file shorter than the log believes (cut behind its back): damage.
         b.cut(1, HEADER as u64 + 2);
@@ -471,10 +510,10 @@ mod tests {
     #[test]
     fn removing_a_segment_already_gone_is_fine_and_a_failing_removal_is_an_error() {
         let d = tempfile::tempdir().expect("tempdir");
-        let (b, _) = Bodies::open(d.path(), 1 << 20).expect("open");
+        let b = Bodies::open(d.path(), 1 << 20).expect("open");
         let body = vec![b'x'; 64 << 10];
         for seq in 1..=3 {
-            b.append(seq, &body).expect("append");
+            b.append(seq, &body, false).expect("append");
         }
         fs::remove_file(b.path_of(1).expect("segment")).expect("gone behind our back");
         b.remove(1).expect("already gone is fine");
@@ -485,21 +524,29 @@ mod tests {
     }
 
     #[test]
-    fn syncing_from_an_entry_syncs_its_segment_and_later_ones_only() {
+    fn a_frame_written_again_reads_the_same_and_waits_for_the_next_sync() {
         let d = tempfile::tempdir().expect("tempdir");
         let dir = d.path().join("log");
-        let (b, _) = Bodies::open(&dir, 1 << 20).expect("open");
-        b.sync_from(1).expect("nothing to sync");
-        b.append(5, b"body").expect("append");
-        b.sync_from(5).expect("sync");
-        fs::remove_dir_all(&dir).expect("pull the directory away");
-        assert!(
-            b.sync_from(7).is_err(),
-            "segment 5 holds 7: it and the directory"
+        let at;
+        {
+            let b = Bodies::open(&dir, 1 << 20).expect("open");
+            at = b.append(5, b"body", false).expect("append");
+            b.sync().expect("sync");
+        }
+        let b = Bodies::open(&dir, 1 << 20).expect("reopen");
+        assert!(b.lock().unsynced.is_empty());
+        assert_eq!(b.renew(5, at).expect("renew"), Ok(()));
+        assert_eq!(
+            b.lock().unsynced.len(),
+            1,
+            "written again: synced by the next sync"
         );
-        let (empty, _) = Bodies::open(&d.path().join("other"), 1 << 20).expect("open");
-        fs::remove_dir_all(d.path().join("other")).expect("pull it away too");
-        empty.sync_from(0).expect("no segment: nothing touched");
+        assert_eq!(b.read(5, at).expect("read"), Ok(b"body".to_vec()));
+        b.cut(5, HEADER as u64 + 1);
+        assert!(
+            b.renew(5, at).expect("renew").is_err(),
+            "a torn frame is damage"
+        );
     }
 
     #[test]
@@ -510,7 +557,7 @@ mod tests {
             (4 << 20, 256 << 10),
             (512 << 20, SEGMENT_BYTES),
         ] {
-            let (b, _) = Bodies::open(d.path(), cap).expect("open");
+            let b = Bodies::open(d.path(), cap).expect("open");
             assert_eq!(b.roll_at, roll, "cap {cap}");
         }
     }
@@ -518,12 +565,12 @@ mod tests {
     #[test]
     fn the_segment_appended_to_is_offered_for_removal_once_the_next_one_starts() {
         let d = tempfile::tempdir().expect("tempdir");
-        let (b, _) = Bodies::open(d.path(), 1 << 20).expect("open");
+        let b = Bodies::open(d.path(), 1 << 20).expect("open");
         let body = vec![b'x'; 64 << 10];
-        b.append(1, &body).expect("append");
+        b.append(1, &body, false).expect("append");
         b.release(1);
         assert!(b.take_dead().is_empty());
-        b.append(2, &body).expect("append");
+        b.append(2, &body, false).expect("append");
         assert_eq!(b.take_dead(), [(1, 2)]);
     }
 
@@ -532,26 +579,40 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         let at;
         {
-            let (b, _) = Bodies::open(d.path(), 512 << 20).expect("open");
-            at = b.append(1, b"kept").expect("append");
+            let b = Bodies::open(d.path(), 512 << 20).expect("open");
+            at = b.append(1, b"kept", false).expect("append");
             b.sync().expect("sync");
         }
-        let (b, _) = Bodies::open(d.path(), 512 << 20).expect("open");
+        let b = Bodies::open(d.path(), 512 << 20).expect("open");
         assert_eq!(b.bytes(), (HEADER + 4) as u64);
-        b.append(2, b"new").expect("append");
+        b.append(2, b"new", false).expect("append");
         assert_eq!(b.ranges(), [(1, 2), (2, u64::MAX)]);
         assert_eq!(b.read(1, at).expect("read"), Ok(b"kept".to_vec()));
     }
 
     #[test]
-    fn a_sync_that_fails_keeps_its_segments_for_the_next_one() {
+    fn a_sync_that_failed_is_not_retried_by_the_next_one() {
         let d = tempfile::tempdir().expect("tempdir");
-        let (b, _) = Bodies::open(&d.path().join("log"), 512 << 20).expect("open");
-        b.append(1, b"body").expect("append");
+        let b = Bodies::open(&d.path().join("log"), 512 << 20).expect("open");
+        b.append(1, b"body", false).expect("append");
         fs::remove_dir_all(d.path().join("log")).expect("pull the directory away");
         assert!(b.sync().is_err(), "the directory cannot be synced");
         let inner = b.lock();
-        assert_eq!(inner.unsynced.len(), 1);
-        assert!(inner.created);
+        assert!(
+            inner.unsynced.is_empty() && !inner.created,
+            "a second fsync would report success for pages the first could not write"
+        );
+    }
+
+    #[test]
+    fn a_doomed_segment_waits_to_be_taken() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let b = Bodies::open(d.path(), 1 << 20).expect("open");
+        assert!(!b.has_doomed());
+        b.doom(1);
+        b.doom(9);
+        assert!(b.has_doomed());
+        assert_eq!(b.take_doomed(), [1, 9]);
+        assert!(!b.has_doomed() && b.take_doomed().is_empty());
     }
 }

@@ -1,31 +1,22 @@
-//! How a queued record is stored in sled: a small JSON head, a newline, then the record JSON
-//! exactly as it is published.
-//!
-//! The first format kept the record JSON as a string field of one JSON object: escaped (every
-//! `"` became `\"`, ~10 % larger on disk), serialized twice on the way in and unescaped on the
-//! way out. Entries in that format (no newline: compact JSON escapes control characters) are
-//! still read, so a spool written by an older bridge drains after an upgrade.
+//! How a queued record is stored (a frame's body in the log): a small JSON head, a newline, then
+//! the record JSON exactly as it is published (not escaped into a string: ~10 % smaller, and
+//! serialized once).
 
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{stable_hash, Normalized};
+use crate::record::Normalized;
 
 /// What an entry's photo file must be: a torn write after a power cut shows as a mismatch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PhotoRef {
     pub len: u64,
-    /// FNV-1a 64 of the photo, as entries written before `crc32` have it. New entries write 0
-    /// here: an older bridge reading one after a downgrade then drops its photo as damaged and
-    /// still publishes the record (without the field it could not decode the entry at all).
-    pub hash: u64,
-    /// CRC-32 of the photo. FNV-1a goes a byte at a time: over a ~43 KB photo, once when spooled
-    /// and once when read back, it was a tenth of the bridge's CPU per photo record (perf,
-    /// BENCHMARKS.md); crc32fast uses the CPU's CRC or carry-less multiply instructions (the
-    /// Pi Zero 2's Cortex-A53 has them) and a table elsewhere.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crc32: Option<u32>,
+    /// CRC-32 of the photo: crc32fast uses the CPU's CRC or carry-less multiply instructions (the
+    /// Pi Zero 2's Cortex-A53 has them) and a table elsewhere. FNV-1a, a byte at a time, was a
+    /// tenth of the bridge's CPU per photo record (perf, BENCHMARKS.md).
+    pub crc32: u32,
 }
 
 impl PhotoRef {
@@ -33,22 +24,17 @@ impl PhotoRef {
     pub fn of(photo: &[u8]) -> PhotoRef {
         PhotoRef {
             len: photo.len() as u64,
-            hash: 0,
-            crc32: Some(crc32fast::hash(photo)),
+            crc32: crc32fast::hash(photo),
         }
     }
 
     /// Whether `bytes` are the photo this names, whole.
     pub fn matches(&self, bytes: &[u8]) -> bool {
-        bytes.len() as u64 == self.len
-            && match self.crc32 {
-                Some(crc) => crc32fast::hash(bytes) == crc,
-                None => stable_hash(bytes) == self.hash,
-            }
+        bytes.len() as u64 == self.len && crc32fast::hash(bytes) == self.crc32
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub terminal: String,
     pub event_id: String,
@@ -57,7 +43,6 @@ pub struct Entry {
     pub json: String,
     /// When it entered the spool (Unix ms), for the "age of the oldest queued record" figure.
     pub spooled_ms: u64,
-    #[serde(default)]
     pub photo: Option<PhotoRef>,
 }
 
@@ -181,19 +166,9 @@ impl<'a> Encoded<'a> {
     }
 }
 
-/// The head of a stored entry, without reading its record JSON.
-pub(super) fn head(value: &[u8]) -> Result<Head<'_>, String> {
-    match split(value) {
-        Some((head, _)) => serde_json::from_slice(head).map_err(|e| e.to_string()),
-        None => serde_json::from_slice(value).map_err(|e| e.to_string()),
-    }
-}
-
-/// A whole stored entry, in either format.
+/// A whole stored entry.
 pub(super) fn decode(value: &[u8]) -> Result<Entry, String> {
-    let Some((head, json)) = split(value) else {
-        return serde_json::from_slice(value).map_err(|e| format!("entry (first format): {e}"));
-    };
+    let (head, json) = split(value).ok_or("entry: no newline after its head")?;
     let head: Head<'_> = serde_json::from_slice(head).map_err(|e| format!("entry head: {e}"))?;
     let json = std::str::from_utf8(json).map_err(|e| format!("record JSON: {e}"))?;
     Ok(Entry {
@@ -260,13 +235,10 @@ mod tests {
                 spooled_ms: 42,
                 photo: Some(PhotoRef {
                     len: 4,
-                    hash: 0,
-                    crc32: Some(crc32fast::hash(b"jpeg")),
+                    crc32: crc32fast::hash(b"jpeg"),
                 }),
             }
         );
-        let h = head(&e.value).expect("head");
-        assert_eq!((&*h.terminal, h.sign_time), ("door", r.sign_time));
     }
 
     #[test]
@@ -283,58 +255,16 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_of_the_first_format_still_reads() {
-        let old = json!({
-            "terminal": "door",
-            "event_id": "door-1-1",
-            "sign_time": 1,
-            "json": "{\"event_id\":\"door-1-1\",\"note\":\"a\\nb\"}",
-            "spooled_ms": 5,
-            "photo": {"len": 3, "hash": 9}
-        })
-        .to_string();
-        let e = decode(old.as_bytes()).expect("decodes");
-        assert_eq!(e.json, "{\"event_id\":\"door-1-1\",\"note\":\"a\\nb\"}");
-        assert_eq!(
-            e.photo,
-            Some(PhotoRef {
-                len: 3,
-                hash: 9,
-                crc32: None
-            })
-        );
-        let h = head(old.as_bytes()).expect("head");
-        assert_eq!((&*h.terminal, h.sign_time), ("door", 1));
-    }
-
-    #[test]
-    fn a_photo_is_checked_by_its_crc_and_one_of_an_older_entry_by_its_fnv_hash() {
+    fn a_photo_is_checked_by_its_length_and_crc() {
         let photo = b"\xff\xd8 a capture \xff\xd9";
-        let new = PhotoRef::of(photo);
-        assert!(new.matches(photo));
+        let r = PhotoRef::of(photo);
+        assert!(r.matches(photo));
         let mut torn = photo.to_vec();
         torn[5] ^= 1;
-        assert!(!new.matches(&torn), "one bit flipped");
-        assert!(!new.matches(&photo[..photo.len() - 1]), "cut short");
+        assert!(!r.matches(&torn), "one bit flipped");
+        assert!(!r.matches(&photo[..photo.len() - 1]), "cut short");
         // CRC-32 of "123456789" is the standard check value.
-        assert_eq!(PhotoRef::of(b"123456789").crc32, Some(0xCBF4_3926));
-
-        let old: PhotoRef = serde_json::from_str(&format!(
-            "{{\"len\":{},\"hash\":{}}}",
-            photo.len(),
-            stable_hash(photo)
-        ))
-        .expect("an older entry's reference");
-        assert_eq!(old.crc32, None);
-        assert!(old.matches(photo));
-        assert!(!old.matches(&torn));
-    }
-
-    #[test]
-    fn a_new_entry_still_names_a_hash_for_an_older_bridge() {
-        let text = serde_json::to_string(&PhotoRef::of(b"jpeg")).expect("serializes");
-        assert!(text.contains("\"hash\":0"), "{text}");
-        assert!(text.contains("\"crc32\":"), "{text}");
+        assert_eq!(PhotoRef::of(b"123456789").crc32, 0xCBF4_3926);
     }
 
     #[test]
@@ -345,6 +275,7 @@ mod tests {
             b"{\"terminal\":1}\n{}",
             b"garbage",
             b"{}\n\xff\xfe",
+            br#"{"terminal":"t","event_id":"e","sign_time":1,"spooled_ms":1,"json":"{}"}"#,
         ] {
             assert!(decode(bad).is_err(), "{bad:?}");
         }

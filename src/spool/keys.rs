@@ -1,7 +1,5 @@
 //! How the spool's sled keys are laid out, and read back.
 
-use super::{bodies, entry};
-
 pub(super) fn seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
@@ -38,21 +36,6 @@ pub(super) fn pending_seq(key: &[u8]) -> u64 {
     key_seq(&key[key.len().saturating_sub(8)..])
 }
 
-/// The `pending` key of entry `seq` from its `records` value: carried by a location, or made from
-/// the head of an entry an older bridge stored whole (`None` when that is damaged). A location is
-/// not parsed as JSON: this runs on every acknowledgement.
-pub(super) fn stored_pending_key(seq: u64, v: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
-    if let Some((_, key)) = bodies::Location::decode(v) {
-        return Some(std::borrow::Cow::Borrowed(key));
-    }
-    let h = entry::head(v).ok()?;
-    Some(std::borrow::Cow::Owned(pending_key(
-        &h.terminal,
-        h.sign_time,
-        seq,
-    )))
-}
-
 /// The terminal and signTime a `pending` key names.
 pub(super) fn pending_parts(key: &[u8]) -> Option<(&[u8], u64)> {
     let end = key.iter().position(|b| *b == 0)?;
@@ -67,6 +50,14 @@ pub(super) fn wm_key(terminal: &str) -> Vec<u8> {
 /// `meta` key: the sequence number the log was synced up to (every entry below it has its body
 /// on disk), written by each flush before sled's own.
 pub(super) const LOG_SYNCED: &[u8] = b"log/synced";
+
+/// `meta` key: the spool's format ([`FORMAT`], u32 BE), written when it is created.
+pub(super) const FORMAT_KEY: &[u8] = b"format";
+
+/// The one format this bridge reads and writes: the trees and keys of this module, entries in
+/// the log as `bodies` frames them, `records` values as `bodies::Location`s. A spool in another
+/// is refused with a clear error, never guessed at.
+pub(super) const FORMAT: u32 = 1;
 
 /// No sequence number gets near this (at 10,000 records/s, in millions of years): a mark above
 /// it is damage.

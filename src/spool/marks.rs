@@ -2,6 +2,17 @@
 
 use super::*;
 
+/// The watermark after a record of `sign_time` was spooled, when it moves: up only, and never
+/// past `limit` (this machine's now plus the allowed skew). One stored past the limit (while this
+/// machine's clock was wrong) gives way to the first date that is not.
+pub(super) fn raised(old: Option<u64>, sign_time: u64, limit: u64) -> Option<u64> {
+    if sign_time > limit {
+        return None;
+    }
+    let old = old.filter(|&o| o <= limit).unwrap_or(0);
+    Some(old.max(sign_time))
+}
+
 impl Spool {
     /// Moves the terminal's watermark up (never down), and never past this machine's now plus
     /// the allowed skew: a record dated 2040 by a clock that jumped is published, but must not
@@ -11,13 +22,9 @@ impl Spool {
         if sign_time > limit {
             return Ok(());
         }
-        let key = wm_key(terminal);
         self.meta
-            .fetch_and_update(&key, |old| {
-                // One stored past the limit (before this rule, or while this machine's clock
-                // was wrong) gives way to the first date that is not.
-                let old = old.map(key_seq).filter(|&o| o <= limit).unwrap_or(0);
-                Some(old.max(sign_time).to_be_bytes().to_vec())
+            .fetch_and_update(wm_key(terminal), |old| {
+                raised(old.map(key_seq), sign_time, limit).map(|new| new.to_be_bytes().to_vec())
             })
             .map_err(|e| self.err(e))?;
         Ok(())

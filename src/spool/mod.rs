@@ -85,6 +85,23 @@ pub enum SpoolError {
         dir: PathBuf,
         source: std::io::Error,
     },
+    /// An fsync failed: what was written since the last good flush may not be on the disk, and
+    /// no later fsync can tell (see `Bodies::sync`). The spool takes nothing more; opened again
+    /// (a new process), it starts from the last good mark.
+    #[error("the spool's disk did not take what was written to it ({what}: {source}); records since the last good flush may not be on it")]
+    NotDurable {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    /// A flush failed earlier: see [`SpoolError::NotDurable`].
+    #[error(
+        "the spool stopped after its disk failed to make records durable; it must be opened again"
+    )]
+    Stopped,
+    #[error("spool {dir}: {why}")]
+    Format { dir: PathBuf, why: String },
+    #[error("spool {dir}: its file system holds {total} bytes in all; the spool leaves {reserve} of them free and needs at least {least} more to take a record: put spool.dir on a larger one", reserve = DISK_RESERVE, least = room::LEAST_ROOM)]
+    TooSmall { dir: PathBuf, total: u64 },
 }
 
 impl SpoolError {
@@ -92,6 +109,15 @@ impl SpoolError {
     /// of a spool this process just closed (a reload).
     pub fn is_locked(&self) -> bool {
         matches!(self, SpoolError::Db { source: sled::Error::Io(e), .. } if e.to_string().contains("could not acquire lock"))
+    }
+
+    /// The spool can never be opened as it is, whatever a restart does: a format this bridge
+    /// does not read, or a file system too small to take a record. Not worth a restart loop.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            SpoolError::Format { .. } | SpoolError::TooSmall { .. }
+        )
     }
 
     /// The disk (or the file system's quota) is full: room may come back as entries leave.
@@ -163,6 +189,14 @@ pub struct Spool {
     /// read, a log read and a JSON decode must not run.
     oldest_ms: AtomicU64,
     max_bytes: u64,
+    /// sled's log file, to fsync after sled's flush: sled writes it with `sync_file_range`,
+    /// which neither commits the file's metadata nor flushes the card's cache.
+    sled_file: std::fs::File,
+    /// Photos of acknowledged entries, to unlink once the acknowledgement is durable (else a
+    /// power cut brings the entry back without its photo).
+    doomed_photos: std::sync::Mutex<Vec<u64>>,
+    /// Set by a failed flush: nothing is taken or flushed any more (see [`SpoolError::NotDurable`]).
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 fn now_ms() -> u64 {
@@ -171,8 +205,6 @@ fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
-/// An entry as stored, or why it cannot be read.
-type Stored<'v> = Result<std::borrow::Cow<'v, [u8]>, String>;
 
 impl Spool {
     fn err(&self, source: sled::Error) -> SpoolError {

@@ -1,34 +1,11 @@
-//! Opening the spool: sled, the log and the photos, and what a crash left to repair.
+//! Opening the spool: its format, sled, the log and the photos, and what a crash left to repair
+//! ([`recovery`]).
 
 use super::*;
 
-/// The queue's count and the photo files' disk use, by walking the `pending` index; photos no
-/// queued entry names are removed on the way. Walking `pending` materializes its leaves, and sled
-/// keeps them: 100,000 small keys took ~16 MiB (heaptrack, BENCHMARKS.md). Only after a crash,
-/// then (see [`clean`]).
-pub(super) fn count_by_walking(
-    pending: &sled::Tree,
-    records: &sled::Tree,
-    photos: &photos::Photos,
-    on_disk: Vec<(u64, u64)>,
-) -> sled::Result<(u64, u64)> {
-    let mut queued = Vec::new();
-    for item in pending.iter().keys() {
-        queued.push(pending_seq(&item?));
-    }
-    queued.sort_unstable();
-    // Photos whose entry is gone (a delete lost in a crash, or a write that beat its record to
-    // the disk) are orphans. One not in `pending` is looked up in `records` before it goes (an
-    // entry whose index key a crash lost still has its photo).
-    let mut photo_disk = 0u64;
-    for (seq, len) in on_disk {
-        if queued.binary_search(&seq).is_ok() || records.contains_key(seq_key(seq))? {
-            photo_disk += photos::allocated(len);
-        } else if let Err(e) = photos.remove(seq) {
-            tracing::warn!("cannot remove an orphaned spool photo: {e}");
-        }
-    }
-    Ok((queued.len() as u64, photo_disk))
+/// What sled's `open` creates on its own, before anything is written (a new spool).
+fn is_new(trees: &[&sled::Tree]) -> bool {
+    trees.iter().all(|t| t.is_empty())
 }
 
 impl Spool {
@@ -38,25 +15,25 @@ impl Spool {
     /// Backfill is then made to look back at least to the low-water mark kept outside sled, so
     /// whatever a damaged spool lost comes back from the terminal.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Spool, SpoolError> {
+        room::check_capacity(dir)?;
         let marks = lowwater::read(dir);
         let spool = Spool::open_or_move_aside(dir, max_bytes)?;
         spool.look_back_to(&marks)?;
         Ok(spool)
     }
 
-    pub(super) fn open_or_move_aside(dir: &Path, max_bytes: u64) -> Result<Spool, SpoolError> {
+    fn open_or_move_aside(dir: &Path, max_bytes: u64) -> Result<Spool, SpoolError> {
         match Spool::open_once(dir, max_bytes) {
             Ok(s) => Ok(s),
-            Err(SpoolError::Db {
-                source: sled::Error::Io(io),
-                ..
-            }) => {
-                // Permissions, missing parent, full disk: moving it aside would not help.
-                Err(SpoolError::Db {
-                    dir: dir.into(),
-                    source: sled::Error::Io(io),
-                })
-            }
+            // Permissions, missing parent, full disk: moving it aside would not help. Nor for a
+            // format this bridge does not know: that spool is not damaged, and must stay.
+            Err(
+                e @ (SpoolError::Db {
+                    source: sled::Error::Io(_),
+                    ..
+                }
+                | SpoolError::Format { .. }),
+            ) => Err(e),
             Err(e) => {
                 let aside = dir.with_extension(format!("corrupt-{}", now_ms()));
                 tracing::error!(
@@ -72,7 +49,7 @@ impl Spool {
         }
     }
 
-    pub(super) fn open_once(dir: &Path, max_bytes: u64) -> Result<Spool, SpoolError> {
+    fn open_once(dir: &Path, max_bytes: u64) -> Result<Spool, SpoolError> {
         let err = |source| SpoolError::Db {
             dir: dir.into(),
             source,
@@ -87,6 +64,13 @@ impl Spool {
         let meta = db.open_tree("meta").map_err(err)?;
         let quarantine = db.open_tree("quarantine").map_err(err)?;
         let pending = db.open_tree("pending").map_err(err)?;
+        check_format(
+            dir,
+            &db,
+            &meta,
+            &[&records, &seen, &meta, &quarantine, &pending],
+        )?;
+        let sled_file = std::fs::File::open(dir.join("db")).map_err(|e| err(sled::Error::Io(e)))?;
         let photo_dir = dir.join("photos");
         let photos = photos::Photos::open(&photo_dir).map_err(|source| SpoolError::Photos {
             dir: photo_dir.clone(),
@@ -97,54 +81,28 @@ impl Spool {
             dir: log_dir.clone(),
             source,
         };
-        let (bodies, log_existed) = bodies::Bodies::open(&log_dir, max_bytes).map_err(log_err)?;
+        let bodies = bodies::Bodies::open(&log_dir, max_bytes).map_err(log_err)?;
+        // Missing (a new spool) or damaged: every entry is checked rather than any trusted.
         let synced = match meta.get(LOG_SYNCED).map_err(err)? {
-            Some(v) if key_seq(&v) <= MAX_SEQ => Some(key_seq(&v)),
-            // Damage: check every entry rather than trust it.
-            Some(_) => Some(0),
-            // No entry of this spool is in a log yet (it was written by an older bridge, or is
-            // new): none needs checking.
-            None if !log_existed => None,
-            None => Some(0),
+            Some(v) if key_seq(&v) <= MAX_SEQ => key_seq(&v),
+            _ => 0,
+        };
+        let trees = recovery::Trees {
+            records: &records,
+            pending: &pending,
+            seen: &seen,
+            meta: &meta,
         };
         // Taken first: whatever happens below, it must not be read again.
         let mut clean_count = clean::take(&db, &meta, &records).map_err(err)?;
-        if let Some(from) = synced {
-            let forgotten = recovery::forget_unwritten(
-                dir,
-                &recovery::Trees {
-                    records: &records,
-                    pending: &pending,
-                    seen: &seen,
-                    meta: &meta,
-                },
-                &bodies,
-                from,
-            )?;
-            if forgotten > 0 {
-                // A clean stop loses nothing, but a disk may: the count no longer holds.
-                clean_count = None;
-            }
-            // What is left from there on is whole, but may be in the page cache only (a crash of
-            // the process, not of the machine): on disk before the mark moves past it.
-            bodies.sync_from(from).map_err(log_err)?;
-        }
-        // Walking `records` would pull every entry into memory (sled materializes the leaves it
-        // reads and keeps them: 100,000 records took 160 MiB); `pending` holds one small key per
-        // entry, so it is what is counted and what the photos are checked against.
-        // A spool written before the `pending` index existed gets it now, once.
-        if pending.is_empty() && !records.is_empty() {
-            for item in records.iter() {
-                let (k, v) = item.map_err(err)?;
-                if let Some(key) = stored_pending_key(key_seq(&k), &v) {
-                    pending.insert(key, &[]).map_err(err)?;
-                }
-            }
-        }
         let on_disk = photos.list().map_err(|source| SpoolError::Photos {
             dir: photo_dir.clone(),
             source,
         })?;
+        if recovery::renew_from(dir, &trees, &bodies, &photos, &on_disk, synced)? > 0 {
+            // A clean stop loses nothing, but a disk may: the count no longer holds.
+            clean_count = None;
+        }
         let (count, photo_disk) = match clean_count {
             // The last run stopped cleanly: nothing was lost or left half done, and the count it
             // left is exact. Walking the index would cost what follows.
@@ -152,7 +110,7 @@ impl Spool {
                 count,
                 on_disk.iter().map(|(_, len)| photos::allocated(*len)).sum(),
             ),
-            None => count_by_walking(&pending, &records, &photos, on_disk).map_err(err)?,
+            None => recovery::count_by_walking(dir, &trees, &photos, on_disk)?,
         };
         // A segment the index does not reach is left over: its entries were acknowledged and its
         // removal was lost in a crash (or it held only frames that never reached the disk).
@@ -168,7 +126,7 @@ impl Spool {
             .map_err(err)?
             .map(|(k, _)| key_seq(&k).saturating_add(1))
             .unwrap_or(1)
-            .max(synced.unwrap_or(0));
+            .max(synced);
         let sled_disk = db.size_on_disk().map_err(err)?;
         let spool = Spool {
             dir: dir.into(),
@@ -189,9 +147,49 @@ impl Spool {
             log_synced: AtomicU64::new(next),
             oldest_ms: AtomicU64::new(0),
             max_bytes,
+            sled_file,
+            doomed_photos: Default::default(),
+            stopped: Default::default(),
         };
         spool.note_oldest()?;
         Ok(spool)
+    }
+}
+
+/// Refuses a spool in a format this bridge does not know, and marks a new one as this format.
+fn check_format(
+    dir: &Path,
+    db: &sled::Db,
+    meta: &sled::Tree,
+    trees: &[&sled::Tree],
+) -> Result<(), SpoolError> {
+    let err = |source| SpoolError::Db {
+        dir: dir.into(),
+        source,
+    };
+    let refuse = |why: String| {
+        Err(SpoolError::Format {
+            dir: dir.into(),
+            why: format!(
+                "{why}; this bridge reads format {FORMAT} only. Run the bridge that wrote it until its spool is empty, or move the directory aside (backfill then fetches what the terminal still holds)"
+            ),
+        })
+    };
+    match meta.get(FORMAT_KEY).map_err(err)? {
+        Some(v) => match <[u8; 4]>::try_from(&*v).map(u32::from_be_bytes) {
+            Ok(FORMAT) => Ok(()),
+            Ok(other) => refuse(format!("it is in spool format {other}")),
+            Err(_) => refuse("its format number is damaged".into()),
+        },
+        None if is_new(trees) => {
+            meta.insert(FORMAT_KEY, &FORMAT.to_be_bytes())
+                .map_err(err)?;
+            db.flush().map_err(err)?;
+            Ok(())
+        }
+        None => {
+            refuse("it was written by a development build of face2mqtt (it names no format)".into())
+        }
     }
 }
 
@@ -266,24 +264,6 @@ mod tests {
         // sled's files are measured again at the open; the photos are counted from their files.
         assert_eq!((s.len(), s.photo_disk.load(Ordering::SeqCst)), (len, bytes));
         assert_eq!((len, bytes), (3, 2 * 4096));
-    }
-
-    #[test]
-    fn a_spool_written_before_the_pending_index_gets_it_when_opened() {
-        let d = tempfile::tempdir().expect("tempdir");
-        {
-            let s = open(d.path());
-            s.append("a", &rec("a-1", 100), None, true).expect("append");
-            s.append("a", &rec("a-2", 200), None, true).expect("append");
-            s.append("b", &rec("b-1", 150), None, true).expect("append");
-            s.pending.clear().expect("clear");
-            s.flush().expect("flush");
-        }
-        let s = open(d.path());
-        assert_eq!(
-            s.low_water().expect("marks"),
-            marks(&[("a", 100), ("b", 150)])
-        );
     }
 
     #[test]
@@ -410,5 +390,115 @@ mod tests {
             s.append("t", &rec("t-9", 9), None, true).expect("append"),
             Appended::Stored(4)
         );
+    }
+
+    #[test]
+    fn an_index_key_whose_entry_is_gone_is_dropped_when_the_spool_opens() {
+        let d = tempfile::tempdir().expect("tempdir");
+        {
+            let s = open(d.path());
+            stored(s.append("t", &rec("t-1", 100), None, true).expect("append"));
+            stored(s.append("t", &rec("t-2", 200), None, true).expect("append"));
+            s.flush().expect("flush");
+            // What a crash between removing entry 1 and its `pending` key leaves: the key.
+            s.records.remove(seq_key(1)).expect("remove");
+            s.flush().expect("flush");
+        }
+        let s = open(d.path());
+        assert_eq!(s.len(), 1, "counted by its entries");
+        assert_eq!(
+            s.low_water().expect("marks"),
+            marks(&[("t", 200)]),
+            "the low-water mark is not pinned by a key nothing removes"
+        );
+        s.ack(2).expect("ack");
+        assert!(s.is_empty(), "the queue empties");
+        assert!(
+            s.make_room(100 << 20).expect("room").room,
+            "an empty queue takes a record over the cap"
+        );
+    }
+
+    #[test]
+    fn a_new_spool_is_marked_with_its_format_and_opens_again() {
+        let d = tempfile::tempdir().expect("tempdir");
+        drop(open(d.path()));
+        let db = sled::open(d.path()).expect("sled");
+        let meta = db.open_tree("meta").expect("meta");
+        assert_eq!(
+            meta.get(FORMAT_KEY).expect("read").as_deref(),
+            Some(&FORMAT.to_be_bytes()[..])
+        );
+        drop((meta, db));
+        drop(open(d.path()));
+    }
+
+    /// A spool in `dir`, then changed by `write` behind its back (sled's lock waited for).
+    fn planted(dir: &Path, write: impl Fn(&sled::Db)) {
+        drop(open(dir));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let db = loop {
+            match sled::open(dir) {
+                Ok(db) => break db,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => panic!("sled: {e}"),
+            }
+        };
+        write(&db);
+        db.flush().expect("flush");
+    }
+
+    fn refused(dir: &Path) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match Spool::open(dir, 64 << 20) {
+                Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => {
+                    assert!(e.is_permanent(), "{e}");
+                    return e.to_string();
+                }
+                Ok(_) => panic!("opened"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_spool_in_another_format_is_refused_clearly_and_left_as_it_is() {
+        let d = tempfile::tempdir().expect("tempdir");
+        planted(d.path(), |db| {
+            let meta = db.open_tree("meta").expect("meta");
+            meta.insert(FORMAT_KEY, &2u32.to_be_bytes())
+                .expect("insert");
+        });
+        let why = refused(d.path());
+        assert!(
+            why.contains("spool format 2") && why.contains("format 1 only"),
+            "{why}"
+        );
+        assert!(d.path().join("db").exists(), "not moved aside");
+        let d = tempfile::tempdir().expect("tempdir");
+        planted(d.path(), |db| {
+            let meta = db.open_tree("meta").expect("meta");
+            meta.insert(FORMAT_KEY, &b"x"[..]).expect("insert");
+        });
+        assert!(refused(d.path()).contains("damaged"));
+    }
+
+    #[test]
+    fn a_spool_that_names_no_format_is_refused_unless_it_is_empty() {
+        let d = tempfile::tempdir().expect("tempdir");
+        planted(d.path(), |db| {
+            let meta = db.open_tree("meta").expect("meta");
+            meta.remove(FORMAT_KEY).expect("remove");
+            db.open_tree("records")
+                .expect("records")
+                .insert(seq_key(1), &b"{}"[..])
+                .expect("insert");
+        });
+        assert!(refused(d.path()).contains("development build"));
     }
 }

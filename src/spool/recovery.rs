@@ -1,9 +1,11 @@
-//! What opening the spool repairs after a power cut: index entries whose frames in the log never
-//! reached the disk. Its tests are the spool's (`a_record_whose_body_a_power_cut_lost_...`).
+//! What opening the spool repairs after a crash or a power cut: frames past the last good mark
+//! that never reached the disk (or may not have: after a failed fsync), and an index that lost
+//! half of a change (a `pending` key without its entry, or the reverse).
 
 use std::path::Path;
 
-use super::{bodies, key_seq, pending_parts, seen_prefix, seq_key, wm_key, SpoolError};
+use super::SpoolError;
+use super::{bodies, key_seq, pending_parts, pending_seq, photos, seen_prefix, seq_key, wm_key};
 
 /// The trees that repair touches.
 pub(super) struct Trees<'a> {
@@ -13,19 +15,32 @@ pub(super) struct Trees<'a> {
     pub meta: &'a sled::Tree,
 }
 
-/// Forgets the entries numbered `synced` and up whose bodies are not in the log as indexed:
-/// sled's index reached the disk (sled also flushes on its own, every 500 ms) and the frame did
-/// not (a power cut before the log's sync). Such a record was never reported durable, so the
-/// terminal still has it: its index and dedupe keys go and its terminal's watermark is lowered
-/// to it, so that backfill fetches it again.
-pub(super) fn forget_unwritten(
+/// Checks the entries numbered `synced` and up (written after the last flush known good) and
+/// writes each whole one again, with its photo, then syncs them: they may be in memory only (a
+/// process that died, or an fsync that failed and left its pages clean but unwritten; see
+/// `Bodies::renew`). The entries whose frames are not whole are forgotten: sled's index reached
+/// the disk (sled also flushes on its own, every 500 ms) and the frame did not. Such a record
+/// was never reported durable, so the terminal still has it: its index and dedupe keys go and
+/// its terminal's watermark is lowered below it, so that backfill fetches it again. Returns how
+/// many were forgotten.
+pub(super) fn renew_from(
     dir: &Path,
     t: &Trees<'_>,
     bodies: &bodies::Bodies,
+    photos: &photos::Photos,
+    on_disk: &[(u64, u64)],
     synced: u64,
 ) -> Result<usize, SpoolError> {
     let err = |source| SpoolError::Db {
         dir: dir.into(),
+        source,
+    };
+    let log_err = |source| SpoolError::Log {
+        dir: dir.join("log"),
+        source,
+    };
+    let photo_err = |source| SpoolError::Photos {
+        dir: dir.join("photos"),
         source,
     };
     let mut lost = Vec::new();
@@ -35,17 +50,15 @@ pub(super) fn forget_unwritten(
         let Some((at, key)) = bodies::Location::decode(&v) else {
             continue;
         };
-        match bodies.read(seq, at) {
-            Ok(Ok(_)) => {}
-            Ok(Err(why)) => lost.push((seq, key.to_vec(), why)),
-            Err(source) => {
-                return Err(SpoolError::Log {
-                    dir: dir.join("log"),
-                    source,
-                })
-            }
+        if let Err(why) = bodies.renew(seq, at).map_err(log_err)? {
+            lost.push((seq, key.to_vec(), why));
         }
     }
+    for (seq, _) in on_disk.iter().filter(|(seq, _)| *seq >= synced) {
+        photos.renew(*seq).map_err(photo_err)?;
+    }
+    photos.sync().map_err(photo_err)?;
+    bodies.sync().map_err(log_err)?;
     let forgotten = lost.len();
     for (seq, key, why) in lost {
         t.records.remove(seq_key(seq)).map_err(err)?;
@@ -69,4 +82,62 @@ pub(super) fn forget_unwritten(
             .map_err(err)?;
     }
     Ok(forgotten)
+}
+
+/// The queue's count and the photo files' disk use, by walking the index (only after a crash:
+/// a clean stop leaves the count, see `clean`). On the way it mends what a crash left half done
+/// by a spool older than its transactions, or by a damaged disk: a `pending` key whose entry is
+/// gone is removed (it would keep the count high and pin the low-water mark for good), one
+/// missing is put back; photos no entry names are removed.
+///
+/// Walking materializes sled's leaves, and sled keeps them: 100,000 small keys took ~16 MiB
+/// (heaptrack, BENCHMARKS.md).
+pub(super) fn count_by_walking(
+    dir: &Path,
+    t: &Trees<'_>,
+    photos: &photos::Photos,
+    on_disk: Vec<(u64, u64)>,
+) -> Result<(u64, u64), SpoolError> {
+    let err = |source| SpoolError::Db {
+        dir: dir.into(),
+        source,
+    };
+    let mut keyed = Vec::new();
+    for item in t.pending.iter().keys() {
+        let key = item.map_err(err)?;
+        keyed.push((pending_seq(&key), key));
+    }
+    keyed.sort_unstable_by_key(|(seq, _)| *seq);
+    let mut queued = Vec::with_capacity(keyed.len());
+    for item in t.records.iter() {
+        let (k, v) = item.map_err(err)?;
+        let seq = key_seq(&k);
+        queued.push(seq);
+        if keyed.binary_search_by_key(&seq, |(s, _)| *s).is_err() {
+            if let Some((_, key)) = bodies::Location::decode(&v) {
+                tracing::warn!(seq, "a spool entry had lost its index key; put back");
+                t.pending.insert(key, &[]).map_err(err)?;
+            }
+        }
+    }
+    for (seq, key) in &keyed {
+        if queued.binary_search(seq).is_err() {
+            tracing::warn!(
+                seq,
+                "the spool's index named an entry that is gone; key removed"
+            );
+            t.pending.remove(key).map_err(err)?;
+        }
+    }
+    // Photos whose entry is gone (a delete lost in a crash, or a write that beat its record to
+    // the disk) are orphans.
+    let mut photo_disk = 0u64;
+    for (seq, len) in on_disk {
+        if queued.binary_search(&seq).is_ok() {
+            photo_disk += photos::allocated(len);
+        } else if let Err(e) = photos.remove(seq) {
+            tracing::warn!("cannot remove an orphaned spool photo: {e}");
+        }
+    }
+    Ok((queued.len() as u64, photo_disk))
 }

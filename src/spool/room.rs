@@ -2,6 +2,47 @@
 
 use super::*;
 
+/// Room a spool needs beside [`DISK_RESERVE`] to take records at all: sled's files when new
+/// (~100 KiB), a log segment, a few photos.
+pub const LEAST_ROOM: u64 = 1024 * 1024;
+
+/// Whether a file system of `total` bytes can ever hold a record beside the reserve.
+pub fn can_ever_fit(total: u64) -> bool {
+    total >= DISK_RESERVE.saturating_add(LEAST_ROOM)
+}
+
+/// Size and free space (for us) of the file system holding `path`, or its nearest existing
+/// parent (a spool directory not made yet): `None` when that cannot be told.
+pub fn file_system(path: &Path) -> Option<(u64, u64)> {
+    let existing = path.ancestors().find(|p| p.exists())?;
+    let path = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we own and reads the NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    // u32 on 32-bit targets, u64 here.
+    #[allow(clippy::useless_conversion)]
+    let (blocks, free, size) = (
+        u64::from(st.f_blocks),
+        u64::from(st.f_bavail),
+        u64::from(st.f_frsize),
+    );
+    Some((blocks.checked_mul(size)?, free.checked_mul(size)?))
+}
+
+/// Refuses a spool directory on a file system too small to ever take a record: the bridge would
+/// hold every record and say "spool full" forever.
+pub fn check_capacity(dir: &Path) -> Result<(), SpoolError> {
+    match file_system(dir) {
+        Some((total, _)) if !can_ever_fit(total) => Err(SpoolError::TooSmall {
+            dir: dir.into(),
+            total,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Whether `incoming` more bytes fit beside the `queued` ones: under the size cap (an `empty`
 /// queue always takes one, see [`Spool::make_room`]), and leaving [`DISK_RESERVE`] free on the
 /// disk (`disk_free` is `None` when that cannot be told).
@@ -66,17 +107,7 @@ impl Spool {
 
     /// Bytes free for us on the spool's file system (`None` when it cannot be told).
     pub fn disk_free(&self) -> Option<u64> {
-        let path = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes()).ok()?;
-        // SAFETY: statvfs writes into the zeroed struct we own and reads the NUL-terminated path.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
-        if rc != 0 {
-            return None;
-        }
-        // u32 on 32-bit targets, u64 here.
-        #[allow(clippy::useless_conversion)]
-        let (blocks, size) = (u64::from(st.f_bavail), u64::from(st.f_frsize));
-        blocks.checked_mul(size)
+        file_system(&self.dir).map(|(_, free)| free)
     }
 
     /// Removes photos of the oldest records until `count` are gone (the disk is full: a record

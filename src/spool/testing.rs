@@ -55,21 +55,70 @@ pub fn segments(dir: &Path) -> usize {
     std::fs::read_dir(dir.join("log")).expect("log").count()
 }
 
-/// What an older bridge left: entry 1 (terminal `t`, signTime 7) stored whole in `records`,
-/// with no log, and its `pending` key.
-pub fn spooled_by_an_older_bridge(dir: &Path, value: &[u8]) {
-    let db = sled::open(dir).expect("sled");
-    db.open_tree("records")
-        .expect("tree")
-        .insert(seq_key(1), value)
-        .expect("insert");
-    db.open_tree("pending")
-        .expect("tree")
-        .insert(pending_key("t", 7, 1), &[])
-        .expect("insert");
-    db.flush().expect("flush");
-}
-
 pub fn marks(pairs: &[(&str, u64)]) -> lowwater::Marks {
     pairs.iter().map(|(t, m)| (t.to_string(), *m)).collect()
+}
+
+/// sled's files in `dir` as they are now (not the log, the photos or the low-water file), to
+/// put back with [`power_cut_to`]: what sled's index holds on the card after a flush.
+pub struct IndexSnapshot(tempfile::TempDir);
+
+/// Takes the snapshot. Call it right after a flush: that is what a power cut leaves of sled.
+pub fn durable_index(dir: &Path) -> IndexSnapshot {
+    let snap = tempfile::tempdir().expect("tempdir");
+    copy_sled_files(dir, snap.path());
+    IndexSnapshot(snap)
+}
+
+/// The power went: sled's writes since `snap` are lost, while the files beside it (log segments,
+/// photos) are as the last process left them. Waits for sled's lock first (its background
+/// threads let go a moment after the spool is dropped), and holds it while it writes.
+pub fn power_cut_to(dir: &Path, snap: &IndexSnapshot) {
+    use std::os::fd::AsRawFd;
+    let db = std::fs::File::open(dir.join("db")).expect("sled's db file");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // SAFETY: flock on a descriptor we own; sled takes the same lock on this file.
+    while unsafe { libc::flock(db.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sled let go of its lock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for item in std::fs::read_dir(dir).expect("spool dir") {
+        let path = item.expect("entry").path();
+        if is_sled_file(&path) {
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).expect("remove");
+            } else if path.file_name() != Some("db".as_ref()) {
+                std::fs::remove_file(&path).expect("remove");
+            }
+        }
+    }
+    copy_sled_files(snap.0.path(), dir);
+}
+
+fn is_sled_file(path: &Path) -> bool {
+    !matches!(
+        path.file_name().and_then(|n| n.to_str()),
+        Some("log" | "photos" | "lowwater.json")
+    )
+}
+
+fn copy_sled_files(from: &Path, to: &Path) {
+    for item in std::fs::read_dir(from).expect("read dir") {
+        let path = item.expect("entry").path();
+        if !is_sled_file(&path) {
+            continue;
+        }
+        let dest = to.join(path.file_name().expect("name"));
+        if path.is_dir() {
+            std::fs::create_dir_all(&dest).expect("mkdir");
+            copy_sled_files(&path, &dest);
+        } else {
+            // Written into the file in place: `db` keeps its inode (and the lock on it).
+            let bytes = std::fs::read(&path).expect("read");
+            std::fs::write(&dest, bytes).expect("write");
+        }
+    }
 }

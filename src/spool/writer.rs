@@ -72,6 +72,8 @@ struct Writer {
     held: VecDeque<SpoolCmd>,
     /// Since when the spool fails for a reason other than room.
     failing_since: Option<Instant>,
+    /// Why the spool cannot go on at all (a failed flush): the writer ends at once.
+    fatal: Option<String>,
     last_error: String,
     /// The low-water marks last written, and when.
     marks: super::lowwater::Marks,
@@ -120,6 +122,7 @@ pub fn run(
         durable,
         held: VecDeque::new(),
         failing_since: None,
+        fatal: None,
         last_error: String::new(),
         marks: super::lowwater::Marks::new(),
         marks_at: Instant::now(),
@@ -220,14 +223,13 @@ impl Writer {
     fn apply(&mut self, cmds: impl Iterator<Item = SpoolCmd>) {
         let mut high = None;
         let mut stored = false;
+        let mut acked = Vec::new();
         for cmd in cmds {
             match cmd {
-                SpoolCmd::Ack(seq) => {
-                    if let Err(e) = self.spool.ack(seq) {
-                        tracing::error!("cannot remove a published record from the spool: {e}");
-                    }
-                }
+                // Together, in one transaction: acknowledgements come in runs.
+                SpoolCmd::Ack(seq) => acked.push(seq),
                 SpoolCmd::Quarantine { seq, reason } => {
+                    self.ack_all(&mut acked);
                     tracing::error!(seq, reason = %reason, "a spool entry can never be published; moved to the spool's quarantine (diagnostics: spool_quarantined)");
                     if let Err(e) = self.spool.quarantine(seq, &reason) {
                         tracing::error!(seq, "cannot quarantine a spool entry: {e}");
@@ -241,6 +243,7 @@ impl Writer {
                 other => self.held.push_back(other),
             }
         }
+        self.ack_all(&mut acked);
         // Held records first, in order; a record that still finds no room stops the rest.
         while let Some(cmd) = self.held.pop_front() {
             match self.store(&cmd) {
@@ -268,7 +271,9 @@ impl Writer {
             );
             self.recovered = 0;
         }
-        if stored && self.flush() {
+        // Acknowledged entries give their disk space back only after a flush (see
+        // `Spool::flush`): one for them too, unless records bring one anyway.
+        if (stored || self.spool.has_doomed()) && self.flush() {
             if let Some(seq) = high {
                 self.durable.send_if_modified(|d| {
                     let moved = seq > *d;
@@ -277,6 +282,19 @@ impl Writer {
                 });
             }
         }
+    }
+
+    fn ack_all(&mut self, acked: &mut Vec<u64>) {
+        if acked.is_empty() {
+            return;
+        }
+        if let Err(e) = self.spool.ack_all(acked) {
+            tracing::error!(
+                records = acked.len(),
+                "cannot remove published records from the spool (they are published again after a restart): {e}"
+            );
+        }
+        acked.clear();
     }
 
     /// Stores one record or watermark. `Err` when it must wait (no room, or a failing spool).
@@ -339,7 +357,12 @@ impl Writer {
 
     /// Whether the record fits under `spool.max_size`, after dropping photos of the oldest.
     fn room_for(&mut self, size: u64) -> bool {
-        match self.spool.make_room(size) {
+        let mut trimmed = self.spool.make_room(size);
+        // Acknowledged entries whose space waits for a flush: that flush first.
+        if matches!(trimmed, Ok(t) if !t.room) && self.spool.has_doomed() && self.flush() {
+            trimmed = self.spool.make_room(size);
+        }
+        match trimmed {
             Ok(t) => {
                 self.shed += t.photos;
                 if !t.room && self.held.is_empty() {
@@ -377,6 +400,9 @@ impl Writer {
     }
 
     fn given_up(&self) -> Option<String> {
+        if let Some(why) = &self.fatal {
+            return Some(why.clone());
+        }
         let since = self.failing_since?;
         (since.elapsed() >= GIVE_UP).then(|| {
             format!(
@@ -387,27 +413,20 @@ impl Writer {
         })
     }
 
-    /// A record only counts once it is on disk; a failing flush is retried, loudly, not skipped.
-    /// `false` when it kept failing: nothing is published past what is durable, and the writer
-    /// gives up so that a fresh process opens the spool again.
+    /// A record only counts once it is on disk. A flush that fails is not retried: after a failed
+    /// fsync, Linux marks the pages it could not write clean, and the next fsync reports success
+    /// for data that is not on the disk. `false` then: nothing is published past what is durable,
+    /// and the writer ends so that a fresh process opens the spool again from the last good mark
+    /// (checking, and writing again, what came after; backfill fetches what did not survive).
     fn flush(&mut self) -> bool {
-        let mut wait = Duration::from_millis(100);
-        let start = Instant::now();
-        loop {
-            match self.spool.flush() {
-                Ok(()) => return true,
-                Err(e) if start.elapsed() < GIVE_UP => {
-                    tracing::error!(
-                        "spool flush failed (records are not yet durable): {e}; retrying in {wait:?}"
-                    );
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_secs(10));
+        match self.spool.flush() {
+            Ok(()) => true,
+            Err(e) => {
+                if self.fatal.is_none() {
+                    tracing::error!("{e}: the spool takes no more records; the bridge restarts to open it again from the last good flush (the terminal keeps its records meanwhile; backfill fetches them)");
                 }
-                Err(e) => {
-                    self.last_error = format!("flush: {e}");
-                    self.failing_since = Some(start);
-                    return false;
-                }
+                self.fatal.get_or_insert_with(|| format!("flush: {e}"));
+                false
             }
         }
     }
