@@ -100,6 +100,13 @@ pub enum Command {
         #[command(subcommand)]
         action: cli::SettingsAction,
     },
+    /// See and mend the spool of a stopped bridge: what it holds, and its quarantine.
+    Spool {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: cli::spool::SpoolAction,
+    },
     /// Send a vendor JSON command (/api/device/jsonCmd) and print the answer.
     JsonCmd {
         #[command(flatten)]

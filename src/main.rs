@@ -77,6 +77,13 @@ fn main() -> ExitCode {
             Command::Settings { t, action } => {
                 cli::settings(&t.config.config, t.terminal.as_deref(), action).await
             }
+            Command::Spool { config, action } => {
+                // sled and the photo files block: not on the runtime's workers.
+                let path = config.config.clone();
+                tokio::task::spawn_blocking(move || cli::spool::spool(&path, action))
+                    .await
+                    .unwrap_or_else(|e| Err(cli::Failure::Runtime(format!("spool: {e}"))))
+            }
             Command::JsonCmd { t, json } => {
                 cli::json_cmd(&t.config.config, t.terminal.as_deref(), &json).await
             }

@@ -45,6 +45,7 @@ mod quarantine;
 mod queue;
 mod recovery;
 mod room;
+mod status;
 #[cfg(test)]
 mod testing;
 pub mod writer;
@@ -58,6 +59,9 @@ use crate::record::Normalized;
 
 pub use entry::{Encoded, Entry, Incoming, PhotoRef};
 use keys::*;
+pub use quarantine::Quarantined;
+pub use room::{check_capacity, file_system};
+pub use status::Status;
 
 /// Free disk space the spool leaves alone: sled's errors are sticky until it is opened again,
 /// so it must never be the one to find the disk full. Photos and held records give way first.

@@ -68,13 +68,24 @@ impl Spool {
         rec: &Encoded<'_>,
         advance_watermark: bool,
     ) -> Result<Appended, SpoolError> {
-        if self.stopped.load(Ordering::SeqCst) {
-            return Err(SpoolError::Stopped);
-        }
         let seen = seen_key(rec.terminal, rec.sign_time, rec.event_id);
         if self.seen.contains_key(&seen).map_err(|e| self.err(e))? {
             return Ok(Appended::Duplicate);
         }
+        self.append_checked(rec, advance_watermark)
+            .map(Appended::Stored)
+    }
+
+    /// Appends a record not seen before (or put back from quarantine): its sequence number.
+    pub(super) fn append_checked(
+        &self,
+        rec: &Encoded<'_>,
+        advance_watermark: bool,
+    ) -> Result<u64, SpoolError> {
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(SpoolError::Stopped);
+        }
+        let seen = seen_key(rec.terminal, rec.sign_time, rec.event_id);
         let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
         // The photo first: a record on disk whose photo is not is caught by its PhotoRef.
         if let Some(p) = rec.photo {
@@ -122,7 +133,7 @@ impl Spool {
                 .fetch_add(photos::allocated(p.len() as u64), Ordering::SeqCst);
         }
         self.count.fetch_add(1, Ordering::SeqCst);
-        Ok(Appended::Stored(seq))
+        Ok(seq)
     }
 
     /// Makes every earlier write durable (fsync): the batch's photos and log frames on a thread
