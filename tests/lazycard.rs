@@ -401,8 +401,9 @@ fn right_after_a_cut_stat_listing_and_append_see_only_the_durable_state() {
         names.sort();
         names
     };
-    // Many rounds: an entry or attribute the kernel fetched within the same jiffy as the cut
-    // still counts as fresh under a TTL of 0; only the invalidation at the cut drops it.
+    // Many rounds, each stat-ing, listing and appending right after the cut. Two guards keep the
+    // kernel from serving what it cached before: TTLs of 0 and the invalidation at the cut
+    // (each alone passes this test; a TTL of 1 s without the invalidation fails it).
     for round in 0..40 {
         let new = dir.join(format!("new{round}"));
         fs::write(&new, b"x").expect("create");
@@ -421,6 +422,67 @@ fn right_after_a_cut_stat_listing_and_append_see_only_the_durable_state() {
         assert_eq!(read(&log).expect("log"), b"durable!", "round {round}");
         card.cut();
     }
+}
+
+#[test]
+fn what_std_fs_does_works_on_the_card() {
+    let Some(card) = mounted("what_std_fs_does_works_on_the_card") else {
+        return;
+    };
+    let dir = card.path().join("a/b");
+    fs::create_dir_all(&dir).expect("create_dir_all");
+    for i in 0..300 {
+        fs::write(
+            dir.join(format!("file-with-a-long-name-{i:04}")),
+            i.to_string(),
+        )
+        .expect("write");
+    }
+    assert_eq!(
+        fs::read_dir(&dir).expect("list").count(),
+        300,
+        "readdir in several calls"
+    );
+    let f = dir.join("file-with-a-long-name-0042");
+    fs::copy(&f, card.path().join("copy")).expect("copy");
+    assert_eq!(
+        fs::read_to_string(card.path().join("copy")).expect("copy"),
+        "42"
+    );
+    let file = OpenOptions::new().write(true).open(&f).expect("open");
+    file.set_len(3 * PAGE).expect("grow");
+    assert_eq!(fs::metadata(&f).expect("stat").len(), 3 * PAGE);
+    file.set_len(1).expect("shrink");
+    assert_eq!(read(&f).expect("f"), b"4");
+    file.write_all_at(b"x", 2 * PAGE)
+        .expect("write past the end");
+    assert_eq!(read(&f).expect("f").len() as u64, 2 * PAGE + 1);
+    drop(file);
+    fs::rename(card.path().join("a"), card.path().join("z")).expect("rename a directory");
+    assert!(card.path().join("z/b/file-with-a-long-name-0299").exists());
+    assert_eq!(
+        errno(fs::remove_dir(card.path().join("z"))),
+        Some(libc::ENOTEMPTY)
+    );
+    fs::remove_dir_all(card.path().join("z")).expect("remove_dir_all");
+    let left: Vec<_> = fs::read_dir(card.path()).expect("list").flatten().collect();
+    assert_eq!(left.len(), 1, "only the copy");
+}
+
+#[test]
+fn a_card_still_in_use_unmounts_on_drop_without_hanging() {
+    let Some(card) = mounted("a_card_still_in_use_unmounts_on_drop_without_hanging") else {
+        return;
+    };
+    let path = card.path().to_path_buf();
+    let open = File::create(path.join("held")).expect("create");
+    drop(card);
+    let mounts = fs::read_to_string("/proc/self/mounts").expect("mounts");
+    assert!(
+        !mounts.contains(path.to_string_lossy().as_ref()),
+        "still mounted"
+    );
+    drop(open);
 }
 
 #[test]

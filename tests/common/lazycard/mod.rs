@@ -131,8 +131,9 @@ impl LazyCard {
             m.cut();
             names
         };
-        // The TTLs are 0, but an entry looked up within the same jiffy still counts as fresh:
-        // drop everything the kernel may hold (errors: it held nothing). Not under the lock.
+        // The TTLs are 0 already; this is the second guard: drop every entry and inode the
+        // kernel may hold (an error means it held none). Not under the lock: the kernel may
+        // need a FUSE thread to finish a request first.
         for (parent, name) in entries {
             let _ = self.notifier.inval_entry(INodeNo(parent), &name);
         }
