@@ -105,6 +105,18 @@ fn a_write_past_the_end_leaves_a_hole_of_zeros_that_takes_no_space() {
 }
 
 #[test]
+fn reads_past_the_end_and_empty_writes_change_nothing() {
+    let mut m = Model::default();
+    let ino = written(&mut m, "f", b"abc");
+    assert_eq!(m.read(ino, 2 * PAGE, 10), Ok(vec![]));
+    assert_eq!(m.read(ino, 3, 10), Ok(vec![]));
+    assert_eq!(m.read(ino, 1, 1), Ok(b"b".to_vec()));
+    assert_eq!(m.write(ino, 5 * PAGE + 3, b""), Ok(0));
+    let a = m.getattr(ino).expect("attr");
+    assert_eq!((a.size, a.blocks), (3, PAGE / 512));
+}
+
+#[test]
 fn a_failed_fsync_loses_its_pages_for_good_though_a_reader_saw_them() {
     let mut m = Model::default();
     let ino = written(&mut m, "f", &[b'o'; 2 * PAGE as usize]);

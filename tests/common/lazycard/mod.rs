@@ -7,8 +7,39 @@
 //! starts them again: they then see exactly the durable state (direct I/O, TTL 0, and the
 //! kernel's entries and inodes invalidated at the cut).
 //!
-//! What it does not model: see the "Limits" section of `model`'s doc and the report in
-//! tests/lazycard.rs.
+//! ```ignore
+//! let card = LazyCard::mount()?;          // Err(why): FUSE unusable here, call `skipped`
+//! card.set_commit_interval(None);         // only fsync commits the journal (default: 5 s)
+//! /* run the daemon with its spool in card.path(), SIGKILL it, wait for it */
+//! card.cut();                             // the power goes
+//! card.fail_fsync(true); card.set_capacity(Some(64 << 20)); card.stats();
+//! ```
+//!
+//! # Limits: where ext4 on a real card differs
+//! Harsher than ext4:
+//! - Nothing writes data back on its own: Linux's flusher (dirty pages older than ~30 s, memory
+//!   pressure) and ext4's `auto_da_alloc` (data flushed on rename over a file, and on close
+//!   after a truncate to 0) are not modelled. Only an fsync of the file itself persists it.
+//! - `sync_file_range` never reaches FUSE. On ext4 the pages it wrote become durable at the
+//!   next journal commit (any fsync on the file system, or the 5 s timer: the commit flushes the
+//!   device cache); here they stay volatile until that very file is fsynced. sled's `flush`
+//!   relies on it (see tests/lazycard.rs).
+//!
+//! Kinder than ext4:
+//! - Every successful fsync, fdatasync or fsyncdir commits the whole journal. ext4 commits only
+//!   when that inode changed in the running transaction (an fdatasync after an in-place
+//!   overwrite commits nothing), so here one file's fsync can make another's rename durable
+//!   where ext4 might not.
+//! - Writes are atomic per page and a cut tears nothing: a real card can tear a sector or leave
+//!   a page half old. A failed fsync loses pages but the card carries on; ext4 would usually
+//!   abort its journal and remount read-only.
+//!
+//! Not there at all: hard links, symlinks, xattrs, special files, shared writable mmap (direct
+//! I/O answers ENODEV), permission checks (the kernel's default: none), atime on read. Capacity
+//! counts the allocated 4 KiB pages of what a reader sees plus a block per directory: no
+//! metadata overhead, no reserved blocks (f_bavail = f_bfree), and space freed at once (ext4
+//! frees it at the commit). `fail_writes` fails data (write, truncate, fallocate), not names.
+//! flock and fcntl locks are kept by the kernel, per mount, as on a local disk.
 
 pub mod fuse;
 pub mod model;

@@ -84,6 +84,9 @@ struct Data {
 impl Data {
     fn read(&self, off: u64, len: u64) -> Vec<u8> {
         let end = self.size.min(off.saturating_add(len));
+        if off >= end {
+            return Vec::new();
+        }
         let mut out = vec![0; end.saturating_sub(off) as usize];
         for (&p, page) in self.pages.range(off / PAGE..end.div_ceil(PAGE)) {
             let (from, to) = ((p * PAGE).max(off), ((p + 1) * PAGE).min(end));
@@ -465,6 +468,9 @@ impl Model {
         if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
             return Err(libc::EOPNOTSUPP);
         }
+        if len == 0 {
+            return Err(libc::EINVAL);
+        }
         let end = off.checked_add(len).ok_or(libc::EFBIG)?;
         let n = self.node(ino)?;
         let missing = (off / PAGE..end.div_ceil(PAGE))
@@ -499,6 +505,9 @@ impl Model {
 
     /// pwrite: into the page cache (dirty pages); past the end, the gap reads as zeros.
     pub fn write(&mut self, ino: u64, off: u64, buf: &[u8]) -> Res<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         let end = off.checked_add(buf.len() as u64).ok_or(libc::EFBIG)?;
         let n = self.node(ino)?;
         let missing = (off / PAGE..end.div_ceil(PAGE))
