@@ -589,6 +589,18 @@ fn the_kernel_keeps_flock_and_fcntl_locks_on_the_card() {
         0,
         "free once closed"
     );
+    // fcntl record locks, on open file descriptions so that one process can see a conflict.
+    let c = OpenOptions::new().write(true).open(&path).expect("open");
+    let d = OpenOptions::new().write(true).open(&path).expect("open");
+    let ofd_lock = |f: &File| {
+        // SAFETY: a zeroed flock struct is valid; fcntl(2) on an open descriptor.
+        let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+        lock.l_type = libc::F_WRLCK as libc::c_short;
+        lock.l_whence = libc::SEEK_SET as libc::c_short;
+        unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &lock) }
+    };
+    assert_eq!(ofd_lock(&c), 0);
+    assert_eq!(ofd_lock(&d), -1, "held through the other descriptor");
 }
 
 // ---------------------------------------------------------------- sled on the card
@@ -600,8 +612,8 @@ const KEYS: u32 = 200;
 /// The child process: opens sled in $LAZYCARD_SLED_DIR, inserts, flushes (and fsyncs `db` if
 /// $LAZYCARD_SLED_SYNC_DB is set), says so, and waits to be killed.
 #[test]
-#[ignore = "run by sled_on_the_card as its child process"]
-fn sled_child() {
+#[ignore = "the child process of the sled tests below"]
+fn the_sled_child_flushes_and_waits_to_be_killed() {
     let Some(dir) = std::env::var_os(SLED_DIR) else {
         return;
     };
@@ -635,13 +647,14 @@ struct Survivors {
     keys: Result<usize, String>,
 }
 
-/// Runs [`sled_child`] on the card, kills it once flushed, cuts, and looks at what survived.
+/// Runs [`the_sled_child_flushes_and_waits_to_be_killed`] on the card, kills it once flushed,
+/// cuts, and looks at what survived.
 fn sled_survivors(card: &LazyCard, sync_db: bool) -> Survivors {
     let dir = card.path().join("spool");
     let mut child: Child = Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
-            "sled_child",
+            "the_sled_child_flushes_and_waits_to_be_killed",
             "--ignored",
             "--nocapture",
             "--test-threads",
@@ -661,9 +674,16 @@ fn sled_survivors(card: &LazyCard, sync_db: bool) -> Survivors {
             Ok(n) => out.push_str(&String::from_utf8_lossy(&buf[..n])),
         }
     }
+    let locked = sled::open(&dir).map(drop).map_err(|e| e.to_string());
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
     assert!(out.contains("FLUSHED"), "the child did not flush: {out}");
+    assert!(
+        locked
+            .as_ref()
+            .is_err_and(|e| e.contains("could not acquire lock")),
+        "sled's file lock holds across processes on the card: {locked:?}"
+    );
     let fsyncs = card.stats().fsyncs;
     card.cut();
     let files = fs::read_dir(&dir).ok().map(|d| {
