@@ -117,6 +117,32 @@ fn reads_past_the_end_and_empty_writes_change_nothing() {
 }
 
 #[test]
+fn writeback_before_a_cut_can_keep_a_later_unsynced_write_and_lose_an_earlier_one() {
+    let run = |share: f64, seed: u64| {
+        let mut m = Model::default();
+        let ino = written(&mut m, "f", b"");
+        m.fsync(ino).expect("the file is durable, empty");
+        m.write(ino, 0, b"record").expect("write");
+        m.write(ino, PAGE, b"marker").expect("write");
+        m.writeback_some(share, &mut fastrand::Rng::with_seed(seed));
+        m.cut();
+        let a = m.getattr(ino).expect("f");
+        let data = m.read(ino, 0, a.size).expect("read");
+        (
+            data.starts_with(b"record"),
+            data.get(PAGE as usize..) == Some(b"marker"),
+        )
+    };
+    assert_eq!(run(0.0, 1), (false, false));
+    assert_eq!(run(1.0, 1), (true, true));
+    let reordered = (0..64).find(|&seed| run(0.5, seed) == (false, true));
+    assert!(
+        reordered.is_some(),
+        "no seed kept the marker without the record"
+    );
+}
+
+#[test]
 fn a_failed_fsync_loses_its_pages_for_good_though_a_reader_saw_them() {
     let mut m = Model::default();
     let ino = written(&mut m, "f", &[b'o'; 2 * PAGE as usize]);
@@ -495,6 +521,26 @@ fn a_card_still_in_use_unmounts_on_drop_without_hanging() {
         "still mounted"
     );
     drop(open);
+}
+
+#[test]
+fn a_cut_after_writeback_keeps_unsynced_pages_of_durable_files() {
+    let Some(card) = mounted("a_cut_after_writeback_keeps_unsynced_pages_of_durable_files") else {
+        return;
+    };
+    card.set_commit_interval(None);
+    let path = card.path().join("f");
+    let mut f = File::create(&path).expect("create");
+    f.sync_all().expect("durable, empty");
+    f.write_all(b"written back").expect("write");
+    fs::write(card.path().join("new"), b"not durable").expect("write");
+    drop(f);
+    card.cut_after_writeback(1.0, 7);
+    assert_eq!(read(&path).expect("f"), b"written back");
+    assert!(
+        !card.path().join("new").exists(),
+        "writeback commits no create"
+    );
 }
 
 #[test]

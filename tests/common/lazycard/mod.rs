@@ -19,7 +19,8 @@
 //! Harsher than ext4:
 //! - Nothing writes data back on its own: Linux's flusher (dirty pages older than ~30 s, memory
 //!   pressure) and ext4's `auto_da_alloc` (data flushed on rename over a file, and on close
-//!   after a truncate to 0) are not modelled. Only an fsync of the file itself persists it.
+//!   after a truncate to 0) are not modelled. Only an fsync of the file itself persists it,
+//!   unless a test opts in with [`LazyCard::cut_after_writeback`].
 //! - `sync_file_range` never reaches FUSE. On ext4 the pages it wrote become durable at the
 //!   next journal commit (any fsync on the file system, or the 5 s timer: the commit flushes the
 //!   device cache); here they stay volatile until that very file is fsynced. sled's `flush`
@@ -30,7 +31,8 @@
 //!   when that inode changed in the running transaction (an fdatasync after an in-place
 //!   overwrite commits nothing), so here one file's fsync can make another's rename durable
 //!   where ext4 might not.
-//! - Writes are atomic per page and a cut tears nothing: a real card can tear a sector or leave
+//! - Writes are atomic per page, each request (an fsync too) all or nothing, and a cut tears
+//!   nothing: a real card can lose a power cut in the middle of an fsync, tear a sector or leave
 //!   a page half old. A failed fsync loses pages but the card carries on; ext4 would usually
 //!   abort its journal and remount read-only.
 //!
@@ -156,9 +158,17 @@ impl LazyCard {
     /// The power goes: every file and directory returns to its durable state. Kill and reap
     /// every process using the mount first.
     pub fn cut(&self) {
+        self.cut_after_writeback(0.0, 0);
+    }
+
+    /// Like [`LazyCard::cut`], but first the kernel's writeback got to a random `share` of the
+    /// dirty pages (seeded by `seed`, in no order; see `Model::writeback_some`): for code that
+    /// must survive an unsynced later write reaching the card before an earlier one.
+    pub fn cut_after_writeback(&self, share: f64, seed: u64) {
         let (inodes, entries) = {
             let mut m = self.m();
             let names = m.names();
+            m.writeback_some(share, &mut fastrand::Rng::with_seed(seed));
             m.cut();
             names
         };

@@ -96,7 +96,8 @@ impl Data {
         out
     }
 
-    /// Shrinks (or grows, sparse) to `size`, dropping pages past it and zeroing the last one's tail.
+    /// Shrinks (or grows, sparse) to `size`, dropping pages past it and zeroing the last one's
+    /// tail.
     fn truncate(&mut self, size: u64) {
         self.pages.retain(|&p, _| p * PAGE < size);
         let tail = (size % PAGE) as usize;
@@ -612,6 +613,28 @@ impl Model {
         }
         self.handles.clear();
         self.stats.cuts += 1;
+    }
+
+    /// The kernel's background writeback got to some dirty pages before the power went: each
+    /// with probability `share`, drawn from `rng`, becomes durable as if written back and then
+    /// recorded by a journal commit (its file's durable size grows to cover it), in no order.
+    /// Only files whose inode is durable; no metadata commits. Not in the default [`Model::cut`]:
+    /// a caller opts in to catch code that relies on the order of writes it never synced.
+    pub fn writeback_some(&mut self, share: f64, rng: &mut fastrand::Rng) {
+        let Model { now, disk, .. } = self;
+        for (ino, n) in now.iter_mut() {
+            let Some(d) = disk.get_mut(ino).filter(|d| d.kind == Kind::File) else {
+                continue;
+            };
+            n.dirty.retain(|&p| {
+                let Some(page) = n.data.pages.get(&p).filter(|_| rng.f64() < share) else {
+                    return true;
+                };
+                d.data.pages.insert(p, page.clone());
+                d.data.size = d.data.size.max(n.data.size.min((p + 1) * PAGE));
+                false
+            });
+        }
     }
 
     /// Every inode and every (directory, name) of the `now` view: what a cut may change.
