@@ -31,10 +31,11 @@
 //!   when that inode changed in the running transaction (an fdatasync after an in-place
 //!   overwrite commits nothing), so here one file's fsync can make another's rename durable
 //!   where ext4 might not.
-//! - Writes are atomic per page, each request (an fsync too) all or nothing, and a cut tears
-//!   nothing: a real card can lose a power cut in the middle of an fsync, tear a sector or leave
-//!   a page half old. A failed fsync loses pages but the card carries on; ext4 would usually
-//!   abort its journal and remount read-only.
+//! - Each request (an fsync too) is all or nothing, and a cut tears nothing: on a real card the
+//!   power can go halfway through an fsync (some of its pages written), and a sector can tear.
+//! - A failed fsync loses pages and the card carries on, as ext4 does for data errors; when a
+//!   failing card also loses metadata writes, ext4 aborts its journal and remounts read-only
+//!   (errors=remount-ro): not modelled.
 //!
 //! Not there at all: hard links, symlinks, xattrs, special files, shared writable mmap (direct
 //! I/O answers ENODEV), permission checks (the kernel's default: none), atime on read. Capacity
