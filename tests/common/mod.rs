@@ -4,6 +4,7 @@
 
 pub mod failure;
 pub mod inproc;
+pub mod lazycard;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener as StdListener};
