@@ -35,7 +35,9 @@ pub fn health(
         broker_up: stats.broker_up.load(Relaxed),
         links_up: usize::try_from(stats.links_up.load(Relaxed)).unwrap_or(usize::MAX),
         links,
-        spool_filling: spool_filling(spool.bytes(), max_bytes, spool.oldest_age().ok().flatten()),
+        // A failing disk blinks like a filling spool: both need a person, and soon.
+        spool_filling: spool.is_failing()
+            || spool_filling(spool.bytes(), max_bytes, spool.oldest_age().ok().flatten()),
     }
 }
 

@@ -57,6 +57,8 @@ impl Diagnostics {
         json!({
             "spool_records": self.spool.len(),
             "spool_quarantined": self.spool.quarantined(),
+            // The disk fails to take records (EIO), not merely full.
+            "spool_failing": self.spool.is_failing(),
             "spool_bytes": self.spool.bytes(),
             "spool_max_bytes": self.max_bytes,
             "oldest_queued_age_s": oldest,

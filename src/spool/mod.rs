@@ -201,6 +201,8 @@ pub struct Spool {
     doomed_photos: std::sync::Mutex<Vec<u64>>,
     /// Set by a failed flush: nothing is taken or flushed any more (see [`SpoolError::NotDurable`]).
     stopped: std::sync::atomic::AtomicBool,
+    /// Set by the writer while the spool fails to take records (for diagnostics and the LED).
+    failing: std::sync::atomic::AtomicBool,
 }
 
 fn now_ms() -> u64 {

@@ -19,6 +19,7 @@ impl Spool {
         let marks = lowwater::read(dir);
         let spool = Spool::open_or_move_aside(dir, max_bytes)?;
         spool.look_back_to(&marks)?;
+        tracing::debug!(entries = spool.len(), marks = ?spool.low_water()?, low_water_file = ?marks, "spool opened");
         Ok(spool)
     }
 
@@ -54,6 +55,7 @@ impl Spool {
             dir: dir.into(),
             source,
         };
+        recovery::renew_index_files(dir).map_err(|e| err(sled::Error::Io(e)))?;
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(CACHE_BYTES)
@@ -150,6 +152,7 @@ impl Spool {
             sled_file,
             doomed_photos: Default::default(),
             stopped: Default::default(),
+            failing: Default::default(),
         };
         spool.note_oldest()?;
         Ok(spool)

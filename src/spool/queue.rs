@@ -152,6 +152,9 @@ impl Spool {
         let flushed = self.flush_index_and_files();
         if flushed.is_err() {
             self.stopped.store(true, Ordering::SeqCst);
+            // For the next process of this boot (a power cut takes the unwritten pages with it,
+            // and this file too): see `recovery::renew_index_files`. Best effort.
+            let _ = std::fs::write(self.dir.join(recovery::NOT_DURABLE), b"");
         }
         flushed
     }
@@ -176,7 +179,14 @@ impl Spool {
                 self.photos.sync().map_err(not_durable("photos"))?;
                 self.bodies.sync().map_err(not_durable("log"))
             });
-            let index = self.db.flush().map_err(|e| self.err(e)).and_then(|_| {
+            let index = match self.db.flush() {
+                Err(sled::Error::Io(source)) => Err(SpoolError::NotDurable {
+                    what: "index",
+                    source,
+                }),
+                other => other.map_err(|e| self.err(e)),
+            }
+            .and_then(|_| {
                 self.sled_file
                     .sync_data()
                     .map_err(|source| SpoolError::NotDurable {
@@ -223,6 +233,17 @@ impl Spool {
     /// Whether a failed flush stopped the spool (see [`Spool::flush`]).
     pub fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Whether the spool fails to take records (a failing disk, not a full one), as the writer
+    /// last found, or a failed flush stopped it.
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed) || self.is_stopped()
+    }
+
+    /// The writer says whether the spool takes records.
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::Relaxed);
     }
 
     /// Records that the spool stops here, cleanly: the last write of a run, after the last

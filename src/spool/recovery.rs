@@ -7,6 +7,65 @@ use std::path::Path;
 use super::SpoolError;
 use super::{bodies, key_seq, pending_parts, pending_seq, photos, seen_prefix, seq_key, wm_key};
 
+/// A file a failed flush leaves in the spool's directory (not synced: it is for the next process
+/// of the same boot).
+pub(super) const NOT_DURABLE: &str = "not-durable";
+
+/// After a failed flush (its mark is there), writes sled's files again and syncs them, before
+/// sled opens them: the pages that fsync could not write are clean in the page cache, so sled
+/// would read them back whole and a later fsync would never write them; a power cut then would
+/// tear sled's log. Written again, they are dirty and synced. (A reboot in between takes both
+/// the pages and the mark, and sled reads what the card has.)
+pub(super) fn renew_index_files(dir: &Path) -> std::io::Result<()> {
+    let mark = dir.join(NOT_DURABLE);
+    if !mark.exists() {
+        return Ok(());
+    }
+    // Under sled's own lock: never while another process has the spool open.
+    let db = std::fs::File::open(dir.join("db"))?;
+    // SAFETY: flock on a descriptor we own; released when it is closed, below.
+    if unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&db),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    } != 0
+    {
+        return Ok(());
+    }
+    tracing::warn!(spool = %dir.display(), "the last run of the bridge stopped after the spool's disk failed to make writes durable: writing the spool's index again before opening it");
+    renew_files_in(dir)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    std::fs::remove_file(&mark)?;
+    drop(db);
+    Ok(())
+}
+
+/// Writes every regular file in `dir` (and its subdirectories, but the log and the photos,
+/// which the open renews entry by entry) again and syncs it.
+fn renew_files_in(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    for item in std::fs::read_dir(dir)? {
+        let item = item?;
+        let path = item.path();
+        let name = item.file_name();
+        if name == "log" || name == "photos" || name == NOT_DURABLE {
+            continue;
+        }
+        let kind = item.file_type()?;
+        if kind.is_dir() {
+            renew_files_in(&path)?;
+            std::fs::File::open(&path)?.sync_all()?;
+        } else if kind.is_file() {
+            let bytes = std::fs::read(&path)?;
+            let f = std::fs::OpenOptions::new().write(true).open(&path)?;
+            f.write_all_at(&bytes, 0)?;
+            f.sync_data()?;
+        }
+    }
+    Ok(())
+}
+
 /// The trees that repair touches.
 pub(super) struct Trees<'a> {
     pub records: &'a sled::Tree,

@@ -325,6 +325,7 @@ impl Writer {
                 }
                 match result {
                     Ok(Appended::Stored(seq)) => {
+                        tracing::trace!(seq, event_id = %record.event_id, watermark = *advance_watermark, "spooled");
                         if record.backfill {
                             self.recovered += 1;
                         }
@@ -341,7 +342,10 @@ impl Writer {
                 terminal,
                 sign_time,
             } => match self.spool.advance_watermark(terminal, *sign_time) {
-                Ok(()) => self.ok(None),
+                Ok(()) => {
+                    tracing::trace!(terminal = %terminal, sign_time, "backfill watermark");
+                    self.ok(None)
+                }
                 Err(e) => self.wait(terminal, "watermark", e),
             },
             _ => Ok(None),
@@ -382,6 +386,7 @@ impl Writer {
 
     fn ok(&mut self, seq: Option<u64>) -> Result<Option<u64>, ()> {
         if self.failing_since.take().is_some() {
+            self.spool.set_failing(false);
             tracing::info!("the spool takes records again");
         }
         Ok(seq)
@@ -394,6 +399,7 @@ impl Writer {
         }
         if !e.is_full() {
             self.failing_since.get_or_insert_with(Instant::now);
+            self.spool.set_failing(true);
         }
         self.last_error = text;
         Err(())
@@ -422,10 +428,10 @@ impl Writer {
         match self.spool.flush() {
             Ok(()) => true,
             Err(e) => {
-                if self.fatal.is_none() {
-                    tracing::error!("{e}: the spool takes no more records; the bridge restarts to open it again from the last good flush (the terminal keeps its records meanwhile; backfill fetches them)");
-                }
-                self.fatal.get_or_insert_with(|| format!("flush: {e}"));
+                // Said once, by the supervisor, as it stops the bridge with this reason.
+                self.fatal.get_or_insert_with(|| {
+                    format!("{e}: the spool takes no more records, and the bridge stops so that a fresh start opens it again from the last good flush (the terminal keeps its records meanwhile; backfill fetches them)")
+                });
                 false
             }
         }

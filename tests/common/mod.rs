@@ -947,6 +947,32 @@ pub async fn until_online(sub: &mut Subscriber, seen: &mut Vec<(String, Vec<u8>,
     .await;
 }
 
+/// Entries the bridge quarantined, as `face2mqtt spool status` reads them from its spool; for a
+/// build without that command (an older one, run through `FACE2MQTT_TEST_BIN` to show what this
+/// test finds), the quarantines its log reports.
+pub fn quarantined(bridge: &Bridge) -> u64 {
+    let out = bridge_command()
+        .args(["spool", "status", "-c"])
+        .arg(&bridge.config)
+        .output()
+        .expect("face2mqtt spool status runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let counted = text
+        .lines()
+        .find_map(|l| l.strip_prefix("quarantined"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok());
+    counted.unwrap_or_else(|| {
+        eprintln!(
+            "no `spool status` ({}): counting the quarantines the log reports",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        bridge
+            .log_text()
+            .matches("moved to the spool's quarantine")
+            .count() as u64
+    })
+}
+
 /// Where tests that could not run here write why (`scripts/test` prints them at the end, with
 /// the count: a test that could not run never passes quietly).
 pub fn skipped_file() -> PathBuf {

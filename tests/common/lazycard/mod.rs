@@ -195,6 +195,14 @@ impl LazyCard {
         self.m().fail_fsync = on;
     }
 
+    /// Like [`LazyCard::fail_fsync`], for the files whose name ends with `suffix` only (`None`:
+    /// every file): a bad block under one file.
+    pub fn fail_fsync_of(&self, suffix: Option<&str>, on: bool) {
+        let mut m = self.m();
+        m.fail_fsync_suffix = suffix.map(String::from);
+        m.fail_fsync = on;
+    }
+
     /// Total bytes the card holds (`None`: 32 GiB); statfs reports it, and a write that needs
     /// more answers ENOSPC.
     pub fn set_capacity(&self, bytes: Option<u64>) {

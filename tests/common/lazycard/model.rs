@@ -178,6 +178,8 @@ pub struct Model {
     pub fail_writes: bool,
     /// FSYNC and FSYNCDIR answer EIO; see the module's doc.
     pub fail_fsync: bool,
+    /// With `fail_fsync`: only files named with this ending fail (a bad block under one file).
+    pub fail_fsync_suffix: Option<String>,
     /// Bytes the card holds; `None`: [`DEFAULT_CAPACITY`].
     pub capacity: Option<u64>,
     pub stats: Stats,
@@ -202,6 +204,7 @@ impl Model {
             next_fh: 1,
             fail_writes: false,
             fail_fsync: false,
+            fail_fsync_suffix: None,
             capacity: None,
             stats: Stats::default(),
         }
@@ -538,7 +541,14 @@ impl Model {
     /// dirty pages and size become durable. Under [`Model::fail_fsync`]: EIO, the file's dirty
     /// pages are marked clean without being written, and nothing commits.
     pub fn fsync(&mut self, ino: u64) -> Res<()> {
-        let fail = self.fail_fsync;
+        let fail = self.fail_fsync
+            && self.fail_fsync_suffix.as_deref().is_none_or(|end| {
+                self.now.values().any(|n| {
+                    n.entries
+                        .iter()
+                        .any(|(name, &i)| i == ino && name.to_string_lossy().ends_with(end))
+                })
+            });
         let n = self.node_mut(ino)?;
         if fail {
             n.dirty.clear();
