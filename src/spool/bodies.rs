@@ -7,7 +7,8 @@
 //! written once, read back with one `pread`, and its space comes back when every entry of its
 //! segment has left (a FIFO empties its segments oldest first): the file is unlinked.
 //!
-//! A frame is `seq (u64 BE) | len (u32 BE) | FNV-1a of the body (u64 BE) | body`. Reading checks
+//! A frame is `seq (u64 BE) | len (u32 BE) | CRC-32 of the body (u32 BE) | body` (the photos'
+//! checksum too: one checksum in the spool, and crc32fast uses the CPU's CRC instructions). Reading checks
 //! all three, so a frame a power cut tore, or one that never reached the disk while sled's index
 //! did, reads as damaged rather than as another record. [`Bodies::sync`] makes every frame written
 //! so far durable (group commit, with the batch's photos, before sled's flush).
@@ -19,9 +20,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::record::stable_hash;
 
-const HEADER: usize = 8 + 4 + 8;
+const HEADER: usize = 8 + 4 + 4;
 
 /// A segment is closed and a new one started once it holds this many bytes (fewer for a small
 /// `spool.max_size`, see [`Bodies::open`]): the space of a segment comes back only when all of
@@ -216,7 +216,7 @@ impl Bodies {
         let mut frame = Vec::with_capacity(HEADER + body.len());
         frame.extend_from_slice(&seq.to_be_bytes());
         frame.extend_from_slice(&len.to_be_bytes());
-        frame.extend_from_slice(&stable_hash(body).to_be_bytes());
+        frame.extend_from_slice(&crc32fast::hash(body).to_be_bytes());
         frame.extend_from_slice(body);
         let offset = seg.len;
         // At our own offset: a write that failed half-way (a full disk) is overwritten by the next.
@@ -278,8 +278,8 @@ impl Bodies {
         let (head, body) = frame.split_at(HEADER);
         let stored_seq = u64::from_be_bytes(head[..8].try_into().unwrap_or_default());
         let stored_len = u32::from_be_bytes(head[8..12].try_into().unwrap_or_default());
-        let hash = u64::from_be_bytes(head[12..].try_into().unwrap_or_default());
-        if stored_seq != seq || stored_len != at.len || stable_hash(body) != hash {
+        let crc = u32::from_be_bytes(head[12..].try_into().unwrap_or_default());
+        if stored_seq != seq || stored_len != at.len || crc32fast::hash(body) != crc {
             return Ok(Err(
                 "its frame in the log is damaged (a power cut before it reached the disk?)".into(),
             ));
@@ -460,7 +460,7 @@ mod tests {
         let f = OpenOptions::new().write(true).open(path).expect("open");
         f.write_all_at(b"F", one.offset + HEADER as u64)
             .expect("damage");
-        assert!(b.read(7, one).expect("read").is_err(), "hash mismatch");
+        assert!(b.read(7, one).expect("read").is_err(), "checksum mismatch");
         assert_eq!(b.read(8, two).expect("read"), Ok(b"second".to_vec()));
     }
 

@@ -669,11 +669,11 @@ mod tests {
             .value
             .len() as u64;
         s.append("t", &r, None, true).expect("append");
-        // The frame: a 20-byte header (seq, length, hash) and the entry.
-        assert_eq!(s.bodies.bytes(), 20 + value);
+        // The frame: a 16-byte header (seq, length, CRC) and the entry.
+        assert_eq!(s.bodies.bytes(), 16 + value);
         // The index: location (14) and pending key (18), the pending key, the dedupe key (13).
         assert_eq!(s.unflushed.load(Ordering::SeqCst), 14 + 18 + 18 + 13);
-        assert_eq!(s.bytes(), before + 20 + value + 63);
+        assert_eq!(s.bytes(), before + 16 + value + 63);
     }
 
     #[test]
