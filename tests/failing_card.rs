@@ -48,7 +48,7 @@ async fn delivered(
             _ => break,
         }
     }
-    made.difference(&got).cloned().collect()
+    made.difference(got).cloned().collect()
 }
 
 async fn links(sim: &Simulator, n: usize) -> bool {
