@@ -425,7 +425,7 @@ fn drain_rows(t: &mut Table, runs: &[Run<drain::Drain>]) {
     let n = ours.first().map_or(0, |d| d.n);
     t.row(
         format!("drain: {} records without photos spooled with the broker down, then the broker back while the bridge runs: broker start → last record", count(n as f64)),
-        list(&|d| format!("{} ({} records/s)", secs(d.drain), count(d.n as f64 / d.drain.as_secs_f64()))),
+        list(&|d| format!("{:.2} s ({} records/s)", d.drain.as_secs_f64(), count(d.n as f64 / d.drain.as_secs_f64()))),
         "",
     );
     t.row(
@@ -453,10 +453,10 @@ fn drain_table(runs: &[Run<drain::Drain>], baseline: Option<&Path>) -> Vec<Strin
     for x in runs {
         let d = &x.r;
         out.push(format!(
-            "| {} | {} | {} | {} | {} ({}) | {:.2} s | {} | {} | {} |",
+            "| {} | {} | {:.2} s | {} | {} ({}) | {:.2} s | {} | {} | {} |",
             x.round,
             x.build,
-            secs(d.drain),
+            d.drain.as_secs_f64(),
             count(d.n as f64 / d.drain.as_secs_f64()),
             mib(d.peak_rss),
             mib(d.peak_rss_spooling),
@@ -497,12 +497,12 @@ fn backlog_table(runs: &[Run<backlog::Backlog>], baseline: Option<&Path>) -> Vec
     for x in runs {
         let b = &x.r;
         out.push(format!(
-            "| {} | {} | {} | {} | {} | {} | {} ({}) | {} |",
+            "| {} | {} | {} | {} | {:.2} s | {} | {} ({}) | {} |",
             x.round,
             x.build,
             secs(b.spooling),
             ms(b.ready),
-            secs(b.drain),
+            b.drain.as_secs_f64(),
             count(b.n as f64 / b.drain.as_secs_f64()),
             mib(b.peak_rss),
             mib(b.peak_rss_spooling),
