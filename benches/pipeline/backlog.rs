@@ -2,6 +2,7 @@
 //! is down. The bridge is then stopped and started again on that spool (start → READY=1, with
 //! the broker still down), and the broker returns: drain time, memory, nothing lost.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use face2mqtt::simulator::SimConfig;
@@ -28,8 +29,9 @@ pub struct Backlog {
 }
 
 /// The spool's cap is raised to 2 GiB so that the whole backlog, photos included, is kept
-/// (with the default 512 MiB the photos of the oldest records would give way).
-pub async fn run(n: usize, ready_runs: usize) -> Backlog {
+/// (with the default 512 MiB the photos of the oldest records would give way). `bin`: another
+/// build's binary (`BENCH_BASELINE_BIN`), or `None` for this build's.
+pub async fn run(n: usize, ready_runs: usize, bin: Option<&Path>) -> Backlog {
     let mut broker = Mosquitto::start();
     let s = simulator(SimConfig {
         max_records: n + 1000,
@@ -43,6 +45,7 @@ pub async fn run(n: usize, ready_runs: usize) -> Backlog {
         spool_keys: "max_size = \"2GiB\"",
         env: &env,
         log_level: measure::TAKEN_LOG,
+        bin,
         ..Setup::one(broker.port, &s.sim)
     }
     .start();

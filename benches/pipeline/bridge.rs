@@ -1,13 +1,15 @@
-//! The bridge under test: its config (one or many simulated terminals), its start, and
-//! systemd's READY=1 over a notify socket of our own.
+//! The bridge under test: its config (one or many simulated terminals), its process (this
+//! build's binary, or an older build's beside it), and systemd's READY=1 over a notify socket of
+//! our own.
 
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use face2mqtt::simulator::Simulator;
 
-use crate::common::{Bridge, PASSWORD};
+use crate::common::PASSWORD;
 use crate::measure::Proc;
 
 /// A bridge's settings beyond the terminals. The keepalive is the production default (ping
@@ -19,6 +21,8 @@ pub struct Setup<'a> {
     pub spool_keys: &'a str,
     pub env: &'a [(&'a str, &'a str)],
     pub log_level: &'a str,
+    /// Another build's binary (`BENCH_BASELINE_BIN`); `None`: this build's.
+    pub bin: Option<&'a Path>,
 }
 
 impl<'a> Setup<'a> {
@@ -29,11 +33,14 @@ impl<'a> Setup<'a> {
             spool_keys: "",
             env: &[],
             log_level: "warn",
+            bin: None,
         }
     }
 
     pub fn start(&self) -> Bridge {
-        Bridge::start_written(self.env, |dir| {
+        Bridge::start(self.bin, self.env, |dir| {
+            // Keys every build since the spool's photo files (3520978) reads alike: an older
+            // binary may be run on this config (`BENCH_BASELINE_BIN`).
             let mut c = format!(
                 "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id = \"bench-{}\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\n\n[spool]\ndir = \"{}\"\n{}\n\n[log]\nlevel = \"{}\"\n\n",
                 self.broker_port,
@@ -51,6 +58,103 @@ impl<'a> Setup<'a> {
             }
             c
         })
+    }
+}
+
+/// A `face2mqtt run` process with its own config, log and spool, restartable on them. The
+/// binary is this build's (as `tests/common` runs it: `FACE2MQTT_TEST_BIN` and its wrapper are
+/// honoured) or the one given, so that an older build runs the same scenario beside it.
+pub struct Bridge {
+    bin: Option<PathBuf>,
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+    config: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Bridge {
+    /// Writes the config `write` returns (given the bridge's directory; its spool goes in
+    /// `<dir>/spool`) and starts the process.
+    fn start(
+        bin: Option<&Path>,
+        env: &[(&str, &str)],
+        write: impl FnOnce(&Path) -> String,
+    ) -> Bridge {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, write(dir.path())).expect("write config");
+        let mut b = Bridge {
+            bin: bin.map(Path::to_path_buf),
+            child: None,
+            log: dir.path().join("bridge.log"),
+            dir,
+            config,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        b.spawn();
+        b
+    }
+
+    /// Starts (again) on the same config and spool.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut command = match &self.bin {
+            Some(bin) => Command::new(bin),
+            None => crate::common::bridge_command(),
+        };
+        let child = command
+            .arg("run")
+            .arg("-c")
+            .arg(&self.config)
+            .env_remove("RUST_LOG")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("bridge {:?} starts: {e}", self.bin));
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM; whether it exited 0 within the grace time.
+    pub fn stop(&mut self) -> bool {
+        match self.child.take() {
+            Some(mut c) => crate::common::terminate(&mut c, Duration::from_secs(15))
+                .is_some_and(|s| s.success()),
+            None => true,
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("---- bridge log (last 60 lines) ----");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

@@ -9,6 +9,11 @@
 //!
 //! Progress goes to stderr; stdout ends with one markdown table of issue 10's goal rows, for
 //! BENCHMARKS.md.
+//!
+//! `BENCH_BASELINE_BIN=<an older build's face2mqtt>` (`scripts/bench-baseline <commit>` builds
+//! one) runs the drain and backlog scenarios with that binary too, in turn with this build's,
+//! `BENCH_ROUNDS` rounds (default 2 with a baseline, else 1); a table per scenario then lists
+//! every run, labelled current / baseline, with the ratios.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -17,12 +22,14 @@ mod backfill;
 mod backlog;
 mod bridge;
 mod burst;
+mod drain;
 mod latency;
 mod measure;
 mod nodered;
 mod scale;
 mod sustained;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use face2mqtt::simulator::SimConfig;
@@ -120,9 +127,80 @@ fn done(t: Instant) {
 }
 
 /// Whether the scenario `name` runs: all of them, or those named in `BENCH_ONLY`
-/// (comma-separated: ready, latency, sustained, burst, backlog, backfill, scale).
+/// (comma-separated: ready, latency, sustained, burst, drain, backlog, backfill, scale).
 fn wanted(name: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|w| w.trim() == name))
+}
+
+/// `BENCH_BASELINE_BIN`: an older build to run beside this one (drain, backlog).
+fn baseline() -> Option<PathBuf> {
+    let bin = PathBuf::from(std::env::var_os("BENCH_BASELINE_BIN").filter(|b| !b.is_empty())?);
+    assert!(
+        bin.is_file(),
+        "BENCH_BASELINE_BIN={}: no such file (scripts/bench-baseline <commit> builds one)",
+        bin.display()
+    );
+    Some(bin)
+}
+
+/// `BENCH_ROUNDS`: how often each build runs the scenarios compared (default 2 with a baseline).
+fn rounds(with_baseline: bool) -> usize {
+    std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|r| *r > 0)
+        .unwrap_or(if with_baseline { 2 } else { 1 })
+}
+
+/// One run of a compared scenario: its round, which build, what it measured.
+struct Run<T> {
+    round: usize,
+    build: &'static str,
+    r: T,
+}
+
+/// The builds a compared scenario runs, in the order of each round: this one, then the baseline.
+fn builds(baseline: Option<&Path>) -> Vec<(&'static str, Option<&Path>)> {
+    let mut b = vec![("current", None)];
+    if let Some(bin) = baseline {
+        b.push(("baseline", Some(bin)));
+    }
+    b
+}
+
+/// "current ÷ baseline" of `f`, round by round and over all rounds (sum over sum); empty without
+/// a baseline.
+fn ratios<T>(runs: &[Run<T>], what: &str, f: impl Fn(&T) -> f64) -> String {
+    let of = |build: &str, round: Option<usize>| -> f64 {
+        runs.iter()
+            .filter(|x| x.build == build && round.is_none_or(|r| x.round == r))
+            .map(|x| f(&x.r))
+            .sum()
+    };
+    if !runs.iter().any(|x| x.build == "baseline") {
+        return String::new();
+    }
+    let ratio = |a: f64, b: f64| {
+        if b > 0.0 {
+            format!("{:.2}x", a / b)
+        } else {
+            "–".into()
+        }
+    };
+    let last = runs.iter().map(|x| x.round).max().unwrap_or(0);
+    let by_round: Vec<String> = (1..=last)
+        .map(|r| {
+            format!(
+                "round {r} {}",
+                ratio(of("current", Some(r)), of("baseline", Some(r)))
+            )
+        })
+        .collect();
+    format!(
+        "current ÷ baseline, {what}: {}; all rounds {}",
+        by_round.join(", "),
+        ratio(of("current", None), of("baseline", None))
+    )
 }
 
 fn main() {
@@ -142,6 +220,11 @@ fn main() {
         other => eprintln!("warning: `sync` before the run failed ({other:?}); the first rows may wait on the disk"),
     }
     let mut t = Table(Vec::new());
+    let baseline = baseline();
+    let builds = builds(baseline.as_deref());
+    let rounds = rounds(baseline.is_some());
+    // The tables of the compared scenarios, printed after the main one.
+    let mut compared: Vec<String> = Vec::new();
     rt.block_on(async {
         if wanted("ready") {
             let s = step("start to READY, empty spool");
@@ -238,12 +321,38 @@ fn main() {
             burst_rows(&mut t, &b, nr.as_ref(), n_burst);
         }
 
+        if wanted("drain") {
+            let n_drain = scale(20_000);
+            let mut runs = Vec::new();
+            for round in 1..=rounds {
+                for (build, bin) in &builds {
+                    let s = step(&format!("drain, round {round}, {build}"));
+                    let r = drain::run(n_drain, *bin, build).await;
+                    eprintln!("   drain {}, peak RSS {}, lost {}", secs(r.drain), mib(r.peak_rss), r.lost);
+                    done(s);
+                    runs.push(Run { round, build, r });
+                }
+            }
+            drain_rows(&mut t, &runs);
+            compared.extend(drain_table(&runs, baseline.as_deref()));
+        }
+
         if wanted("backlog") {
             let n_backlog = scale(100_000);
-            let s = step("backlog");
-            let bl = backlog::run(n_backlog, 3).await;
-            done(s);
-            backlog_rows(&mut t, &bl);
+            let mut runs = Vec::new();
+            for round in 1..=rounds {
+                for (build, bin) in &builds {
+                    let s = step(&format!("backlog, round {round}, {build}"));
+                    let r = backlog::run(n_backlog, 3, *bin).await;
+                    eprintln!("   drain {}, peak RSS {}, lost {}", secs(r.drain), mib(r.peak_rss), r.lost);
+                    done(s);
+                    runs.push(Run { round, build, r });
+                }
+            }
+            backlog_rows(&mut t, &runs[0].r);
+            if runs.len() > 1 {
+                compared.extend(backlog_table(&runs, baseline.as_deref()));
+            }
         }
 
         if wanted("backfill") {
@@ -287,6 +396,133 @@ fn main() {
     );
     println!();
     t.print();
+    for line in compared {
+        println!("{line}");
+    }
+}
+
+/// The binaries compared, for the header of their tables.
+fn binaries(baseline: Option<&Path>) -> String {
+    let current = std::env::var_os("FACE2MQTT_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_face2mqtt")));
+    match baseline {
+        Some(b) => format!("current: {}; baseline: {}", current.display(), b.display()),
+        None => format!("current: {}", current.display()),
+    }
+}
+
+/// The drain's rows in the main table: this build's runs.
+fn drain_rows(t: &mut Table, runs: &[Run<drain::Drain>]) {
+    let ours: Vec<&drain::Drain> = runs
+        .iter()
+        .filter(|x| x.build == "current")
+        .map(|x| &x.r)
+        .collect();
+    let list = |f: &dyn Fn(&drain::Drain) -> String| {
+        ours.iter().map(|d| f(d)).collect::<Vec<_>>().join(", ")
+    };
+    let n = ours.first().map_or(0, |d| d.n);
+    t.row(
+        format!("drain: {} records without photos spooled with the broker down, then the broker back while the bridge runs: broker start → last record", count(n as f64)),
+        list(&|d| format!("{:.2} s ({} records/s)", d.drain.as_secs_f64(), count(d.n as f64 / d.drain.as_secs_f64()))),
+        "",
+    );
+    t.row(
+        "… peak RSS (whole run; before the broker returned)".into(),
+        list(&|d| format!("{} ({})", mib(d.peak_rss), mib(d.peak_rss_spooling))),
+        "≤ 24 MiB",
+    );
+    t.row("… lost".into(), list(&|d| d.lost.to_string()), "0");
+}
+
+/// Every drain run, labelled current / baseline, and the ratios.
+fn drain_table(runs: &[Run<drain::Drain>], baseline: Option<&Path>) -> Vec<String> {
+    let n = runs.first().map_or(0, |x| x.r.n);
+    let mut out = vec![
+        String::new(),
+        format!(
+            "drain: {} records without photos spooled with the broker down, then the broker back while the bridge keeps running ({})",
+            count(n as f64),
+            binaries(baseline)
+        ),
+        String::new(),
+        "| round | build | broker start → last record | records/s | peak RSS (before the broker returned) | bridge CPU over the drain | disk written over the drain | spooling | lost |".into(),
+        "|---|---|---|---|---|---|---|---|---|".into(),
+    ];
+    for x in runs {
+        let d = &x.r;
+        out.push(format!(
+            "| {} | {} | {:.2} s | {} | {} ({}) | {:.2} s | {} | {} | {} |",
+            x.round,
+            x.build,
+            d.drain.as_secs_f64(),
+            count(d.n as f64 / d.drain.as_secs_f64()),
+            mib(d.peak_rss),
+            mib(d.peak_rss_spooling),
+            d.cpu.as_secs_f64(),
+            mib(d.written),
+            secs(d.spooling),
+            d.lost
+        ));
+    }
+    let lines = [
+        ratios(runs, "drain time", |d: &drain::Drain| d.drain.as_secs_f64()),
+        ratios(runs, "bridge CPU over the drain", |d: &drain::Drain| {
+            d.cpu.as_secs_f64()
+        }),
+        ratios(runs, "peak RSS", |d: &drain::Drain| d.peak_rss as f64),
+    ];
+    if !lines[0].is_empty() {
+        out.push(String::new());
+        out.extend(lines);
+    }
+    out
+}
+
+/// Every backlog run, labelled current / baseline, and the ratios.
+fn backlog_table(runs: &[Run<backlog::Backlog>], baseline: Option<&Path>) -> Vec<String> {
+    let n = runs.first().map_or(0, |x| x.r.n);
+    let mut out = vec![
+        String::new(),
+        format!(
+            "backlog: {} records (1 in 10 with a photo) spooled with the broker down, the bridge restarted on the spool, then the broker back ({})",
+            count(n as f64),
+            binaries(baseline)
+        ),
+        String::new(),
+        "| round | build | spooling | start → READY=1 (median of 3) | drain | records/s | peak RSS (spooling) | lost |".into(),
+        "|---|---|---|---|---|---|---|---|".into(),
+    ];
+    for x in runs {
+        let b = &x.r;
+        out.push(format!(
+            "| {} | {} | {} | {} | {:.2} s | {} | {} ({}) | {} |",
+            x.round,
+            x.build,
+            secs(b.spooling),
+            ms(b.ready),
+            b.drain.as_secs_f64(),
+            count(b.n as f64 / b.drain.as_secs_f64()),
+            mib(b.peak_rss),
+            mib(b.peak_rss_spooling),
+            b.lost
+        ));
+    }
+    let lines = [
+        ratios(runs, "drain time", |b: &backlog::Backlog| {
+            b.drain.as_secs_f64()
+        }),
+        ratios(runs, "peak RSS", |b: &backlog::Backlog| b.peak_rss as f64),
+        ratios(runs, "start → READY=1", |b: &backlog::Backlog| {
+            b.ready.as_secs_f64()
+        }),
+    ];
+    if !lines[0].is_empty() {
+        out.push(String::new());
+        out.extend(lines);
+    }
+    out
 }
 
 /// The burst rows, with Node-RED beside face2mqtt where it ran.
