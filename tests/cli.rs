@@ -290,3 +290,96 @@ async fn usage_errors_exit_2() {
     );
     assert!(stderr(&o).contains("--terminal"), "{}", stderr(&o));
 }
+
+/// A config whose spool is `spool` (nothing is reached over the network by `spool` commands).
+fn spool_config(dir: &Path, spool: &Path) -> std::path::PathBuf {
+    let text = config_text(9, 9, "123456", 9);
+    write_config(
+        dir,
+        &format!("{text}\n[spool]\ndir = \"{}\"\n", spool.display()),
+    )
+}
+
+#[tokio::test]
+async fn spool_status_and_quarantine_see_and_mend_a_stopped_bridges_spool() {
+    use face2mqtt::record::Normalized;
+    let d = tempfile::tempdir().expect("tempdir");
+    let spool = d.path().join("spool");
+    let config = spool_config(d.path(), &spool);
+    {
+        let s = face2mqtt::spool::Spool::open(&spool, 64 << 20).expect("spool");
+        for (id, t) in [
+            ("front-door-1-1", 1_700_000_000),
+            ("front-door-1-2", 1_700_000_001),
+        ] {
+            let rec = Normalized {
+                event_id: id.into(),
+                sign_time: t,
+                json: serde_json::json!({"event_id": id}),
+                photo: None,
+                photo_problem: None,
+            };
+            s.append("front-door", &rec, None, true).expect("append");
+        }
+        s.quarantine(1, "larger than the broker takes")
+            .expect("quarantine");
+        s.flush().expect("flush");
+        s.close().expect("close");
+    }
+    let status = face2mqtt(args(&["spool", "status"], &config)).await;
+    assert!(status.status.success(), "{}", stderr(&status));
+    let text = stdout(&status);
+    for want in [
+        "queued       1 records",
+        "quarantined  1",
+        "terminal     front-door: watermark",
+    ] {
+        assert!(text.contains(want), "{want:?} in\n{text}");
+    }
+    let list = stdout(&face2mqtt(args(&["spool", "quarantine", "list"], &config)).await);
+    assert!(
+        list.starts_with("1\tlarger than the broker takes\tfront-door front-door-1-1\t{"),
+        "{list}"
+    );
+    let retry = face2mqtt(args(&["spool", "quarantine", "retry", "1"], &config)).await;
+    assert!(
+        stdout(&retry).contains("1: queued again as"),
+        "{}",
+        stdout(&retry)
+    );
+    let status = stdout(&face2mqtt(args(&["spool", "status"], &config)).await);
+    assert!(
+        status.contains("queued       2 records") && status.contains("quarantined  0"),
+        "{status}"
+    );
+    let none = face2mqtt(args(&["spool", "quarantine", "drop", "--all"], &config)).await;
+    assert!(none.status.success());
+    let usage = face2mqtt(args(&["spool", "quarantine", "drop"], &config)).await;
+    assert_eq!(usage.status.code(), Some(2), "a sequence number or --all");
+}
+
+#[tokio::test]
+async fn a_spool_on_a_file_system_too_small_for_a_record_is_refused_at_start_and_by_check() {
+    let Some(disk) = SmallDisk::mount(3 << 20) else {
+        return skipped(
+            "cli: a too small spool disk",
+            "cannot mount a tmpfs here (needs root)",
+        );
+    };
+    let d = tempfile::tempdir().expect("tempdir");
+    let config = spool_config(d.path(), &disk.dir.path().join("spool"));
+    let run = face2mqtt(args(&["run"], &config)).await;
+    assert_eq!(run.status.code(), Some(78), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("put spool.dir on a larger one"),
+        "{}",
+        stderr(&run)
+    );
+    let check = face2mqtt(args(&["check"], &config)).await;
+    assert_eq!(check.status.code(), Some(1));
+    assert!(
+        stdout(&check).contains("FAILED  spool") && stdout(&check).contains("4194304"),
+        "{}",
+        stdout(&check)
+    );
+}

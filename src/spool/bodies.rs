@@ -20,7 +20,6 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-
 const HEADER: usize = 8 + 4 + 4;
 
 /// A segment is closed and a new one started once it holds this many bytes (fewer for a small

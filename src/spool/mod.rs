@@ -2,14 +2,15 @@
 //! of record: an entry leaves only when the broker has acknowledged the publish that carried it.
 //!
 //! Trees:
-//! - `records`: seq (u64 BE) → where the entry is in the log ([`bodies`]) and its `pending` key.
-//!   One global sequence, so per-terminal order holds. An older bridge stored the [`Entry`]
-//!   itself here; such entries are still read, so a spool drains after an upgrade.
+//! One format ([`keys::FORMAT`], named in `meta`); a spool in another is refused, never guessed at.
+//!
+//! - `records`: seq (u64 BE) → where the entry is in the log ([`bodies`]), whether it has a
+//!   photo, and its `pending` key. One global sequence, so per-terminal order holds.
 //! - the entries themselves (head and record JSON) are frames in an append-only log of segment
 //!   files in `log/` ([`bodies`]): written once, a segment unlinked once all of it is
-//!   acknowledged.
-//! - photos are files in `photos/` ([`photos`]), not in sled: written once, unlinked on PUBACK,
-//!   dropped before records when the cap is reached.
+//!   acknowledged and that is durable.
+//! - photos are files in `photos/` ([`photos`]), not in sled: written once, unlinked once their
+//!   entry's acknowledgement is durable, dropped before records when the cap is reached.
 //! - `seen`: `<terminal> 0x00 <signTime BE> <event_id>` → empty. Dedupes live vs backfill, kept
 //!   for the backfill window, pruned by time with a range scan.
 //! - `meta`: `wm/<terminal>` → signTime BE, the backfill watermark.
@@ -30,8 +31,20 @@
 //! writer ([`writer`]), which runs on a thread of its own; other tasks read (the publisher, on a
 //! blocking thread; diagnostics and backfill read in-memory counters and small keys) and ask the
 //! writer for changes through its channel. The one exception: a damaged photo file found while
-//! reading is removed on the spot ([`Spool::photo`]). [`Spool::flush`] is the only thing that makes writes
-//! durable (sled otherwise flushes every 500 ms).
+//! reading is removed on the spot ([`Spool::photo`]).
+//!
+//! What a power cut may leave, and why nothing is lost (tests/powercut.rs cuts the power on a
+//! model of an SD card; tests/failing_card.rs makes it fail):
+//! - [`Spool::flush`] is the only thing that makes writes durable (photos, frames, then sled's
+//!   index and an fdatasync of sled's log, which sled itself only `sync_file_range`s). An entry is
+//!   published only once a flush covered it. A flush that fails stops the spool: a failed fsync
+//!   is never retried (Linux would report the next one a success), the bridge starts again and
+//!   [`recovery`] writes again what came after the last good flush.
+//! - Each entry's keys change in one sled transaction (records, pending, seen, the watermark): a
+//!   crash keeps all of them or none. sled may keep an entry whose frame the card lost: the open
+//!   forgets it and lowers the watermark below it, so backfill fetches it again.
+//! - Files an acknowledgement frees (segments, photos) are unlinked only after the flush that
+//!   makes the acknowledgement durable: never an index naming a frame that is gone.
 
 mod bodies;
 mod clean;

@@ -19,6 +19,8 @@ impl Spool {
         let marks = lowwater::read(dir);
         let spool = Spool::open_or_move_aside(dir, max_bytes)?;
         spool.look_back_to(&marks)?;
+        // What the open repaired is durable before anything else happens.
+        spool.flush()?;
         tracing::debug!(entries = spool.len(), marks = ?spool.low_water()?, low_water_file = ?marks, "spool opened");
         Ok(spool)
     }

@@ -119,27 +119,55 @@ pub(super) fn renew_from(
     photos.sync().map_err(photo_err)?;
     bodies.sync().map_err(log_err)?;
     let forgotten = lost.len();
-    for (seq, key, why) in lost {
-        t.records.remove(seq_key(seq)).map_err(err)?;
-        t.pending.remove(&key).map_err(err)?;
-        let Some((terminal, sign_time)) = pending_parts(&key) else {
+    // Per second of a lost record: its dedupe keys (every record of that second loses them: the
+    // others come again as duplicates) and the watermark below it.
+    let mut seconds: Vec<(String, u64)> = Vec::new();
+    for (seq, key, why) in &lost {
+        let Some((terminal, sign_time)) = pending_parts(key) else {
             continue;
         };
-        let terminal = String::from_utf8_lossy(terminal);
+        let terminal = String::from_utf8_lossy(terminal).into_owned();
         tracing::warn!(
             seq, terminal = %terminal, sign_time, reason = %why,
             "a spooled record did not reach the disk before a power cut (it was never reported received): backfill fetches it again from the terminal"
         );
-        for k in t.seen.scan_prefix(seen_prefix(&terminal, sign_time)).keys() {
-            t.seen.remove(k.map_err(err)?).map_err(err)?;
+        if !seconds.contains(&(terminal.clone(), sign_time)) {
+            seconds.push((terminal, sign_time));
         }
-        t.meta
-            .fetch_and_update(wm_key(&terminal), |old| {
-                let below = sign_time.saturating_sub(1);
-                old.map(|o| key_seq(o).min(below).to_be_bytes().to_vec())
-            })
-            .map_err(err)?;
     }
+    let mut seen_keys = Vec::new();
+    for (terminal, sign_time) in &seconds {
+        for k in t.seen.scan_prefix(seen_prefix(terminal, *sign_time)).keys() {
+            seen_keys.push(k.map_err(err)?);
+        }
+    }
+    // One transaction: a power cut during the repair must not keep the entries' removal and lose
+    // the watermark's lowering (backfill would then never fetch them again).
+    use sled::Transactional;
+    (t.records, t.pending, t.seen, t.meta)
+        .transaction(|(records, pending, seen, meta)| {
+            for (seq, key, _) in &lost {
+                records.remove(&seq_key(*seq)[..])?;
+                pending.remove(key.as_slice())?;
+            }
+            for k in &seen_keys {
+                seen.remove(k)?;
+            }
+            for (terminal, sign_time) in &seconds {
+                let below = sign_time.saturating_sub(1);
+                if let Some(old) = meta.get(wm_key(terminal))? {
+                    let lowered = key_seq(&old).min(below);
+                    meta.insert(wm_key(terminal), &lowered.to_be_bytes())?;
+                }
+            }
+            Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+        })
+        .map_err(|e| match e {
+            sled::transaction::TransactionError::Storage(e) => err(e),
+            sled::transaction::TransactionError::Abort(()) => err(sled::Error::ReportableBug(
+                "the spool's repair aborted".into(),
+            )),
+        })?;
     Ok(forgotten)
 }
 

@@ -3,8 +3,10 @@
 //! It runs on a thread of its own (sled and the photo files block) and takes two channels:
 //! `inputs` from ingest and backfill (records, watermarks, dedupe pruning) and `acks` from the
 //! publisher (deletions on PUBACK, quarantine). Records of a batch are made durable with one fsync
-//! (group commit) before the publisher is told how far it may read. Deletions need no fsync: a
-//! lost delete is a duplicate, never a loss.
+//! (group commit) before the publisher is told how far it may read. Deletions need no fsync of
+//! their own (a lost delete is a duplicate, never a loss), but the files they free are unlinked
+//! only after a flush: one follows a batch of deletions that freed any. A flush that fails ends
+//! the writer at once (see `Spool::flush`).
 //!
 //! A record is never dropped. When the spool has no room (`spool.max_size`, or the disk is full),
 //! photos of the oldest records go first; if that is not enough the writer holds the record and
