@@ -11,21 +11,8 @@ use std::time::Duration;
 
 use common::lazycard::LazyCard;
 use common::*;
-use face2mqtt::record::{self, Source};
 use face2mqtt::simulator::{SimConfig, Simulator};
 use serde_json::Value;
-
-fn push(sim: &Simulator, n: usize, made: &mut BTreeSet<String>) {
-    for _ in 0..n {
-        let pushed = sim.push(None);
-        let id = pushed
-            .as_object()
-            .and_then(|m| record::normalize("front-door", m, Source::Live).ok())
-            .map(|r| r.event_id)
-            .expect("the simulator's records normalize");
-        made.insert(id);
-    }
-}
 
 /// Waits until every record made has reached the subscriber (`got` holds what did so far); the
 /// ones that did not, if any.
@@ -57,36 +44,81 @@ async fn links(sim: &Simulator, n: usize) -> bool {
     matches!(up, Ok(Ok(_)))
 }
 
+/// The bridge with its spool on the lazy card, the simulator, a durable Mosquitto and a
+/// subscriber; three records already through. `None` (said SKIPPED) where FUSE cannot be used.
+struct Rig {
+    card: LazyCard,
+    s: Sim,
+    broker: Mosquitto,
+    sub: Subscriber,
+    bridge: Bridge,
+    made: BTreeSet<String>,
+    got: BTreeSet<String>,
+}
+
+impl Rig {
+    async fn start(name: &str) -> Option<Rig> {
+        let card = match LazyCard::mount() {
+            Ok(card) => card,
+            Err(why) => {
+                skipped(name, &format!("the lazy card cannot be mounted: {why}"));
+                return None;
+            }
+        };
+        let s = simulator(SimConfig {
+            rate: 0.0,
+            ..SimConfig::default()
+        })
+        .await;
+        let broker = Mosquitto::start_durable();
+        let sub = subscribe(broker.port, "face2mqtt/+/record").await;
+        let setup = BridgeSetup::new(broker.port, &s.sim, PASSWORD);
+        let bridge = Bridge::start_with_spool(&setup, &card.path().join("spool"));
+        assert!(links(&s.sim, 1).await, "the bridge links up");
+        let mut rig = Rig {
+            card,
+            s,
+            broker,
+            sub,
+            bridge,
+            made: BTreeSet::new(),
+            got: BTreeSet::new(),
+        };
+        rig.push(3);
+        assert!(rig.lost(Duration::from_secs(20)).await.is_empty());
+        Some(rig)
+    }
+
+    fn push(&mut self, n: usize) {
+        push_recorded(&self.s.sim, n, &mut self.made);
+    }
+
+    /// What was made and has not arrived within `within`.
+    async fn lost(&mut self, within: Duration) -> Vec<String> {
+        delivered(&mut self.sub, &mut self.got, &self.made, within).await
+    }
+}
+
 /// The log segments' fsync fails while records wait for a broker that is down; the card works
 /// again. With `cut_while_down`, the power goes while the bridge is stopped; without, the bridge
 /// starts again at once (its pages still in the page cache, clean and unwritten) and the power
 /// goes later, once it has taken its spool back.
 async fn a_failed_fsync(name: &str, cut_while_down: bool) {
-    let card = match LazyCard::mount() {
-        Ok(card) => card,
-        Err(why) => return skipped(name, &format!("the lazy card cannot be mounted: {why}")),
+    let Some(Rig {
+        card,
+        s,
+        mut broker,
+        mut sub,
+        mut bridge,
+        mut made,
+        mut got,
+    }) = Rig::start(name).await
+    else {
+        return;
     };
-    let s = simulator(SimConfig {
-        rate: 0.0,
-        ..SimConfig::default()
-    })
-    .await;
-    let mut broker = Mosquitto::start_durable();
-    let mut sub = subscribe(broker.port, "face2mqtt/+/record").await;
-    let setup = BridgeSetup::new(broker.port, &s.sim, PASSWORD);
-    let mut bridge = Bridge::start_with_spool(&setup, &card.path().join("spool"));
-    assert!(links(&s.sim, 1).await, "the bridge links up");
-    let (mut made, mut got) = (BTreeSet::new(), BTreeSet::new());
-    push(&s.sim, 3, &mut made);
-    assert!(
-        delivered(&mut sub, &mut got, &made, Duration::from_secs(20))
-            .await
-            .is_empty()
-    );
-
     broker.stop();
     card.fail_fsync_of(Some(".log"), true);
-    push(&s.sim, 10, &mut made);
+    push_recorded(&s.sim, 10, &mut made);
     eventually("a flush fails", Duration::from_secs(20), || async {
         card.stats().failed_fsyncs > 0
     })
@@ -95,7 +127,7 @@ async fn a_failed_fsync(name: &str, cut_while_down: bool) {
     // More records, in batches of their own: a build that retried its fsync would flush them
     // and move its synced mark past the frames the card never got.
     for _ in 0..3 {
-        push(&s.sim, 2, &mut made);
+        push_recorded(&s.sim, 2, &mut made);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let stopped = {
@@ -121,7 +153,7 @@ async fn a_failed_fsync(name: &str, cut_while_down: bool) {
     assert!(links(&s.sim, 1).await, "the bridge comes back");
     if !cut_while_down {
         // Some time for it to take its spool back and queue what it fetches, then the power.
-        push(&s.sim, 2, &mut made);
+        push_recorded(&s.sim, 2, &mut made);
         tokio::time::sleep(Duration::from_millis(500)).await;
         bridge.kill9();
         card.cut();
@@ -171,31 +203,20 @@ async fn after_a_failed_fsync_the_next_start_writes_again_what_the_card_may_not_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_card_that_fails_writes_holds_records_says_so_once_and_loses_nothing() {
-    let name = "failing_card: writes";
-    let card = match LazyCard::mount() {
-        Ok(card) => card,
-        Err(why) => return skipped(name, &format!("the lazy card cannot be mounted: {why}")),
+    let Some(Rig {
+        card,
+        s,
+        broker: _broker,
+        mut sub,
+        mut bridge,
+        mut made,
+        mut got,
+    }) = Rig::start("failing_card: writes").await
+    else {
+        return;
     };
-    let s = simulator(SimConfig {
-        rate: 0.0,
-        ..SimConfig::default()
-    })
-    .await;
-    let broker = Mosquitto::start_durable();
-    let mut sub = subscribe(broker.port, "face2mqtt/+/record").await;
-    let setup = BridgeSetup::new(broker.port, &s.sim, PASSWORD);
-    let mut bridge = Bridge::start_with_spool(&setup, &card.path().join("spool"));
-    assert!(links(&s.sim, 1).await, "the bridge links up");
-    let (mut made, mut got) = (BTreeSet::new(), BTreeSet::new());
-    push(&s.sim, 3, &mut made);
-    assert!(
-        delivered(&mut sub, &mut got, &made, Duration::from_secs(20))
-            .await
-            .is_empty()
-    );
-
     card.fail_writes(true);
-    push(&s.sim, 10, &mut made);
+    push_recorded(&s.sim, 10, &mut made);
     let says = |l: &str| {
         l.contains("ERROR")
             && (l.contains("cannot spool") || l.contains("the spool takes no more records"))

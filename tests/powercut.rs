@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use common::lazycard::LazyCard;
 use common::*;
-use face2mqtt::record::{self, Source};
 use face2mqtt::simulator::SimConfig;
 use serde_json::Value;
 
@@ -46,19 +45,9 @@ async fn push_for(
 ) {
     let end = tokio::time::Instant::now() + for_how_long;
     while tokio::time::Instant::now() < end {
-        push_one(sim, made);
+        push_recorded(sim, 1, made);
         tokio::time::sleep(Duration::from_millis(rng.u64(1..5))).await;
     }
-}
-
-fn push_one(sim: &face2mqtt::simulator::Simulator, made: &mut BTreeSet<String>) {
-    let pushed = sim.push(None);
-    let id = pushed
-        .as_object()
-        .and_then(|m| record::normalize("front-door", m, Source::Live).ok())
-        .map(|r| r.event_id)
-        .expect("the simulator's records normalize");
-    made.insert(id);
 }
 
 fn take_delivered(sub: &mut Subscriber, delivered: &mut BTreeSet<String>) {
@@ -133,7 +122,7 @@ async fn no_record_is_lost_or_quarantined_across_power_cuts() {
                 };
                 broker.stop();
                 for _ in 0..backlog {
-                    push_one(sim, &mut made);
+                    push_recorded(sim, 1, &mut made);
                 }
                 // Some time to spool them (or not all: the cut may come first).
                 tokio::time::sleep(Duration::from_millis(rng.u64(50..400))).await;
@@ -157,7 +146,7 @@ async fn no_record_is_lost_or_quarantined_across_power_cuts() {
         let _ = tokio::time::timeout(Duration::from_secs(10), links.wait_for(|n| *n == 0)).await;
         // Records made while the power is off: only backfill can bring them.
         if rng.bool() {
-            push_one(sim, &mut made);
+            push_recorded(sim, 1, &mut made);
         }
         bridge.spawn();
         back_up(sim, &mut bridge, cut).await;

@@ -973,6 +973,22 @@ pub fn quarantined(bridge: &Bridge) -> u64 {
     })
 }
 
+/// Pushes `n` recognitions from the simulator and remembers their event ids in `made` (what a
+/// subscriber of the broker must see in the end).
+pub fn push_recorded(sim: &Simulator, n: usize, made: &mut std::collections::BTreeSet<String>) {
+    for _ in 0..n {
+        let pushed = sim.push(None);
+        let id = pushed
+            .as_object()
+            .and_then(|m| {
+                face2mqtt::record::normalize("front-door", m, face2mqtt::record::Source::Live).ok()
+            })
+            .map(|r| r.event_id)
+            .expect("the simulator's records normalize");
+        made.insert(id);
+    }
+}
+
 /// Where tests that could not run here write why (`scripts/test` prints them at the end, with
 /// the count: a test that could not run never passes quietly).
 pub fn skipped_file() -> PathBuf {
