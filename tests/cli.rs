@@ -172,8 +172,13 @@ async fn check_passes_when_terminal_and_broker_answer() {
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert_eq!(
         stdout(&o).lines().filter(|l| l.starts_with("ok ")).count(),
-        5,
+        6,
         "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("ok      spool /var/lib/face2mqtt: "),
+        "the spool's file system, before the network: {}",
         stdout(&o)
     );
     assert!(
