@@ -197,7 +197,7 @@ fn ratios<T>(runs: &[Run<T>], what: &str, f: impl Fn(&T) -> f64) -> String {
         })
         .collect();
     format!(
-        "current ÷ baseline, {what}: {}; all rounds {}",
+        "- current ÷ baseline, {what}: {}; all rounds {}",
         by_round.join(", "),
         ratio(of("current", None), of("baseline", None))
     )
