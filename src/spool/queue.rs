@@ -1,19 +1,6 @@
 //! The queue: records in, batches out, acknowledgements, and making it durable.
 
-use sled::transaction::TransactionError;
-use sled::Transactional;
-
 use super::*;
-
-/// sled's error from a transaction over the index (ours never abort).
-fn tx_err(e: TransactionError<()>) -> sled::Error {
-    match e {
-        TransactionError::Storage(e) => e,
-        TransactionError::Abort(()) => {
-            sled::Error::ReportableBug("a spool transaction aborted".into())
-        }
-    }
-}
 
 /// An entry that left the queue, as its `records` value described it.
 struct Left {
@@ -111,22 +98,25 @@ impl Spool {
                 crate::clocks::watermark_limit(now_ms() / 1000),
             )
         });
-        // All of an entry's keys, or none, whatever the power does: a `seen` key without its
-        // entry would make backfill's copy of a lost record a "duplicate".
-        (&self.records, &self.pending, &self.seen, &self.meta)
-            .transaction(|(records, pending_t, seen_t, meta)| {
-                records.insert(&seq_key(seq)[..], index.as_slice())?;
-                pending_t.insert(pending.as_slice(), &[])?;
-                seen_t.insert(seen.as_slice(), &[])?;
-                if let Some((key, limit)) = &watermark {
-                    let old = meta.get(key)?.map(|v| key_seq(&v));
-                    if let Some(new) = marks::raised(old, rec.sign_time, *limit) {
-                        meta.insert(key.as_slice(), &new.to_be_bytes())?;
-                    }
-                }
-                Ok(())
-            })
-            .map_err(|e| self.err(tx_err(e)))?;
+        // In this order, each key only once the ones before it are written: sled replays its log
+        // in order after a crash, so it keeps a prefix of these and never a `seen` key without
+        // its entry (backfill's copy of a record lost that way would be taken for a duplicate).
+        // An entry without its `pending` key is mended at the next open. (A transaction would
+        // say the same, but sled seals each one into its log at once: measured, it made a drain
+        // 2.5 times slower than plain writes, BENCHMARKS.md.)
+        let err = |e| self.err(e);
+        self.records.insert(seq_key(seq), index).map_err(err)?;
+        self.pending.insert(pending, &[]).map_err(err)?;
+        self.seen.insert(seen, &[]).map_err(err)?;
+        if let Some((key, limit)) = &watermark {
+            self.meta
+                .fetch_and_update(key, |old| {
+                    marks::raised(old.map(key_seq), rec.sign_time, *limit)
+                        .map(|new| new.to_be_bytes().to_vec())
+                        .or_else(|| old.map(<[u8]>::to_vec))
+                })
+                .map_err(err)?;
+        }
         self.unflushed.fetch_add(indexed, Ordering::SeqCst);
         if let Some(p) = rec.photo {
             self.photo_disk
@@ -333,31 +323,30 @@ impl Spool {
         self.ack_all(&[seq])
     }
 
-    /// The broker acknowledged these entries: they leave the spool, each with its `pending` key,
-    /// in one transaction (a power cut between the two would leave a key that nothing removes:
-    /// the count high and the low-water mark pinned for good). Their frames and photos go with
+    /// The broker acknowledged these entries: they leave the spool, each with its `pending` key.
+    /// Their frames and photos go with
     /// the next flush, which makes the leaving durable. No flush is needed for the rest: a delete
     /// lost in a crash is a duplicate publish, never a loss.
     pub fn ack_all(&self, seqs: &[u64]) -> Result<(), SpoolError> {
-        let left = (&self.records, &self.pending)
-            .transaction(|(records, pending)| {
-                let mut left = Vec::with_capacity(seqs.len());
-                for &seq in seqs {
-                    let Some(v) = records.remove(&seq_key(seq)[..])? else {
-                        continue;
-                    };
-                    let at = bodies::Location::decode(&v);
-                    if let Some((_, key)) = at {
-                        pending.remove(key)?;
-                    }
-                    left.push(Left {
-                        seq,
-                        at: at.map(|(at, _)| at),
-                    });
-                }
-                Ok(left)
-            })
-            .map_err(|e| self.err(tx_err(e)))?;
+        // Each entry's `pending` key first, then the entry: a crash between leaves an entry
+        // without its key (mended at the next open, published again), never a key whose entry
+        // is gone (it would keep the count high and pin the low-water mark for good). Plain
+        // writes, in order (see `append_checked`).
+        let mut left = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            let Some(v) = self.records.get(seq_key(seq)).map_err(|e| self.err(e))? else {
+                continue;
+            };
+            let at = bodies::Location::decode(&v);
+            if let Some((_, key)) = at {
+                self.pending.remove(key).map_err(|e| self.err(e))?;
+            }
+            self.records.remove(seq_key(seq)).map_err(|e| self.err(e))?;
+            left.push(Left {
+                seq,
+                at: at.map(|(at, _)| at),
+            });
+        }
         // The count is of entries (what `open` counts).
         let removed = left.len() as u64;
         for l in left {
