@@ -69,7 +69,7 @@ pub fn take(db: &Db, meta: &Tree, records: &Tree) -> sled::Result<Option<u64>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{open, rec, stored};
+    use super::super::testing::{open, rec, sled_waiting, stored};
     use super::*;
 
     /// A queue of two: three appended, the first acknowledged.
@@ -88,17 +88,7 @@ mod tests {
 
     /// Writes `key` → `value` into `tree` behind the spool's back.
     fn plant(dir: &std::path::Path, tree: &str, key: &[u8], value: &[u8]) {
-        // sled lets go of its lock a moment after the spool on it is dropped.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let db = loop {
-            match sled::open(dir) {
-                Ok(db) => break db,
-                Err(_) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(10))
-                }
-                Err(e) => panic!("sled: {e}"),
-            }
-        };
+        let db = sled_waiting(dir);
         db.open_tree(tree)
             .expect("tree")
             .insert(key, value)
@@ -155,7 +145,7 @@ mod tests {
                 s.close().expect("close");
             }
             {
-                let db = sled::open(d.path()).expect("sled");
+                let db = sled_waiting(d.path());
                 let records = db.open_tree("records").expect("tree");
                 match change {
                     "append" => records.insert(super::super::seq_key(9), &b"{}"[..]),

@@ -428,7 +428,7 @@ mod tests {
     fn a_new_spool_is_marked_with_its_format_and_opens_again() {
         let d = tempfile::tempdir().expect("tempdir");
         drop(open(d.path()));
-        let db = sled::open(d.path()).expect("sled");
+        let db = sled_waiting(d.path());
         let meta = db.open_tree("meta").expect("meta");
         assert_eq!(
             meta.get(FORMAT_KEY).expect("read").as_deref(),
@@ -441,16 +441,7 @@ mod tests {
     /// A spool in `dir`, then changed by `write` behind its back (sled's lock waited for).
     fn planted(dir: &Path, write: impl Fn(&sled::Db)) {
         drop(open(dir));
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let db = loop {
-            match sled::open(dir) {
-                Ok(db) => break db,
-                Err(_) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Err(e) => panic!("sled: {e}"),
-            }
-        };
+        let db = sled_waiting(dir);
         write(&db);
         db.flush().expect("flush");
     }

@@ -34,6 +34,21 @@ pub fn open(dir: &Path) -> Spool {
     }
 }
 
+/// sled itself opened on `dir`, to change a spool behind its back, once a dropped spool's
+/// background threads have let go of the lock (see [`open`]).
+pub fn sled_waiting(dir: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("sled: {e}"),
+        }
+    }
+}
+
 pub fn stored(a: Appended) -> u64 {
     match a {
         Appended::Stored(seq) => seq,
