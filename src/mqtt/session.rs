@@ -56,6 +56,9 @@ impl Sink<'_> {
     }
 }
 
+/// Events handled at once after the one that woke the session.
+const EVENTS_AT_ONCE: usize = 64;
+
 /// What the session publishes from the spool (the spool publisher implements it).
 pub trait Feed: Send {
     /// Submits what is ready, up to the window.
@@ -64,6 +67,9 @@ pub trait Feed: Send {
     fn more(&mut self) -> impl Future<Output = ()> + Send;
     /// The broker acknowledged every publish of this spool entry.
     fn acked(&mut self, seq: u64);
+    /// The events that were ready are handled (acknowledgements come in runs: one hand-off
+    /// to the spool writer per run, not per entry).
+    fn settled(&mut self);
     /// The connection is gone: start again from the oldest entry on the next one.
     fn reset(&mut self);
     /// The session ends.
@@ -173,7 +179,15 @@ impl<F: Feed> Session<F> {
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {}
                 ev = self.events.recv() => match ev {
-                    Some(ev) => self.on_event(&mut st, ev),
+                    Some(ev) => {
+                        self.on_event(&mut st, ev);
+                        // What else is ready, in one go (bounded: the loop must beat).
+                        for _ in 0..EVENTS_AT_ONCE {
+                            let Ok(ev) = self.events.try_recv() else { break };
+                            self.on_event(&mut st, ev);
+                        }
+                        self.feed.settled();
+                    }
                     None => break, // the driver ended: nothing more can be published
                 },
                 _ = self.feed.more() => {}

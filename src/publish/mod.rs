@@ -9,7 +9,7 @@
 
 mod fit;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -35,9 +35,17 @@ pub struct Publisher {
     cursor: Option<u64>,
     /// Newest capture time whose photo went to the retained snapshot topic, per terminal.
     snapshot_time: HashMap<String, u64>,
-    /// Acknowledged entries the writer had no room for yet.
+    /// Entries read after `cursor` and not yet submitted (see [`READ_AHEAD`]).
+    ahead: VecDeque<(u64, Read)>,
+    /// Acknowledged entries not yet handed to the writer (see [`Feed::settled`]).
     acks: Vec<u64>,
 }
+
+/// Entries read from the spool in one go, and the bytes (record JSON and photos) they may hold.
+/// One blocking read fills many window slots: a read per freed slot cost the drain a thread
+/// hand-off per record (BENCHMARKS.md, the drain beside 3520978).
+const READ_AHEAD: usize = 128;
+const READ_AHEAD_BYTES: usize = 1 << 20;
 
 impl Publisher {
     pub fn new(
@@ -56,18 +64,22 @@ impl Publisher {
             durable_open: true,
             cursor: None,
             snapshot_time: HashMap::new(),
+            ahead: VecDeque::new(),
             acks: Vec::new(),
         }
     }
 
-    /// Hands waiting deletions to the writer; what does not fit waits for the next pass (a
-    /// deletion lost in a crash is a duplicate, never a loss).
+    /// Hands waiting deletions to the writer, all in one command; when it has no room they wait
+    /// for the next pass (a deletion lost in a crash is a duplicate, never a loss).
     fn pass_acks(&mut self) {
-        while let Some(&seq) = self.acks.first() {
-            if self.writer.try_send(SpoolCmd::Ack(seq)).is_err() {
-                return;
+        if self.acks.is_empty() {
+            return;
+        }
+        let acks = std::mem::take(&mut self.acks);
+        if let Err(e) = self.writer.try_send(SpoolCmd::Acks(acks)) {
+            if let SpoolCmd::Acks(acks) = e.into_inner() {
+                self.acks = acks;
             }
-            self.acks.remove(0);
         }
     }
 
@@ -153,29 +165,44 @@ impl Publisher {
     }
 }
 
-/// Entries with their photos, in sequence order; the undecodable ones with why.
-type Read = Vec<(u64, Result<(Entry, Option<Vec<u8>>), String>)>;
+/// An entry with its photo, or why it cannot be decoded.
+type Read = Result<(Entry, Option<Vec<u8>>), String>;
 
-/// Reads up to `want` entries after `cursor`, each with its photo, off the async runtime.
-async fn read_batch(spool: Arc<Spool>, cursor: Option<u64>, want: usize) -> Option<Read> {
+/// Reads the entries after `cursor` up to `limit` (the durable mark), each with its photo, off
+/// the async runtime: at most [`READ_AHEAD`] of them, and no more once they hold
+/// [`READ_AHEAD_BYTES`]. Nothing above `limit` is read: an entry being appended may be seen
+/// before an older one (sled's range reads are no snapshot), and the cursor must not pass that.
+async fn read_ahead(
+    spool: Arc<Spool>,
+    cursor: Option<u64>,
+    limit: u64,
+) -> Option<Vec<(u64, Read)>> {
     let read = tokio::task::spawn_blocking(move || {
-        let batch = spool.next_batch(cursor, want)?;
-        let mut out: Read = batch
+        let batch = spool.next_batch(cursor, READ_AHEAD)?;
+        let mut all: Vec<(u64, Result<Entry, String>)> = batch
             .undecodable
             .into_iter()
             .map(|(seq, why)| (seq, Err(why)))
+            .chain(batch.entries.into_iter().map(|(seq, e)| (seq, Ok(e))))
+            .filter(|(seq, _)| *seq <= limit)
             .collect();
-        for (seq, entry) in batch.entries {
-            let photo = match spool.photo(seq, &entry) {
-                Ok(p) => p,
-                Err(e) => {
+        all.sort_unstable_by_key(|(seq, _)| *seq);
+        let mut out = Vec::with_capacity(all.len());
+        let mut bytes = 0;
+        for (seq, entry) in all {
+            if bytes >= READ_AHEAD_BYTES {
+                break;
+            }
+            let read = entry.map(|entry| {
+                let photo = spool.photo(seq, &entry).unwrap_or_else(|e| {
                     tracing::warn!(event_id = %entry.event_id, "cannot read the photo from the spool: {e}");
                     None
-                }
-            };
-            out.push((seq, Ok((entry, photo))));
+                });
+                bytes += entry.json.len() + photo.as_ref().map_or(0, Vec::len);
+                (entry, photo)
+            });
+            out.push((seq, read));
         }
-        out.sort_unstable_by_key(|(seq, _)| *seq);
         Ok::<_, crate::spool::SpoolError>(out)
     })
     .await;
@@ -197,32 +224,34 @@ impl Feed for Publisher {
         self.pass_acks();
         while sink.entries_in_flight() < WINDOW {
             let limit = *self.durable.borrow();
-            if self.cursor.is_some_and(|c| c >= limit) {
-                return;
-            }
-            let want = WINDOW - sink.entries_in_flight();
-            let Some(batch) = read_batch(self.spool.clone(), self.cursor, want).await else {
-                return;
-            };
-            if batch.is_empty() {
-                // Nothing after the cursor: every entry up to `limit` is out (or acknowledged).
-                self.cursor = Some(self.cursor.unwrap_or(0).max(limit));
-                return;
-            }
-            for (seq, read) in batch {
-                if seq > limit {
+            if self.ahead.is_empty() {
+                if self.cursor.is_some_and(|c| c >= limit) {
                     return;
                 }
-                match read {
-                    Ok((entry, photo)) => {
-                        if !self.send_entry(sink, seq, entry, photo) {
-                            return;
-                        }
-                    }
-                    Err(why) => self.quarantine(seq, format!("undecodable spool entry: {why}")),
+                let Some(read) = read_ahead(self.spool.clone(), self.cursor, limit).await else {
+                    return;
+                };
+                if read.is_empty() {
+                    // Nothing after the cursor: every entry up to `limit` is out (or acknowledged).
+                    self.cursor = Some(self.cursor.unwrap_or(0).max(limit));
+                    return;
                 }
-                self.cursor = Some(seq);
+                self.ahead.extend(read);
             }
+            let Some((seq, read)) = self.ahead.pop_front() else {
+                return;
+            };
+            match read {
+                Ok((entry, photo)) => {
+                    if !self.send_entry(sink, seq, entry, photo) {
+                        // rumqttc is gone; the next connection starts from the oldest again.
+                        self.ahead.clear();
+                        return;
+                    }
+                }
+                Err(why) => self.quarantine(seq, format!("undecodable spool entry: {why}")),
+            }
+            self.cursor = Some(seq);
         }
     }
 
@@ -238,11 +267,15 @@ impl Feed for Publisher {
 
     fn acked(&mut self, seq: u64) {
         self.acks.push(seq);
+    }
+
+    fn settled(&mut self) {
         self.pass_acks();
     }
 
     fn reset(&mut self) {
         self.cursor = None;
+        self.ahead.clear();
     }
 
     fn finish(&mut self) {

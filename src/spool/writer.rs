@@ -40,8 +40,8 @@ pub enum SpoolCmd {
     Watermark { terminal: String, sign_time: u64 },
     /// Dedupe keys older than `before` (signTime) are no longer needed.
     PruneSeen { terminal: String, before: u64 },
-    /// The broker acknowledged this entry: it leaves the spool.
-    Ack(u64),
+    /// The broker acknowledged these entries: they leave the spool.
+    Acks(Vec<u64>),
     /// This entry can never be published as it is: out of the queue, into the quarantine tree.
     Quarantine { seq: u64, reason: String },
 }
@@ -229,7 +229,7 @@ impl Writer {
         for cmd in cmds {
             match cmd {
                 // Together, in one transaction: acknowledgements come in runs.
-                SpoolCmd::Ack(seq) => acked.push(seq),
+                SpoolCmd::Acks(seqs) => acked.extend(seqs),
                 SpoolCmd::Quarantine { seq, reason } => {
                     self.ack_all(&mut acked);
                     tracing::error!(seq, reason = %reason, "a spool entry can never be published; moved to the spool's quarantine (diagnostics: spool_quarantined)");
