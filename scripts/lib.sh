@@ -1,5 +1,23 @@
 # Shared by scripts/test, scripts/demo and others (sourced).
 
+# Runs a command; when standard output is not a terminal (CI, a log file), says every 25 s that
+# it is still at work: cargo prints nothing while a crate compiles or a test runs for minutes,
+# and a log that is silent that long looks hung.
+keep_talking() { # label command...
+  local label=$1; shift
+  if [ -t 1 ]; then "$@"; return; fi
+  local start ticker rc=0
+  start=$(date +%s)
+  # sleep's own output goes nowhere: a sleep left over from the killed loop must not hold the
+  # caller's pipe open (a `$(...)` waits for it).
+  ( while sleep 25 >/dev/null 2>&1; do echo "    ... still $label ($(( $(date +%s) - start )) s)"; done ) &
+  ticker=$!
+  "$@" || rc=$?
+  kill "$ticker" 2>/dev/null || true
+  wait "$ticker" 2>/dev/null || true
+  return $rc
+}
+
 # Installs Mosquitto (broker and clients) from Debian's packages when missing.
 ensure_mosquitto() {
   local need=()
@@ -108,4 +126,14 @@ ensure_openssl() {
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq || true
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends openssl
+}
+
+# tmux, for the test of `face2mqtt setup` on a terminal (tests/setup.rs; it says SKIPPED without).
+ensure_tmux() {
+  command -v tmux >/dev/null 2>&1 && return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends tmux \
+    || echo "!!! tmux could not be installed: the test of setup on a terminal will say SKIPPED"
 }

@@ -52,6 +52,9 @@ pub struct Config {
     pub buttons: Vec<ButtonConfig>,
     #[serde(default)]
     pub status_led: Option<StatusLedConfig>,
+    /// The file it was read from, for errors found after loading (GPIO at start).
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -784,6 +787,7 @@ impl Config {
             path: path.into(),
             message,
         })?;
+        config.path = Some(path.into());
         let mut problems = config.validate();
         if problems.is_empty() {
             problems = config.resolve_secrets();
@@ -1191,8 +1195,15 @@ impl MqttConfig {
 }
 
 fn read_secret(path: &Path) -> Result<Secret, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        match credential_source(path) {
+            Some(name) if e.kind() == std::io::ErrorKind::NotFound => format!(
+                "cannot read {}: this path exists only while systemd runs the service (the credential `{name}` that LoadCredential= in its unit provides), so no shell can read it. To check the config now, check a copy whose password_file names the file LoadCredential= reads (e.g. /etc/face2mqtt/{name}.password), or start the service and read `journalctl -u face2mqtt`",
+                path.display()
+            ),
+            _ => format!("cannot read {}: {e}", path.display()),
+        }
+    })?;
     // One trailing newline is how editors and `echo` leave it; it is not part of the password.
     let value = text
         .strip_suffix('\n')
@@ -1202,6 +1213,18 @@ fn read_secret(path: &Path) -> Result<Secret, String> {
         return Err(format!("{} is empty", path.display()));
     }
     Ok(Secret::new(value))
+}
+
+/// The credential's name when `path` is where systemd puts a service's credentials
+/// (`/run/credentials/<unit>/<name>`), which exist only while that unit runs.
+fn credential_source(path: &Path) -> Option<String> {
+    let rest = path.strip_prefix("/run/credentials").ok()?;
+    let mut parts = rest.components();
+    let (_unit, name) = (parts.next()?, parts.next()?);
+    parts
+        .next()
+        .is_none()
+        .then(|| name.as_os_str().to_string_lossy().into_owned())
 }
 
 #[cfg(test)]
@@ -1616,6 +1639,67 @@ password = "123456"
         assert!(
             err.contains("password_file") && err.contains("/nonexistent/pw"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_systemd_credential_outside_the_service_is_explained_not_just_missing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("c.toml");
+        let path = "/run/credentials/face2mqtt-test-absent.service/front-door";
+        std::fs::write(
+            &cfg,
+            MINIMAL.replace(
+                "password = \"123456\"",
+                &format!("password_file = \"{path}\""),
+            ),
+        )
+        .expect("write");
+        let err = Config::load(&cfg)
+            .expect_err("no credential here")
+            .to_string();
+        assert!(
+            err.contains(path) && err.contains("only while systemd runs the service"),
+            "{err}"
+        );
+        assert!(err.contains("/etc/face2mqtt/front-door.password"), "{err}");
+    }
+
+    #[test]
+    fn only_a_file_directly_in_a_units_credential_directory_is_a_credential() {
+        let named = |p: &str| credential_source(Path::new(p));
+        assert_eq!(
+            named("/run/credentials/x.service/mqtt").as_deref(),
+            Some("mqtt")
+        );
+        assert_eq!(named("/run/credentials/x.service"), None);
+        assert_eq!(named("/run/credentials/x.service/a/b"), None);
+        assert_eq!(named("/etc/face2mqtt/mqtt.password"), None);
+    }
+
+    #[test]
+    fn the_installed_config_is_minimal_and_valid_as_shipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("config.toml");
+        std::fs::write(&cfg, include_str!("../packaging/config.toml")).expect("write");
+        let c = Config::load(&cfg).expect("the installed config loads");
+        assert_eq!(c.terminals.len(), 1, "one terminal, no leftover second one");
+        assert!(
+            c.buttons.is_empty(),
+            "no button opens a door on a pin the site may use"
+        );
+        assert!(
+            c.status_led.is_none(),
+            "no LED drives a pin the site may use"
+        );
+        assert!(
+            c.terminals[0].password_file.is_none(),
+            "nothing only systemd can read"
+        );
+        assert_eq!(
+            c.spool.dir,
+            Path::new("/var/lib/face2mqtt"),
+            "the unit's StateDirectory"
         );
     }
 

@@ -12,6 +12,8 @@ pub enum Failure {
     Runtime(String),
     /// Exit 1; the details were already printed.
     Reported,
+    /// Exit 78; the details (a problem no restart fixes) were already printed.
+    ReportedConfig,
 }
 
 pub const RUNTIME: u8 = 1;
@@ -36,6 +38,7 @@ impl Failure {
                 ExitCode::from(RUNTIME)
             }
             Failure::Reported => ExitCode::from(RUNTIME),
+            Failure::ReportedConfig => ExitCode::from(CONFIG),
         }
     }
 }

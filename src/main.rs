@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         match args.command {
             Command::Run(c) => cli::run(&c.config).await,
             Command::Check(c) => cli::check(&c.config).await,
+            Command::Setup(a) => cli::setup::setup(a).await,
             Command::Simulate(a) => cli::simulate(a).await,
             Command::Open { t, remark } => {
                 cli::device(

@@ -322,7 +322,7 @@ async fn records_a_damaged_spool_lost_come_back_from_the_terminal() {
     eventually(
         "the bridge says it recovered them",
         Duration::from_secs(10),
-        || async { bridge.log_text().contains("backfill recovered records") },
+        || async { bridge.log_text().contains("backfill fetched records") },
     )
     .await;
 }

@@ -16,9 +16,14 @@ pub use crate::exit::Failure;
 use crate::record::{self, Source};
 use crate::secret::Secret;
 use crate::simulator::{control, SimConfig, Simulator};
-use crate::terminal::{push, Endpoint, PersonType, RecordQuery, TerminalClient, User, UserQuery};
+use crate::terminal::{Endpoint, PersonType, RecordQuery, TerminalClient, User, UserQuery};
 
+mod ask;
+pub mod check;
+pub mod setup;
 pub mod spool;
+
+pub use check::check;
 
 pub fn load(path: &Path) -> Result<Config, Failure> {
     Config::load(path).map_err(|e| Failure::Config(e.to_string()))
@@ -87,7 +92,7 @@ pub async fn run(path: &Path) -> Result<(), Failure> {
                     Err(e) => {
                         let why = match e {
                             Failure::Config(w) | Failure::Runtime(w) | Failure::Usage(w) => w,
-                            Failure::Reported => "see above".into(),
+                            Failure::Reported | Failure::ReportedConfig => "see above".into(),
                         };
                         tracing::error!("reload refused, the running config is kept: {why}");
                     }
@@ -130,111 +135,6 @@ fn fingerprint(config: &Config) -> u64 {
         t.password.as_ref().map(Secret::expose).hash(&mut h);
     }
     h.finish()
-}
-
-// ---- check ----------------------------------------------------------------------------------
-
-pub async fn check(path: &Path) -> Result<(), Failure> {
-    let config = load(path)?;
-    println!("ok      config {}", path.display());
-    // Before the network: a spool that can never take a record is the installer's to fix.
-    let dir = &config.spool.dir;
-    let spool_ok = match crate::spool::check_capacity(dir) {
-        Err(e) => {
-            println!("FAILED  {e}");
-            false
-        }
-        Ok(()) => {
-            match crate::spool::file_system(dir) {
-                Some((total, free)) => println!(
-                    "ok      spool {}: {} MiB free of {} MiB on its file system",
-                    dir.display(),
-                    free >> 20,
-                    total >> 20
-                ),
-                None => println!(
-                    "ok      spool {} (its file system's size cannot be read)",
-                    dir.display()
-                ),
-            }
-            true
-        }
-    };
-    let checks = config.terminals.iter().map(|t| async move {
-        let client = client_for(t);
-        let mut lines = Vec::new();
-        let mut ok = true;
-        match client.information().await {
-            Ok(info) => lines.push(format!(
-                "ok      terminal {}: HTTP API at {} ({}, app {})",
-                t.id,
-                client.http_addr(),
-                info.model.as_deref().unwrap_or("unknown model"),
-                info.app_version.as_deref().unwrap_or("?")
-            )),
-            Err(e) => {
-                ok = false;
-                lines.push(format!(
-                    "FAILED  terminal {}: HTTP API at {}: {e}",
-                    t.id,
-                    client.http_addr()
-                ));
-            }
-        }
-        match push::connect(&client, t.request_timeout).await {
-            Ok(mut ws) => {
-                let _ = ws.close(None).await;
-                lines.push(format!(
-                    "ok      terminal {}: record push at {}",
-                    t.id,
-                    client.ws_addr()
-                ));
-            }
-            Err(e) => {
-                ok = false;
-                lines.push(format!("FAILED  terminal {}: {e}", t.id));
-            }
-        }
-        (ok, lines)
-    });
-    let broker = async {
-        match crate::mqtt::probe(&config.mqtt, Duration::from_secs(10)).await {
-            Ok(version) => {
-                let mut lines = vec![format!(
-                    "ok      broker {} ({})",
-                    config.mqtt.url,
-                    version.name()
-                )];
-                let trip =
-                    crate::mqtt::round_trip(&config.mqtt, version, Duration::from_secs(10)).await;
-                let ok = trip.is_ok();
-                lines.push(match trip {
-                    Ok(topic) => {
-                        format!("ok      broker round trip: published and received on {topic}")
-                    }
-                    Err(e) => format!("FAILED  broker round trip: {e}"),
-                });
-                (ok, lines)
-            }
-            Err(e) => (
-                false,
-                vec![format!("FAILED  broker {}: {e}", config.mqtt.url)],
-            ),
-        }
-    };
-    let (terminals, broker) = tokio::join!(futures_util::future::join_all(checks), broker);
-    let mut all_ok = spool_ok;
-    for (ok, lines) in terminals.into_iter().chain(std::iter::once(broker)) {
-        all_ok &= ok;
-        for l in lines {
-            println!("{l}");
-        }
-    }
-    if all_ok {
-        Ok(())
-    } else {
-        Err(Failure::Reported)
-    }
 }
 
 // ---- one-shot device calls ------------------------------------------------------------------

@@ -70,7 +70,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Failure> {
     // GPIO first: a machine without it must fail at start, not after minutes of running.
-    let hw = gpio::open(&config, pins).map_err(Failure::Runtime)?;
+    // No restart brings a pin to a machine without one: exit 78, naming the file.
+    let hw = gpio::open(&config, pins).map_err(|e| match &config.path {
+        Some(path) => Failure::Config(format!("{}: {e}", path.display())),
+        None => Failure::Config(e),
+    })?;
     let spool = open_spool(&config).await?;
     let (sup, beats) = (Supervisor::default(), Beats::default());
     let (writer_tx, writer_rx) = mpsc::channel(4096);

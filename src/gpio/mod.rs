@@ -63,6 +63,39 @@ pub fn open(
     Ok(hw)
 }
 
+/// What `check` can know without touching a pin's mode: the GPIO opens and every configured pin
+/// exists on this machine. A line per use, or why not (naming the config key).
+pub fn probe(config: &Config) -> Result<Vec<String>, String> {
+    let mut uses: Vec<(String, u8)> = config
+        .buttons
+        .iter()
+        .map(|b| (format!("[[button]] of terminal {}", b.terminal), b.pin))
+        .collect();
+    uses.extend(
+        config
+            .status_led
+            .iter()
+            .map(|l| ("[status_led]".to_string(), l.pin)),
+    );
+    let Some((first, _)) = uses.first() else {
+        return Ok(Vec::new());
+    };
+    let gpio = rppal::gpio::Gpio::new()
+        .map_err(|e| format!("{first}: {}", GpioError::Unavailable(e.to_string())))?;
+    uses.into_iter()
+        .map(|(what, pin)| match gpio.get(pin) {
+            Ok(_) => Ok(format!("{what}: GPIO{pin}")),
+            Err(e) => Err(format!(
+                "{what}: {}",
+                GpioError::Pin {
+                    pin,
+                    reason: e.to_string()
+                }
+            )),
+        })
+        .collect()
+}
+
 /// A level change: true = high.
 pub type Edge = (bool, Instant);
 

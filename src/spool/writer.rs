@@ -269,7 +269,7 @@ impl Writer {
         if self.recovered > 0 {
             tracing::info!(
                 records = self.recovered,
-                "backfill recovered records the spool did not have"
+                "backfill fetched records the live link had not delivered (made while the bridge or its link was down, or lost from the spool)"
             );
             self.recovered = 0;
         }

@@ -1,0 +1,454 @@
+//! `face2mqtt setup`: the installer's first five minutes. Asks for (or takes as flags) the
+//! terminal's address and password and the broker's URL and login, checks each as `check` does,
+//! and writes a minimal config with the passwords in files of their own (mode 0600, owned by the
+//! service's user), then offers to start the service.
+//!
+//! What is checked is the config about to be written, parsed and validated as `run` reads it,
+//! so a config `setup` wrote is one `check` passes.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use super::ask::Asker;
+use super::{check, Failure};
+use crate::config::{Config, DEFAULT_PATH};
+use crate::secret::Secret;
+
+/// The config `scripts/package-deb` installs: replaced without asking.
+const INSTALLED: &str = include_str!("../../packaging/config.toml");
+/// The service's user, who must read the password files.
+const SERVICE_USER: &str = "face2mqtt";
+
+#[derive(clap::Args, Clone, Default)]
+pub struct SetupArgs {
+    /// Where to write the config; the password files go beside it.
+    #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// The terminal's address (its screen shows it under settings, network).
+    #[arg(long)]
+    pub terminal_host: Option<String>,
+    /// A file holding the terminal's API password (its login password, 123456 from the factory).
+    #[arg(long)]
+    pub terminal_password_file: Option<PathBuf>,
+    /// The terminal's id in topics and in Home Assistant.
+    #[arg(long, default_value = "front-door")]
+    pub terminal_id: String,
+    #[arg(long, default_value_t = 80)]
+    pub http_port: u16,
+    #[arg(long, default_value_t = 9000)]
+    pub ws_port: u16,
+    /// The broker: mqtt://host[:1883] or mqtts://host[:8883].
+    #[arg(long)]
+    pub broker: Option<String>,
+    /// The broker's login, if it wants one (Home Assistant's Mosquitto add-on does).
+    #[arg(long)]
+    pub broker_username: Option<String>,
+    /// A file holding the broker login's password.
+    #[arg(long)]
+    pub broker_password_file: Option<PathBuf>,
+    /// Where the spool goes (default: /var/lib/face2mqtt, the service's state directory).
+    #[arg(long)]
+    pub spool_dir: Option<PathBuf>,
+    /// Never ask: every value comes from a flag (the default when standard input is no terminal).
+    #[arg(long)]
+    pub no_input: bool,
+    /// Replace a config that is not the one the package installed.
+    #[arg(long)]
+    pub force: bool,
+    /// Start the service once the config is written (systemctl enable --now face2mqtt).
+    #[arg(long)]
+    pub start: bool,
+}
+
+/// What the site told us.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answers {
+    pub id: String,
+    pub host: String,
+    pub http_port: u16,
+    pub ws_port: u16,
+    pub broker: String,
+    pub broker_username: Option<String>,
+    pub spool_dir: Option<PathBuf>,
+}
+
+/// The config text for `answers`, its passwords in `dir`'s `<id>.password` and
+/// `mqtt.password`. Only what the site set; every other key keeps its default.
+pub fn render(a: &Answers, dir: &Path, broker_password: bool) -> String {
+    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let file = |name: &str| q(&dir.join(name).to_string_lossy());
+    let mut t = String::from(
+        "# Written by `face2mqtt setup`. Every other key, with its default and why:\n\
+         # /usr/share/doc/face2mqtt/examples/config.toml (or examples/config.toml in the source).\n\n\
+         [mqtt]\n",
+    );
+    t += &format!("url = {}\n", q(&a.broker));
+    if let Some(user) = &a.broker_username {
+        t += &format!("username = {}\n", q(user));
+        if broker_password {
+            t += &format!("password_file = {}\n", file("mqtt.password"));
+        }
+    }
+    if let Some(dir) = &a.spool_dir {
+        t += &format!("\n[spool]\ndir = {}\n", q(&dir.to_string_lossy()));
+    }
+    t += &format!("\n[[terminal]]\nid = {}\nhost = {}\n", q(&a.id), q(&a.host));
+    if a.http_port != 80 {
+        t += &format!("http_port = {}\n", a.http_port);
+    }
+    if a.ws_port != 9000 {
+        t += &format!("ws_port = {}\n", a.ws_port);
+    }
+    t += &format!("password_file = {}\n", file(&format!("{}.password", a.id)));
+    t
+}
+
+fn read_password(path: &Path, flag: &str) -> Result<Secret, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Usage(format!("{flag} {}: {e}", path.display())))?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    if text.is_empty() {
+        return Err(Failure::Usage(format!("{flag} {}: empty", path.display())));
+    }
+    Ok(Secret::new(text))
+}
+
+pub async fn setup(args: SetupArgs) -> Result<(), Failure> {
+    let ask = Asker {
+        interactive: !args.no_input && std::io::stdin().is_terminal(),
+    };
+    let existing = std::fs::read_to_string(&args.config).ok();
+    if existing.as_deref().is_some_and(|t| t != INSTALLED) && !args.force {
+        let replace = ask.interactive
+            && ask.yes(
+                &format!(
+                    "{} exists and was edited; replace it?",
+                    args.config.display()
+                ),
+                false,
+            )?;
+        if !replace {
+            return Err(Failure::Usage(format!(
+                "{} exists and is not the installed one; --force replaces it",
+                args.config.display()
+            )));
+        }
+    }
+    let dir = args
+        .config
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let need = |v: Option<String>, flag: &str| {
+        v.ok_or_else(|| {
+            Failure::Usage(format!(
+                "setup: {flag} is needed (or run it on a terminal to be asked)"
+            ))
+        })
+    };
+
+    let mut a = Answers {
+        id: args.terminal_id.clone(),
+        host: args.terminal_host.clone().unwrap_or_default(),
+        http_port: args.http_port,
+        ws_port: args.ws_port,
+        broker: args.broker.clone().unwrap_or_default(),
+        broker_username: args.broker_username.clone(),
+        spool_dir: args.spool_dir.clone(),
+    };
+    // The terminal, until it answers (or the installer gives up). Flags answer the first round.
+    let mut given_pw = match &args.terminal_password_file {
+        Some(f) => Some(read_password(f, "--terminal-password-file")?),
+        None => None,
+    };
+    let terminal_pw = loop {
+        if ask.interactive && (a.host.is_empty() || given_pw.is_none()) {
+            let now = (!a.host.is_empty()).then(|| a.host.clone());
+            a.host = ask.line("The terminal's IP address", now.as_deref())?;
+        }
+        if a.host.is_empty() {
+            return Err(need(None, "--terminal-host").unwrap_err());
+        }
+        let pw = match given_pw.take() {
+            Some(p) => p,
+            None if ask.interactive => {
+                ask.secret("The terminal's password (123456 from the factory)")?
+            }
+            None => return Err(need(None, "--terminal-password-file").unwrap_err()),
+        };
+        let (ok, lines) = check::terminal(&terminal_of(&a, &dir, &pw)?).await;
+        print_lines(&lines);
+        if ok {
+            break pw;
+        }
+        if !ask.interactive || !ask.yes("Try another address or password?", true)? {
+            return Err(Failure::Reported);
+        }
+    };
+
+    // The broker, likewise.
+    let mut broker_pw = match &args.broker_password_file {
+        Some(f) => Some(read_password(f, "--broker-password-file")?),
+        None => None,
+    };
+    let mut first = true;
+    loop {
+        let given = first && args.broker.is_some();
+        if ask.interactive && !given {
+            let now = if a.broker.is_empty() {
+                "mqtt://127.0.0.1:1883".to_string()
+            } else {
+                a.broker.clone()
+            };
+            a.broker = ask.line(
+                "The MQTT broker (Home Assistant's Mosquitto add-on: mqtt://<its address>:1883)",
+                Some(&now),
+            )?;
+            let user = ask.line(
+                "Its username (none: leave empty)",
+                Some(a.broker_username.as_deref().unwrap_or("")),
+            )?;
+            a.broker_username = (!user.is_empty()).then_some(user);
+            broker_pw = None;
+        }
+        first = false;
+        if a.broker.is_empty() {
+            return Err(need(None, "--broker").unwrap_err());
+        }
+        if a.broker_username.is_some() && broker_pw.is_none() {
+            if !ask.interactive {
+                return Err(need(None, "--broker-password-file").unwrap_err());
+            }
+            broker_pw = Some(ask.secret("Its password")?);
+        }
+        let mut mqtt = parsed(&a, &dir, broker_pw.is_some())?.mqtt;
+        mqtt.password = broker_pw.clone();
+        mqtt.password_file = None;
+        let (ok, lines) = check::broker(&mqtt).await;
+        print_lines(&lines);
+        if ok {
+            break;
+        }
+        if !ask.interactive || !ask.yes("Try another broker or login?", true)? {
+            return Err(Failure::Reported);
+        }
+    }
+
+    write_files(&a, &dir, &args.config, &terminal_pw, broker_pw.as_ref())?;
+    println!(
+        "ok      wrote {} (check it any time: face2mqtt check -c {})",
+        args.config.display(),
+        args.config.display()
+    );
+    let start = args.start
+        || ask.interactive
+            && ask.yes(
+                "Start the bridge now (systemctl enable --now face2mqtt)?",
+                true,
+            )?;
+    if start {
+        start_service()?;
+    } else {
+        println!("        start it with: sudo systemctl enable --now face2mqtt");
+    }
+    Ok(())
+}
+
+fn print_lines(lines: &[String]) {
+    for l in lines {
+        println!("{l}");
+    }
+}
+
+/// The answers as `run` would read them once written (validated; passwords not yet on disk).
+fn parsed(a: &Answers, dir: &Path, broker_password: bool) -> Result<Config, Failure> {
+    let text = render(a, dir, broker_password);
+    let config = Config::parse(&text).map_err(Failure::Usage)?;
+    let problems = config.validate();
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(Failure::Usage(format!("setup: {}", problems.join("; "))))
+    }
+}
+
+fn terminal_of(
+    a: &Answers,
+    dir: &Path,
+    pw: &Secret,
+) -> Result<crate::config::TerminalConfig, Failure> {
+    // The broker is asked for after the terminal: any valid one stands in meanwhile.
+    let mut a = a.clone();
+    if a.broker.is_empty() {
+        a.broker = "mqtt://127.0.0.1".into();
+    }
+    let mut t = parsed(&a, dir, false)?.terminals.remove(0);
+    t.password = Some(pw.clone());
+    t.password_file = None;
+    Ok(t)
+}
+
+/// The passwords first (0600, the service's user's), then the config (0640, root:face2mqtt as
+/// the package has it), each written whole under a temporary name and renamed into place.
+fn write_files(
+    a: &Answers,
+    dir: &Path,
+    config: &Path,
+    terminal_pw: &Secret,
+    broker_pw: Option<&Secret>,
+) -> Result<(), Failure> {
+    let fail = |path: &Path, e: std::io::Error| {
+        Failure::Runtime(format!("writing {}: {e}", path.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
+    let user = owner(SERVICE_USER);
+    let mut files = vec![(
+        dir.join(format!("{}.password", a.id)),
+        terminal_pw.expose().to_string(),
+        0o600,
+        user,
+    )];
+    if let Some(pw) = broker_pw {
+        files.push((
+            dir.join("mqtt.password"),
+            pw.expose().to_string(),
+            0o600,
+            user,
+        ));
+    }
+    let group = user.map(|(_, gid)| (0, gid));
+    files.push((
+        config.to_path_buf(),
+        render(a, dir, broker_pw.is_some()),
+        0o640,
+        group,
+    ));
+    for (path, text, mode, owner) in files {
+        write_whole(&path, text.as_bytes(), mode, owner).map_err(|e| fail(&path, e))?;
+    }
+    Ok(())
+}
+
+fn write_whole(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let tmp = path.with_extension("setup-tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+    if let Some((uid, gid)) = owner {
+        // Only root can give a file away; as anyone else it stays the writer's.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
+        }
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// The uid and gid of `name`, when that user exists.
+fn owner(name: &str) -> Option<(u32, u32)> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getpwnam returns a pointer into static storage or null; read at once.
+    unsafe {
+        let pw = libc::getpwnam(c.as_ptr());
+        (!pw.is_null()).then(|| ((*pw).pw_uid, (*pw).pw_gid))
+    }
+}
+
+fn start_service() -> Result<(), Failure> {
+    if !Path::new("/run/systemd/system").exists() {
+        return Err(Failure::Runtime(
+            "this machine does not run systemd: start the bridge with `face2mqtt run -c <config>`"
+                .into(),
+        ));
+    }
+    let status = std::process::Command::new("systemctl")
+        .args(["enable", "--now", "face2mqtt"])
+        .status()
+        .map_err(|e| Failure::Runtime(format!("systemctl: {e}")))?;
+    // A running bridge reads the new config on a reload (SIGHUP).
+    let reload = std::process::Command::new("systemctl")
+        .args(["reload-or-restart", "face2mqtt"])
+        .status()
+        .map_err(|e| Failure::Runtime(format!("systemctl: {e}")))?;
+    if status.success() && reload.success() {
+        println!(
+            "ok      face2mqtt started: systemctl status face2mqtt, journalctl -u face2mqtt -f"
+        );
+        Ok(())
+    } else {
+        Err(Failure::Runtime(
+            "systemctl could not start face2mqtt (see above)".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answers() -> Answers {
+        Answers {
+            id: "front-door".into(),
+            host: "192.168.1.50".into(),
+            http_port: 80,
+            ws_port: 9000,
+            broker: "mqtt://127.0.0.1:1883".into(),
+            broker_username: None,
+            spool_dir: None,
+        }
+    }
+
+    #[test]
+    fn a_rendered_config_holds_only_what_the_site_set_and_validates() {
+        let text = render(&answers(), Path::new("/etc/face2mqtt"), false);
+        let c = Config::parse(&text).expect("parses");
+        assert_eq!(c.validate(), Vec::<String>::new());
+        assert!(
+            !text.contains("http_port") && !text.contains("username") && !text.contains("[spool]"),
+            "{text}"
+        );
+        assert_eq!(
+            c.terminals[0].password_file.as_deref(),
+            Some(Path::new("/etc/face2mqtt/front-door.password"))
+        );
+    }
+
+    #[test]
+    fn a_broker_login_and_other_ports_are_written_and_quoted() {
+        let mut a = answers();
+        a.broker_username = Some("ha \"bridge\"".into());
+        a.http_port = 8080;
+        a.spool_dir = Some("/srv/spool".into());
+        let text = render(&a, Path::new("/etc/f"), true);
+        let c = Config::parse(&text).expect("parses");
+        assert_eq!(c.validate(), Vec::<String>::new());
+        assert_eq!(c.mqtt.username.as_deref(), Some("ha \"bridge\""));
+        assert_eq!(
+            c.mqtt.password_file.as_deref(),
+            Some(Path::new("/etc/f/mqtt.password"))
+        );
+        assert_eq!(
+            (c.terminals[0].http_port, c.terminals[0].ws_port),
+            (8080, 9000)
+        );
+        assert_eq!(c.spool.dir, Path::new("/srv/spool"));
+    }
+
+    #[test]
+    fn no_password_is_ever_in_the_config_text() {
+        let text = render(&answers(), Path::new("/etc/face2mqtt"), false);
+        assert!(!text.contains("password ="), "{text}");
+    }
+}
