@@ -35,15 +35,18 @@ mosquitto_bin() {
   command -v mosquitto 2>/dev/null || echo /usr/sbin/mosquitto
 }
 
-# nftables for the network-namespace tests (tests/netns.rs); they skip, loudly, without it.
-ensure_nftables() {
-  command -v nft >/dev/null 2>&1 && return 0
+# A tool some tests need, from Debian's packages; without it those tests say SKIPPED.
+ensure_tool() { # command package what-says-skipped
+  command -v "$1" >/dev/null 2>&1 && return 0
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq || true
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nftables \
-    || echo "!!! nftables could not be installed: the half-open link test will say SKIPPED"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$2" \
+    || echo "!!! $2 could not be installed: $3 will say SKIPPED"
 }
+
+# nftables for the network-namespace tests (tests/netns.rs).
+ensure_nftables() { ensure_tool nft nftables "the half-open link test"; }
 
 # The URI of the Debian archive this machine's apt is configured with (sources.list, *.list and
 # deb822 *.sources), for debootstrap and for a backports line: committed files name no mirror.
@@ -128,12 +131,5 @@ ensure_openssl() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends openssl
 }
 
-# tmux, for the test of `face2mqtt setup` on a terminal (tests/setup.rs; it says SKIPPED without).
-ensure_tmux() {
-  command -v tmux >/dev/null 2>&1 && return 0
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq || true
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends tmux \
-    || echo "!!! tmux could not be installed: the test of setup on a terminal will say SKIPPED"
-}
+# tmux, for the test of `face2mqtt setup` on a terminal (tests/setup.rs).
+ensure_tmux() { ensure_tool tmux tmux "the test of setup on a terminal"; }
