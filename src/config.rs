@@ -60,8 +60,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
-    /// `mqtt://host[:1883]` or `mqtts://host[:8883]`.
-    pub url: String,
+    /// `mqtt://host[:1883]` or `mqtts://host[:8883]`, parsed as it is read.
+    pub url: BrokerUrl,
     #[serde(default = "default_base_topic")]
     pub base_topic: String,
     #[serde(default)]
@@ -482,6 +482,35 @@ fn default_long_press_after() -> Duration {
     Duration::from_secs(3)
 }
 
+/// `mqtt.url` as written (for messages) and as the program uses it, checked once when the config
+/// is read: nothing parses the text again.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct BrokerUrl {
+    text: String,
+    addr: BrokerAddr,
+}
+
+impl BrokerUrl {
+    pub fn addr(&self) -> &BrokerAddr {
+        &self.addr
+    }
+}
+
+impl TryFrom<String> for BrokerUrl {
+    type Error = String;
+    fn try_from(text: String) -> Result<BrokerUrl, String> {
+        let addr = BrokerAddr::parse(&text)?;
+        Ok(BrokerUrl { text, addr })
+    }
+}
+
+impl fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// A parsed broker URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerAddr {
@@ -814,9 +843,6 @@ impl Config {
     /// Values that parse but cannot work. Each problem starts with the key it is about.
     pub fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
-        if let Err(e) = BrokerAddr::parse(&self.mqtt.url) {
-            p.push(format!("mqtt.url: {e}"));
-        }
         if !valid_topic_base(&self.mqtt.base_topic) {
             p.push(format!(
                 "mqtt.base_topic: `{}` must be a topic without wildcards or leading/trailing `/`",
@@ -1130,8 +1156,8 @@ impl MqttConfig {
             ),
             _ => {}
         }
-        match BrokerAddr::parse(&self.url) {
-            Ok(BrokerAddr { tls: false, .. }) => {
+        match self.url.addr() {
+            BrokerAddr { tls: false, .. } => {
                 let given = [
                     ("ca_file", &self.ca_file),
                     ("client_cert_file", &self.client_cert_file),
@@ -1147,16 +1173,15 @@ impl MqttConfig {
                 }
             }
             // The name the broker's certificate is checked against: a DNS name or an address.
-            Ok(BrokerAddr {
+            BrokerAddr {
                 tls: true, host, ..
-            }) => {
+            } => {
                 if rustls::pki_types::ServerName::try_from(host.as_str()).is_err() {
                     p.push(format!(
                         "mqtt.url: `{host}` is neither a DNS name nor an IP address, so the broker's certificate cannot be checked against it"
                     ));
                 }
             }
-            Err(_) => {}
         }
         p
     }

@@ -13,7 +13,7 @@ use rumqttc::v5;
 use super::link::{Client, Ev, EventLoop, Version};
 use super::tls::{self, Setup};
 use super::{CLIENT_INFLIGHT, MAX_INCOMING, MAX_PACKET};
-use crate::config::{BrokerAddr, MqttConfig};
+use crate::config::MqttConfig;
 use crate::messages::topics;
 
 /// A client and its event loop of `version`, with the connection's settings; an error names
@@ -40,7 +40,7 @@ pub fn connect(
 
 /// The MQTT 5 options: the same settings as [`options`].
 fn options_v5(config: &MqttConfig) -> Result<v5::MqttOptions, String> {
-    let addr = BrokerAddr::parse(&config.url).map_err(|e| format!("mqtt.url: {e}"))?;
+    let addr = config.url.addr().clone();
     let client_id = config
         .client_id
         .clone()
@@ -81,7 +81,7 @@ fn options_v5(config: &MqttConfig) -> Result<v5::MqttOptions, String> {
 
 /// The MQTT 3.1.1 options; an error names the config key.
 pub fn options(config: &MqttConfig) -> Result<MqttOptions, String> {
-    let addr = BrokerAddr::parse(&config.url).map_err(|e| format!("mqtt.url: {e}"))?;
+    let addr = config.url.addr().clone();
     let client_id = config
         .client_id
         .clone()
