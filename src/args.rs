@@ -73,13 +73,17 @@ them. Passwords are read without echo and never printed or written into the conf
 const SETUP_AFTER: &str = "\
 Exit codes:
   0   the config is written (and the service started, when asked)
-  1   a check failed and no other answer was given, or systemctl failed
+  1   a check failed and no other answer was given, a file could not be written, or \
+systemctl failed
   2   a value is missing (without a terminal, every value must come from a flag), or the \
 config exists, was edited, and --force was not given
 
-Files: the config (-c, /etc/face2mqtt/config.toml: mode 0640, root:face2mqtt); beside it \
-<terminal id>.password and, with a broker login, mqtt.password (mode 0600, owned by face2mqtt). \
-A config that is still the one the package installed is replaced without asking.";
+Files: the config (-c, /etc/face2mqtt/config.toml: mode 0640, root:face2mqtt; relative paths \
+are made absolute); beside it terminal-<terminal id>.password and, with a broker login, \
+mqtt.password (mode 0600, owned by face2mqtt), in a directory made 0750. A config that is still \
+the one the package installed is replaced without asking; another is kept as config.toml.bak. \
+--spool-dir makes that directory, the service's. The service is offered only for the config \
+it reads (/etc/face2mqtt/config.toml).";
 
 #[derive(Parser)]
 #[command(

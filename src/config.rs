@@ -532,13 +532,20 @@ impl BrokerAddr {
         {
             (true, r)
         } else {
-            return Err(format!("`{url}` must start with mqtt:// or mqtts://"));
+            return Err(format!(
+                "`{url}` must start with mqtt:// or mqtts:// (or their old names tcp:// and ssl://)"
+            ));
         };
         let rest = rest.trim_end_matches('/');
-        if rest.contains('/') || rest.contains('@') {
+        if let Some((_, after)) = rest.rsplit_once('@') {
+            // Never the login itself: this message reaches logs and terminals.
+            let scheme = &url[..url.len() - rest.len()];
             return Err(format!(
-                "`{url}`: give only host and port (credentials go in username/password)"
+                "`{scheme}…@{after}`: give the login in mqtt.username and mqtt.password (or password_file), not in the URL"
             ));
+        }
+        if rest.contains('/') {
+            return Err(format!("`{url}`: give only host and port, no path"));
         }
         let default_port = if tls { 8883 } else { 1883 };
         let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
@@ -1219,8 +1226,14 @@ impl MqttConfig {
     }
 }
 
-fn read_secret(path: &Path) -> Result<Secret, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+/// Reads a password file: its first 64 KiB at most (a password is short; `/dev/zero` is not a
+/// password), without one trailing newline (LF or CRLF).
+pub(crate) fn read_secret(path: &Path) -> Result<Secret, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(64 << 10).read_to_string(&mut text))
+        .map_err(|e| {
         match credential_source(path) {
             Some(name) if e.kind() == std::io::ErrorKind::NotFound => format!(
                 "cannot read {}: this path exists only while systemd runs the service (the credential `{name}` that LoadCredential= in its unit provides), so no shell can read it. To check the config now, check a copy whose password_file names the file LoadCredential= reads (e.g. /etc/face2mqtt/{name}.password), or start the service and read `journalctl -u face2mqtt`",
@@ -1593,6 +1606,13 @@ password = "123456"
         );
         assert!(BrokerAddr::parse("http://h").is_err());
         assert!(BrokerAddr::parse("mqtt://u:p@h").is_err());
+        let e = BrokerAddr::parse("mqtt://bridge:s3cret@h:1884").expect_err("a login in the URL");
+        assert!(
+            !e.contains("s3cret") && e.contains("mqtt.username") && e.contains("h:1884"),
+            "{e}"
+        );
+        let e = BrokerAddr::parse("mqtt://h/path").expect_err("a path");
+        assert!(e.contains("no path") && !e.contains("username"), "{e}");
     }
 
     #[test]

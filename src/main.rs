@@ -12,6 +12,15 @@ use face2mqtt::cli;
 fn main() -> ExitCode {
     face2mqtt::service::tune_malloc();
     let args = Cli::parse();
+    if !matches!(args.command, Command::Run(_) | Command::Simulate(_)) {
+        // A one-shot command piped into `head` ends quietly when the pipe closes, as other
+        // tools do, instead of panicking on the failed write (Rust ignores SIGPIPE). The
+        // daemon and the simulator keep ignoring it: their sockets report EPIPE instead.
+        // SAFETY: sets a signal disposition before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     if let Command::GenerateDocs { out } = &args.command {
         return match args::generate_docs(out) {
             Ok(()) => ExitCode::SUCCESS,

@@ -130,7 +130,7 @@ async fn setup_with_flags_writes_a_minimal_config_that_check_passes_and_run_uses
         "no password in the config: {written}"
     );
     for (file, secret) in [
-        ("front-door.password", PASSWORD),
+        ("terminal-front-door.password", PASSWORD),
         ("mqtt.password", "br0ker pw"),
     ] {
         let path = etc.join(file);
@@ -277,8 +277,7 @@ async fn setup_asks_on_a_terminal_checks_each_answer_and_asks_again_after_a_wron
         pane.text()
     );
     pane.type_line("");
-    pane.wait_for("The terminal's IP address [127.0.0.1]", 1)
-        .await;
+    pane.wait_for("[127.0.0.1]: ", 1).await;
     pane.type_line("");
     pane.wait_for("The terminal's password", 2).await;
     pane.type_line(PASSWORD);
@@ -288,8 +287,6 @@ async fn setup_asks_on_a_terminal_checks_each_answer_and_asks_again_after_a_wron
     pane.type_line("bridge");
     pane.wait_for("Its password", 1).await;
     pane.type_line("br0ker pw");
-    pane.wait_for("Start the bridge now", 1).await;
-    pane.type_line("n");
     let start = Instant::now();
     while !done.exists() {
         assert!(start.elapsed() < Duration::from_secs(30), "{}", pane.text());
@@ -306,7 +303,79 @@ async fn setup_asks_on_a_terminal_checks_each_answer_and_asks_again_after_a_wron
         "passwords are not echoed: {screen}"
     );
     assert!(screen.contains("ok      broker round trip"), "{screen}");
+    // Not the service's config: the service is not offered, `run -c` is.
+    assert!(
+        screen.contains("run the bridge on it: face2mqtt run -c")
+            && !screen.contains("Start the bridge"),
+        "{screen}"
+    );
     let check = face2mqtt(&["check", "-c", &config.to_string_lossy()]);
     assert!(check.status.success(), "{}", text(&check));
     records_flow(&config, &sim.sim, broker.port).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_writes_absolute_paths_makes_the_spool_dir_and_check_refuses_a_spool_that_is_a_file()
+{
+    let broker = Mosquitto::start();
+    let sim = default_simulator().await;
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::write(d.path().join("t.pw"), format!("{PASSWORD}\r\n")).expect("write");
+    let o = Command::new(env!("CARGO_BIN_EXE_face2mqtt"))
+        .current_dir(d.path())
+        .args([
+            "setup",
+            "--no-input",
+            "-c",
+            "conf/config.toml",
+            "--spool-dir",
+            "spool",
+        ])
+        .args([
+            "--terminal-host",
+            "127.0.0.1",
+            "--terminal-password-file",
+            "t.pw",
+        ])
+        .args(["--http-port", &sim.sim.http_addr().port().to_string()])
+        .args(["--ws-port", &sim.sim.ws_addr().port().to_string()])
+        .args(["--broker", &broker.url()])
+        .output()
+        .expect("setup runs");
+    assert!(
+        o.status.success(),
+        "a CRLF password file reads as run reads it: {}",
+        text(&o)
+    );
+    let config = d.path().join("conf/config.toml");
+    let written = std::fs::read_to_string(&config).expect("written");
+    let root = d.path().to_string_lossy().into_owned();
+    assert!(
+        written.contains(&format!("{root}/spool"))
+            && written.contains(&format!("{root}/conf/terminal-front-door.password")),
+        "absolute paths: {written}"
+    );
+    assert!(
+        d.path().join("spool").is_dir(),
+        "the spool directory is made"
+    );
+    let check = face2mqtt(&["check", "-c", &config.to_string_lossy()]);
+    assert!(
+        check.status.success(),
+        "from another directory: {}",
+        text(&check)
+    );
+
+    // A spool path that is a file: no restart mends it, so 78 from check and run alike.
+    std::fs::remove_dir(d.path().join("spool")).expect("rmdir");
+    std::fs::write(d.path().join("spool"), b"not a directory").expect("write");
+    let check = face2mqtt(&["check", "-c", &config.to_string_lossy()]);
+    assert_eq!(check.status.code(), Some(78), "{}", text(&check));
+    assert!(
+        text(&check).contains("is not a directory"),
+        "{}",
+        text(&check)
+    );
+    let run = face2mqtt(&["run", "-c", &config.to_string_lossy()]);
+    assert_eq!(run.status.code(), Some(78), "{}", text(&run));
 }

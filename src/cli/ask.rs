@@ -35,15 +35,20 @@ impl Asker {
         })
     }
 
+    /// A password, typed without echo; asked again while empty.
     pub fn secret(&self, question: &str) -> Result<Secret, Failure> {
-        let _echo_off = EchoOff::new();
-        let answer = self.line(question, None);
-        println!();
-        let answer = answer?;
-        if answer.is_empty() {
-            return Err(Failure::Usage("setup: an empty password".into()));
+        loop {
+            let answer = {
+                let _echo_off = EchoOff::new();
+                let answer = self.line(question, None);
+                println!();
+                answer?
+            };
+            if !answer.is_empty() {
+                return Ok(Secret::new(answer));
+            }
+            println!("(a password cannot be empty)");
         }
-        Ok(Secret::new(answer))
     }
 
     pub fn yes(&self, question: &str, default: bool) -> Result<bool, Failure> {

@@ -13,27 +13,28 @@ pub async fn check(path: &Path) -> Result<(), Failure> {
     println!("ok      config {}", path.display());
     // Before the network: a spool that can never take a record is the installer's to fix.
     let dir = &config.spool.dir;
-    let spool_ok = match crate::spool::check_capacity(dir) {
-        Err(e) => {
-            println!("FAILED  {e}");
-            false
-        }
-        Ok(()) => {
-            match crate::spool::file_system(dir) {
-                Some((total, free)) => println!(
-                    "ok      spool {}: {} MiB free of {} MiB on its file system",
-                    dir.display(),
-                    free >> 20,
-                    total >> 20
-                ),
-                None => println!(
-                    "ok      spool {} (its file system's size cannot be read)",
-                    dir.display()
-                ),
+    let spool_ok =
+        match crate::spool::check_place(dir).and_then(|()| crate::spool::check_capacity(dir)) {
+            Err(e) => {
+                println!("FAILED  {e}");
+                false
             }
-            true
-        }
-    };
+            Ok(()) => {
+                match crate::spool::file_system(dir) {
+                    Some((total, free)) => println!(
+                        "ok      spool {}: {} MiB free of {} MiB on its file system",
+                        dir.display(),
+                        free >> 20,
+                        total >> 20
+                    ),
+                    None => println!(
+                        "ok      spool {} (its file system's size cannot be read)",
+                        dir.display()
+                    ),
+                }
+                true
+            }
+        };
     // The pins `run` claims; a machine without them cannot be fixed by a restart either.
     let gpio_ok = match crate::gpio::probe(&config) {
         Ok(lines) => {

@@ -7,6 +7,7 @@
 //! so a config `setup` wrote is one `check` passes.
 
 use std::io::{IsTerminal, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use super::ask::Asker;
@@ -72,7 +73,7 @@ pub struct Answers {
     pub spool_dir: Option<PathBuf>,
 }
 
-/// The config text for `answers`, its passwords in `dir`'s `<id>.password` and
+/// The config text for `answers`, its passwords in `dir`'s `terminal-<id>.password` and
 /// `mqtt.password`. Only what the site set; every other key keeps its default.
 pub fn render(a: &Answers, dir: &Path, broker_password: bool) -> String {
     let q = |s: &str| toml::Value::String(s.to_string()).to_string();
@@ -99,24 +100,57 @@ pub fn render(a: &Answers, dir: &Path, broker_password: bool) -> String {
     if a.ws_port != 9000 {
         t += &format!("ws_port = {}\n", a.ws_port);
     }
-    t += &format!("password_file = {}\n", file(&format!("{}.password", a.id)));
+    t += &format!("password_file = {}\n", file(&terminal_password_file(&a.id)));
     t
 }
 
-fn read_password(path: &Path, flag: &str) -> Result<Secret, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::Usage(format!("{flag} {}: {e}", path.display())))?;
-    let text = text.strip_suffix('\n').unwrap_or(&text);
-    if text.is_empty() {
-        return Err(Failure::Usage(format!("{flag} {}: empty", path.display())));
-    }
-    Ok(Secret::new(text))
+/// The terminal's password file beside the config. `terminal-` keeps it apart from the
+/// broker's `mqtt.password` whatever the terminal is called (an id `mqtt` once shared it).
+fn terminal_password_file(id: &str) -> String {
+    format!("terminal-{id}.password")
 }
 
-pub async fn setup(args: SetupArgs) -> Result<(), Failure> {
+/// As `run` reads a `password_file` (a trailing LF or CRLF is not part of it).
+fn read_password(path: &Path, flag: &str) -> Result<Secret, Failure> {
+    crate::config::read_secret(path).map_err(|e| Failure::Usage(format!("{flag}: {e}")))
+}
+
+pub async fn setup(mut args: SetupArgs) -> Result<(), Failure> {
     let ask = Asker {
         interactive: !args.no_input && std::io::stdin().is_terminal(),
     };
+    // The service reads the config from /, not from here: no relative path goes into it.
+    let absolute = |p: &Path| {
+        std::path::absolute(p).map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))
+    };
+    let serves = args.config == Path::new(DEFAULT_PATH);
+    args.config = absolute(&args.config)?;
+    args.spool_dir = args.spool_dir.as_deref().map(absolute).transpose()?;
+    if args.broker_password_file.is_some() && args.broker_username.is_none() {
+        return Err(Failure::Usage(
+            "setup: --broker-password-file needs --broker-username".into(),
+        ));
+    }
+    if !ask.interactive {
+        for (given, flag) in [
+            (args.terminal_host.is_some(), "--terminal-host"),
+            (
+                args.terminal_password_file.is_some(),
+                "--terminal-password-file",
+            ),
+            (args.broker.is_some(), "--broker"),
+            (
+                args.broker_username.is_none() || args.broker_password_file.is_some(),
+                "--broker-password-file",
+            ),
+        ] {
+            if !given {
+                return Err(Failure::Usage(format!(
+                    "setup: {flag} is needed (or run it on a terminal to be asked)"
+                )));
+            }
+        }
+    }
     let existing = std::fs::read_to_string(&args.config).ok();
     if existing.as_deref().is_some_and(|t| t != INSTALLED) && !args.force {
         let replace = ask.interactive
@@ -133,6 +167,13 @@ pub async fn setup(args: SetupArgs) -> Result<(), Failure> {
                 args.config.display()
             )));
         }
+    }
+    if existing.as_deref().is_some_and(|t| t != INSTALLED) {
+        let backup = args.config.with_extension("toml.bak");
+        std::fs::copy(&args.config, &backup).map_err(|e| {
+            Failure::Runtime(format!("keeping a copy of {}: {e}", args.config.display()))
+        })?;
+        println!("ok      the old config is kept as {}", backup.display());
     }
     let dir = args
         .config
@@ -157,6 +198,11 @@ pub async fn setup(args: SetupArgs) -> Result<(), Failure> {
         broker_username: args.broker_username.clone(),
         spool_dir: args.spool_dir.clone(),
     };
+    // What no answer to a question can mend (the id, the spool, the ports), said before any.
+    let mut probe = a.clone();
+    probe.host = "192.0.2.1".into();
+    probe.broker = "mqtt://127.0.0.1".into();
+    parsed(&probe, &dir, false)?;
     // The terminal, until it answers (or the installer gives up). Flags answer the first round.
     let mut given_pw = match &args.terminal_password_file {
         Some(f) => Some(read_password(f, "--terminal-password-file")?),
@@ -165,7 +211,11 @@ pub async fn setup(args: SetupArgs) -> Result<(), Failure> {
     let terminal_pw = loop {
         if ask.interactive && (a.host.is_empty() || given_pw.is_none()) {
             let now = (!a.host.is_empty()).then(|| a.host.clone());
-            a.host = ask.line("The terminal's IP address", now.as_deref())?;
+            let answer = ask.line(
+                "The terminal's IP address (a port other than 80: ADDRESS:PORT)",
+                now.as_deref(),
+            )?;
+            (a.host, a.http_port) = host_and_port(&answer, a.http_port);
         }
         if a.host.is_empty() {
             return Err(need(None, "--terminal-host").unwrap_err());
@@ -177,7 +227,16 @@ pub async fn setup(args: SetupArgs) -> Result<(), Failure> {
             }
             None => return Err(need(None, "--terminal-password-file").unwrap_err()),
         };
-        let (ok, lines) = check::terminal(&terminal_of(&a, &dir, &pw)?).await;
+        let t = match terminal_of(&a, &dir, &pw) {
+            Err(Failure::Usage(why)) if ask.interactive => {
+                println!("FAILED  {why}");
+                a.host.clear();
+                given_pw = Some(pw);
+                continue;
+            }
+            t => t?,
+        };
+        let (ok, lines) = check::terminal(&t).await;
         print_lines(&lines);
         if ok {
             break pw;
@@ -205,10 +264,7 @@ pub async fn setup(args: SetupArgs) -> Result<(), Failure> {
                 "The MQTT broker (Home Assistant's Mosquitto add-on: mqtt://<its address>:1883)",
                 Some(&now),
             )?;
-            let user = ask.line(
-                "Its username (none: leave empty)",
-                Some(a.broker_username.as_deref().unwrap_or("")),
-            )?;
+            let user = ask.line("Its username (none: leave empty)", None)?;
             a.broker_username = (!user.is_empty()).then_some(user);
             broker_pw = None;
         }
@@ -222,7 +278,13 @@ pub async fn setup(args: SetupArgs) -> Result<(), Failure> {
             }
             broker_pw = Some(ask.secret("Its password")?);
         }
-        let mut mqtt = parsed(&a, &dir, broker_pw.is_some())?.mqtt;
+        let mut mqtt = match parsed(&a, &dir, broker_pw.is_some()) {
+            Err(Failure::Usage(why)) if ask.interactive => {
+                println!("FAILED  {why}");
+                continue;
+            }
+            c => c?.mqtt,
+        };
         mqtt.password = broker_pw.clone();
         mqtt.password_file = None;
         let (ok, lines) = check::broker(&mqtt).await;
@@ -241,12 +303,23 @@ pub async fn setup(args: SetupArgs) -> Result<(), Failure> {
         args.config.display(),
         args.config.display()
     );
+    if !serves {
+        // The service reads /etc/face2mqtt/config.toml, not this one.
+        println!(
+            "        run the bridge on it: face2mqtt run -c {}",
+            args.config.display()
+        );
+        return Ok(());
+    }
+    // The config is written: an answer that never comes is a no.
     let start = args.start
         || ask.interactive
-            && ask.yes(
-                "Start the bridge now (systemctl enable --now face2mqtt)?",
-                true,
-            )?;
+            && ask
+                .yes(
+                    "Start the bridge now (systemctl enable --now face2mqtt)?",
+                    true,
+                )
+                .unwrap_or(false);
     if start {
         start_service()?;
     } else {
@@ -301,10 +374,27 @@ fn write_files(
     let fail = |path: &Path, e: std::io::Error| {
         Failure::Runtime(format!("writing {}: {e}", path.display()))
     };
-    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
+    // 0750 whatever the umask (a world-writable directory would let anyone swap the files).
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
+        .map_err(|e| fail(dir, e))?;
     let user = owner(SERVICE_USER);
+    if let Some(spool) = &a.spool_dir {
+        // The default (/var/lib/face2mqtt) is the unit's StateDirectory, made by systemd; one
+        // of the site's own must exist, and be the service's.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(spool)
+            .map_err(|e| fail(spool, e))?;
+        if let Some((uid, gid)) = user.filter(|_| is_root()) {
+            std::os::unix::fs::chown(spool, Some(uid), Some(gid)).map_err(|e| fail(spool, e))?;
+        }
+    }
     let mut files = vec![(
-        dir.join(format!("{}.password", a.id)),
+        dir.join(terminal_password_file(&a.id)),
         terminal_pw.expose().to_string(),
         0o600,
         user,
@@ -344,16 +434,44 @@ fn write_whole(
         .create_new(true)
         .mode(mode)
         .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-    if let Some((uid, gid)) = owner {
-        // Only root can give a file away; as anyone else it stays the writer's.
-        if unsafe { libc::geteuid() } == 0 {
-            std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
+    // On the open file, not by name: nothing can swap the path in between.
+    let written = (|| {
+        f.write_all(bytes)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        if let Some((uid, gid)) = owner.filter(|_| is_root()) {
+            // Only root can give a file away; as anyone else it stays the writer's.
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
         }
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)
+    written
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `ADDRESS:PORT` as typed at the address question: the HTTP port apart (an IPv6 address, with
+/// its colons, stays whole unless bracketed).
+fn host_and_port(answer: &str, port: u16) -> (String, u16) {
+    let answer = answer.trim();
+    let split = match answer.strip_prefix('[') {
+        Some(v6) => v6.split_once("]:"),
+        None if answer.matches(':').count() == 1 => answer.split_once(':'),
+        None => None,
+    };
+    match split.and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?))) {
+        Some((h, p)) => (h.to_string(), p),
+        None => (
+            answer.trim_matches(|c| c == '[' || c == ']').to_string(),
+            port,
+        ),
+    }
 }
 
 /// The uid and gid of `name`, when that user exists.
@@ -421,7 +539,7 @@ mod tests {
         );
         assert_eq!(
             c.terminals[0].password_file.as_deref(),
-            Some(Path::new("/etc/face2mqtt/front-door.password"))
+            Some(Path::new("/etc/face2mqtt/terminal-front-door.password"))
         );
     }
 
@@ -444,6 +562,27 @@ mod tests {
             (8080, 9000)
         );
         assert_eq!(c.spool.dir, Path::new("/srv/spool"));
+    }
+
+    #[test]
+    fn an_address_typed_with_a_port_gives_the_http_port() {
+        assert_eq!(
+            host_and_port("10.0.0.5:8080", 80),
+            ("10.0.0.5".into(), 8080)
+        );
+        assert_eq!(host_and_port(" 10.0.0.5 ", 80), ("10.0.0.5".into(), 80));
+        assert_eq!(host_and_port("[fe80::1]:81", 80), ("fe80::1".into(), 81));
+        assert_eq!(host_and_port("fe80::1", 80), ("fe80::1".into(), 80));
+        assert_eq!(host_and_port("h:notaport", 80), ("h:notaport".into(), 80));
+    }
+
+    #[test]
+    fn a_terminal_called_mqtt_keeps_its_password_apart_from_the_brokers() {
+        let mut a = answers();
+        a.id = "mqtt".into();
+        a.broker_username = Some("bridge".into());
+        let c = Config::parse(&render(&a, Path::new("/e"), true)).expect("parses");
+        assert_ne!(c.terminals[0].password_file, c.mqtt.password_file);
     }
 
     #[test]

@@ -73,7 +73,7 @@ use crate::record::Normalized;
 pub use entry::{Encoded, Entry, Incoming, PhotoRef};
 use keys::*;
 pub use quarantine::Quarantined;
-pub use room::{check_capacity, file_system};
+pub use room::{check_capacity, check_place, file_system};
 pub use status::Status;
 
 /// Free disk space the spool leaves alone: sled's errors are sticky until it is opened again,
@@ -119,6 +119,8 @@ pub enum SpoolError {
     Format { dir: PathBuf, why: String },
     #[error("spool {dir}: its file system holds {total} bytes in all; the spool leaves {reserve} of them free and needs at least {least} more to take a record: put spool.dir on a larger one", reserve = DISK_RESERVE, least = room::LEAST_ROOM)]
     TooSmall { dir: PathBuf, total: u64 },
+    #[error("spool.dir {dir}: {why}")]
+    Unusable { dir: PathBuf, why: String },
 }
 
 impl SpoolError {
@@ -133,7 +135,7 @@ impl SpoolError {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            SpoolError::Format { .. } | SpoolError::TooSmall { .. }
+            SpoolError::Format { .. } | SpoolError::TooSmall { .. } | SpoolError::Unusable { .. }
         )
     }
 

@@ -15,6 +15,7 @@ impl Spool {
     /// Backfill is then made to look back at least to the low-water mark kept outside sled, so
     /// whatever a damaged spool lost comes back from the terminal.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Spool, SpoolError> {
+        room::check_place(dir)?;
         room::check_capacity(dir)?;
         let marks = lowwater::read(dir);
         let spool = Spool::open_or_move_aside(dir, max_bytes)?;

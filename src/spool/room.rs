@@ -31,6 +31,43 @@ pub fn file_system(path: &Path) -> Option<(u64, u64)> {
     Some((blocks.checked_mul(size)?, free.checked_mul(size)?))
 }
 
+/// Refuses a spool directory this process could never use: a path that is not a directory (or
+/// lies under a file), or one it cannot write to (or, not made yet, cannot be made). A restart
+/// changes none of these, so they are said at start and by `check`, not met at the first record.
+pub fn check_place(dir: &Path) -> Result<(), SpoolError> {
+    let unusable = |why: String| SpoolError::Unusable {
+        dir: dir.into(),
+        why,
+    };
+    let Some(existing) = dir.ancestors().find(|p| p.symlink_metadata().is_ok()) else {
+        return Ok(());
+    };
+    if !existing.is_dir() {
+        return Err(unusable(if existing == dir {
+            "is not a directory".into()
+        } else {
+            format!("{} is not a directory", existing.display())
+        }));
+    }
+    let c = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes())
+        .map_err(|_| unusable("has a NUL byte in it".into()))?;
+    // SAFETY: access reads the NUL-terminated path.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        let e = std::io::Error::last_os_error();
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        return Err(unusable(if existing == dir {
+            format!("this user (uid {uid}) cannot write to it: {e}")
+        } else {
+            format!(
+                "it does not exist, and this user (uid {uid}) cannot make it in {}: {e}",
+                existing.display()
+            )
+        }));
+    }
+    Ok(())
+}
+
 /// Refuses a spool directory on a file system too small to ever take a record: the bridge would
 /// hold every record and say "spool full" forever.
 pub fn check_capacity(dir: &Path) -> Result<(), SpoolError> {
@@ -345,6 +382,23 @@ mod tests {
             .collect();
         assert_eq!(left, [false, false, false, true]);
         assert_eq!(s.len(), 4, "records stay");
+    }
+
+    #[test]
+    fn a_spool_dir_that_is_a_file_or_under_one_is_refused_for_good() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let file = d.path().join("afile");
+        std::fs::write(&file, b"x").expect("write");
+        for dir in [file.clone(), file.join("sub")] {
+            let e = check_place(&dir).expect_err("not a directory");
+            assert!(e.is_permanent(), "{e}");
+            assert!(e.to_string().contains("is not a directory"), "{e}");
+        }
+        assert!(check_place(d.path()).is_ok());
+        assert!(
+            check_place(&d.path().join("new/deeper")).is_ok(),
+            "made at start"
+        );
     }
 
     #[test]
