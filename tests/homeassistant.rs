@@ -413,8 +413,17 @@ async fn discovery_is_published_again_after_the_broker_forgets_and_when_home_ass
 
     // HA restarted: it says so on its status topic, and wants everything again. The subscription
     // is old, so what arrives now is live, not a retained replay.
+    // The bridge subscribes again on its reconnect, and its discovery may reach us before the
+    // broker has that subscription in place: an announcement made then is heard by no one (CI
+    // saw it once). So HA's announcement is made again every 2 s until the bridge answers.
     let mut seen = Vec::new();
-    publish(broker.port, "homeassistant/status", b"online", false).await;
+    let port = broker.port;
+    let announcing = tokio::spawn(async move {
+        loop {
+            publish(port, "homeassistant/status", b"online", false).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
     collect_until(
         &mut ha,
         &mut seen,
@@ -423,6 +432,7 @@ async fn discovery_is_published_again_after_the_broker_forgets_and_when_home_ass
         |m| config_count(m, true) >= total,
     )
     .await;
+    announcing.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
