@@ -412,8 +412,11 @@ fn default_diagnostics_interval() -> Duration {
 fn default_discovery_prefix() -> String {
     "homeassistant".into()
 }
+/// `spool.dir` when the config says nothing: the unit's StateDirectory.
+pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/face2mqtt";
+
 fn default_spool_dir() -> PathBuf {
-    PathBuf::from("/var/lib/face2mqtt")
+    PathBuf::from(DEFAULT_SPOOL_DIR)
 }
 fn default_max_size() -> ByteSize {
     ByteSize(512 << 20)

@@ -61,6 +61,19 @@ pub struct SetupArgs {
     pub start: bool,
 }
 
+impl SetupArgs {
+    /// The flags' defaults, to tell a value given from one left as it was.
+    fn default_values() -> SetupArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: SetupArgs,
+        }
+        Only::parse_from(["setup"]).args
+    }
+}
+
 /// What the site told us.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answers {
@@ -198,6 +211,17 @@ pub async fn setup(mut args: SetupArgs) -> Result<(), Failure> {
         broker_username: args.broker_username.clone(),
         spool_dir: args.spool_dir.clone(),
     };
+    // Run again on a config of its own: its answers are the questions' defaults (not the
+    // installed one's placeholders).
+    if ask.interactive {
+        if let Some(before) = existing
+            .as_deref()
+            .filter(|t| *t != INSTALLED)
+            .and_then(|t| Config::parse(t).ok())
+        {
+            prefill(&mut a, &args, &before);
+        }
+    }
     // What no answer to a question can mend (the id, the spool, the ports), said before any.
     let mut probe = a.clone();
     probe.host = "192.0.2.1".into();
@@ -326,6 +350,31 @@ pub async fn setup(mut args: SetupArgs) -> Result<(), Failure> {
         println!("        start it with: sudo systemctl enable --now face2mqtt");
     }
     Ok(())
+}
+
+/// Takes what `before` (the config being replaced) says where no flag said otherwise.
+fn prefill(a: &mut Answers, args: &SetupArgs, before: &Config) {
+    let defaults = SetupArgs::default_values();
+    if let Some(t) = before.terminals.first() {
+        if args.terminal_host.is_none() {
+            a.host = t.host.clone();
+        }
+        if args.terminal_id == defaults.terminal_id {
+            a.id = t.id.clone();
+        }
+        if args.http_port == defaults.http_port {
+            a.http_port = t.http_port;
+        }
+        if args.ws_port == defaults.ws_port {
+            a.ws_port = t.ws_port;
+        }
+    }
+    if args.broker.is_none() {
+        a.broker = before.mqtt.url.to_string();
+    }
+    if args.spool_dir.is_none() && before.spool.dir != Path::new(crate::config::DEFAULT_SPOOL_DIR) {
+        a.spool_dir = Some(before.spool.dir.clone());
+    }
 }
 
 fn print_lines(lines: &[String]) {
@@ -583,6 +632,31 @@ mod tests {
         a.broker_username = Some("bridge".into());
         let c = Config::parse(&render(&a, Path::new("/e"), true)).expect("parses");
         assert_ne!(c.terminals[0].password_file, c.mqtt.password_file);
+    }
+
+    #[test]
+    fn a_config_of_its_own_gives_the_questions_their_defaults_where_no_flag_spoke() {
+        let mut before = answers();
+        before.host = "10.1.2.3".into();
+        before.http_port = 8080;
+        before.id = "gate".into();
+        before.broker = "mqtt://10.1.2.4:1884".into();
+        let before = Config::parse(&render(&before, Path::new("/e"), false)).expect("parses");
+        let mut args = SetupArgs::default_values();
+        args.ws_port = 9001;
+        let mut a = answers();
+        a.ws_port = 9001;
+        prefill(&mut a, &args, &before);
+        assert_eq!(
+            (
+                a.host.as_str(),
+                a.http_port,
+                a.ws_port,
+                a.id.as_str(),
+                a.broker.as_str()
+            ),
+            ("10.1.2.3", 8080, 9001, "gate", "mqtt://10.1.2.4:1884")
+        );
     }
 
     #[test]
