@@ -35,6 +35,10 @@ const SHORT: Duration = Duration::from_secs(5);
 /// session to another client with our id (MQTT 5 says so outright, when rumqttc reads it).
 const TAKEN_AFTER: u32 = 3;
 
+/// Connects in a row closed before a CONNACK, without a word on the version, after which a
+/// broker counts as one that does not speak MQTT 5.
+const CLOSED_BEFORE_CONNACK: u32 = 3;
+
 /// What the driver remembers between connections, and decides on each failure.
 #[derive(Debug)]
 pub struct Reconnect {
@@ -44,6 +48,8 @@ pub struct Reconnect {
     v5_worked: bool,
     up_since: Option<Instant>,
     short_in_a_row: u32,
+    /// Connects in a row closed before a CONNACK with no word on the version.
+    closed_before_connack: u32,
 }
 
 /// The decision after a failed connection.
@@ -65,6 +71,7 @@ impl Reconnect {
             v5_worked: false,
             up_since: None,
             short_in_a_row: 0,
+            closed_before_connack: 0,
         }
     }
 
@@ -74,6 +81,7 @@ impl Reconnect {
 
     pub fn connected(&mut self, now: Instant) {
         self.up_since = Some(now);
+        self.closed_before_connack = 0;
         if self.version == Version::V5 {
             self.v5_worked = true;
         }
@@ -90,12 +98,22 @@ impl Reconnect {
         } else if steady {
             self.short_in_a_row = 0;
         }
-        // Only a connect that got no CONNACK can be a broker that does not speak MQTT 5.
-        let switch_to = (down.wrong_version
+        // Only a connect that got no CONNACK can be a broker that does not speak MQTT 5. A
+        // close with no word on the version is also a broker restarting under us: once is not
+        // enough (a bridge that fell back for that lost records to a later ACL refusal, which
+        // 3.1.1 cannot tell: the soak saw it).
+        let maybe = down.wrong_version
             && lasted.is_none()
             && self.protocol == MqttProtocol::Auto
             && self.version == Version::V5
-            && !self.v5_worked)
+            && !self.v5_worked;
+        self.closed_before_connack = if maybe && !down.version_refused {
+            self.closed_before_connack + 1
+        } else {
+            0
+        };
+        let switch_to = (maybe
+            && (down.version_refused || self.closed_before_connack >= CLOSED_BEFORE_CONNACK))
             .then_some(Version::V311);
         if let Some(v) = switch_to {
             self.version = v;
@@ -183,14 +201,36 @@ mod tests {
             oversized: false,
             taken_over: false,
             wrong_version: false,
+            version_refused: false,
         }
     }
 
     fn wrong_version() -> Down {
         Down {
             wrong_version: true,
+            version_refused: true,
             ..down()
         }
+    }
+
+    #[test]
+    fn a_close_before_the_connack_once_is_a_broker_restarting_not_one_without_mqtt_5() {
+        let mut r = Reconnect::new(MqttProtocol::Auto);
+        let closed = Down {
+            wrong_version: true,
+            ..down()
+        };
+        assert_eq!(r.failed(&closed, Instant::now()).switch_to, None);
+        // The broker is down meanwhile: refused connects are no sign either way.
+        assert_eq!(r.failed(&down(), Instant::now()).switch_to, None);
+        assert_eq!(r.failed(&closed, Instant::now()).switch_to, None);
+        assert_eq!(r.failed(&closed, Instant::now()).switch_to, None);
+        assert_eq!(r.version(), Version::V5);
+        assert_eq!(
+            r.failed(&closed, Instant::now()).switch_to,
+            Some(Version::V311),
+            "three in a row: a broker that closes every MQTT 5 connect"
+        );
     }
 
     #[test]

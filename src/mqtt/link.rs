@@ -83,8 +83,11 @@ pub struct Down {
     pub oversized: bool,
     /// The broker closed the session because another client connected with our id.
     pub taken_over: bool,
-    /// The broker does not speak this version (3.1.1 only, say): try the other one.
+    /// The broker may not speak this version (3.1.1 only, say): it closed before a CONNACK.
     pub wrong_version: bool,
+    /// ... and it said so, or answered what only another version reads: not a broker that
+    /// was merely restarting (whose reset before the CONNACK looks the same otherwise).
+    pub version_refused: bool,
 }
 
 /// The client handle: submits without waiting (the session never blocks on rumqttc).
@@ -309,6 +312,7 @@ fn down_v5(e: &v5::ConnectionError, setup: Setup) -> Down {
         oversized: false,
         taken_over: false,
         wrong_version: false,
+        version_refused: false,
     };
     if let Some(tls) = super::tls::find(e) {
         d.reason = super::tls::explain(tls, setup);
@@ -323,7 +327,7 @@ fn down_v5(e: &v5::ConnectionError, setup: Setup) -> Down {
             "broker refused the client id (mqtt.client_id)".into()
         }
         E::ConnectionRefused(C::UnsupportedProtocolVersion | C::RefusedProtocolVersion) => {
-            d.wrong_version = true;
+            (d.wrong_version, d.version_refused) = (true, true);
             "the broker does not speak MQTT 5".into()
         }
         E::ConnectionRefused(code) => format!("broker refused the connection ({code:?})"),
@@ -345,6 +349,7 @@ fn down_v5(e: &v5::ConnectionError, setup: Setup) -> Down {
             d.oversized = matches!(m, v5::mqttbytes::Error::PayloadSizeLimitExceeded { .. });
             // A 3.1.1-only broker answers a v5 CONNECT with a short 3.1.1 CONNACK.
             d.wrong_version = !d.oversized;
+            d.version_refused = d.wrong_version;
             format!("the broker sent what MQTT 5 cannot read: {m}")
         }
         E::MqttState(S::IncomingPacketTooLarge { .. }) => {
@@ -352,7 +357,7 @@ fn down_v5(e: &v5::ConnectionError, setup: Setup) -> Down {
             e.to_string()
         }
         E::NotConnAck(p) => {
-            d.wrong_version = true;
+            (d.wrong_version, d.version_refused) = (true, true);
             format!("the broker answered the connect with {p:?}")
         }
         E::Io(io) => format!("cannot reach the broker: {io}"),
@@ -397,6 +402,7 @@ fn down_v311(e: &rumqttc::ConnectionError, setup: Setup) -> Down {
         ),
         taken_over: false,
         wrong_version: false,
+        version_refused: false,
     }
 }
 

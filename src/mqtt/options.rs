@@ -177,6 +177,7 @@ async fn probe_as(
         oversized: false,
         taken_over: false,
         wrong_version: false,
+        version_refused: false,
     };
     let (client, mut eventloop) = connect(&checking, version, 10).map_err(down)?;
     let result = tokio::time::timeout(deadline, async {
