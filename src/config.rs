@@ -1691,6 +1691,15 @@ password = "123456"
     }
 
     #[test]
+    fn a_password_file_that_never_ends_is_read_no_further_than_64_kib() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pw = dir.path().join("huge");
+        std::fs::write(&pw, vec![b'x'; 1 << 20]).expect("write");
+        let s = read_secret(&pw).expect("reads");
+        assert_eq!(s.expose().len(), 64 << 10);
+    }
+
+    #[test]
     fn a_systemd_credential_outside_the_service_is_explained_not_just_missing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("c.toml");

@@ -210,8 +210,10 @@ async fn a_button_on_a_machine_without_gpio_is_a_config_error_for_run_and_check_
     if std::path::Path::new("/dev/gpiomem").exists()
         || std::path::Path::new("/dev/gpiochip0").exists()
     {
-        println!("SKIPPED: this machine has GPIO; the refusal cannot be shown here");
-        return;
+        return skipped(
+            "gpio: a button on a machine without GPIO",
+            "this machine has GPIO; the refusal cannot be shown here",
+        );
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("c.toml");

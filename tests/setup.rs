@@ -23,11 +23,7 @@ fn face2mqtt(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    output_text(o)
 }
 
 /// `run` on the config `setup` wrote delivers what the terminal records, to a subscriber of the

@@ -156,11 +156,7 @@ async fn run_check(config: PathBuf, dir: tempfile::TempDir) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    output_text(o)
 }
 
 /// `check` fails on the broker alone, in one line: that line.

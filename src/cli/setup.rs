@@ -20,7 +20,12 @@ const INSTALLED: &str = include_str!("../../packaging/config.toml");
 /// The service's user, who must read the password files.
 const SERVICE_USER: &str = "face2mqtt";
 
-#[derive(clap::Args, Clone, Default)]
+/// The flags' defaults, named so that a value left as it was can be told from one given.
+const DEFAULT_ID: &str = "front-door";
+const DEFAULT_HTTP_PORT: u16 = 80;
+const DEFAULT_WS_PORT: u16 = 9000;
+
+#[derive(clap::Args, Clone)]
 pub struct SetupArgs {
     /// Where to write the config; the password files go beside it.
     #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH)]
@@ -32,11 +37,11 @@ pub struct SetupArgs {
     #[arg(long)]
     pub terminal_password_file: Option<PathBuf>,
     /// The terminal's id in topics and in Home Assistant.
-    #[arg(long, default_value = "front-door")]
+    #[arg(long, default_value = DEFAULT_ID)]
     pub terminal_id: String,
-    #[arg(long, default_value_t = 80)]
+    #[arg(long, default_value_t = DEFAULT_HTTP_PORT)]
     pub http_port: u16,
-    #[arg(long, default_value_t = 9000)]
+    #[arg(long, default_value_t = DEFAULT_WS_PORT)]
     pub ws_port: u16,
     /// The broker: mqtt://host[:1883] or mqtts://host[:8883].
     #[arg(long)]
@@ -59,19 +64,6 @@ pub struct SetupArgs {
     /// Start the service once the config is written (systemctl enable --now face2mqtt).
     #[arg(long)]
     pub start: bool,
-}
-
-impl SetupArgs {
-    /// The flags' defaults, to tell a value given from one left as it was.
-    fn default_values() -> SetupArgs {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Only {
-            #[command(flatten)]
-            args: SetupArgs,
-        }
-        Only::parse_from(["setup"]).args
-    }
 }
 
 /// What the site told us.
@@ -354,18 +346,17 @@ pub async fn setup(mut args: SetupArgs) -> Result<(), Failure> {
 
 /// Takes what `before` (the config being replaced) says where no flag said otherwise.
 fn prefill(a: &mut Answers, args: &SetupArgs, before: &Config) {
-    let defaults = SetupArgs::default_values();
     if let Some(t) = before.terminals.first() {
         if args.terminal_host.is_none() {
             a.host = t.host.clone();
         }
-        if args.terminal_id == defaults.terminal_id {
+        if args.terminal_id == DEFAULT_ID {
             a.id = t.id.clone();
         }
-        if args.http_port == defaults.http_port {
+        if args.http_port == DEFAULT_HTTP_PORT {
             a.http_port = t.http_port;
         }
-        if args.ws_port == defaults.ws_port {
+        if args.ws_port == DEFAULT_WS_PORT {
             a.ws_port = t.ws_port;
         }
     }
@@ -642,7 +633,12 @@ mod tests {
         before.id = "gate".into();
         before.broker = "mqtt://10.1.2.4:1884".into();
         let before = Config::parse(&render(&before, Path::new("/e"), false)).expect("parses");
-        let mut args = SetupArgs::default_values();
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: SetupArgs,
+        }
+        let mut args = <Only as clap::Parser>::parse_from(["setup"]).args;
         args.ws_port = 9001;
         let mut a = answers();
         a.ws_port = 9001;

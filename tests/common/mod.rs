@@ -1007,3 +1007,12 @@ pub fn skipped(name: &str, why: &str) {
         let _ = writeln!(f, "SKIPPED {name}: {why}");
     }
 }
+
+/// A finished command's standard output and error, as one text for assertion messages.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
