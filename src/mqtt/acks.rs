@@ -25,12 +25,8 @@ pub struct AckTracker {
 }
 
 impl AckTracker {
-    /// A publish was handed to rumqttc (in the order it will send them).
-    pub fn submitted(&mut self, tag: Tag) {
-        self.submitted_to(tag, "");
-    }
-
-    /// [`Self::submitted`], remembering the topic for what the broker may say of it.
+    /// A publish was handed to rumqttc (in the order it will send them); the topic is kept for
+    /// what the broker may say of it.
     pub fn submitted_to(&mut self, tag: Tag, topic: &str) {
         if let Tag::Entry(seq) = tag {
             *self.open.entry(seq).or_default() += 1;
@@ -104,8 +100,8 @@ mod tests {
     #[test]
     fn a_puback_confirms_the_entry_its_publish_carried() {
         let mut t = AckTracker::default();
-        t.submitted(Tag::Entry(7));
-        t.submitted(Tag::Entry(8));
+        t.submitted_to(Tag::Entry(7), "");
+        t.submitted_to(Tag::Entry(8), "");
         assert!(t.sent(1));
         assert!(t.sent(2));
         assert_eq!(t.acked(2), Some(8));
@@ -115,8 +111,8 @@ mod tests {
     #[test]
     fn an_entry_with_a_photo_is_done_only_when_both_publishes_are_acknowledged() {
         let mut t = AckTracker::default();
-        t.submitted(Tag::Entry(3)); // photo
-        t.submitted(Tag::Entry(3)); // record
+        t.submitted_to(Tag::Entry(3), ""); // photo
+        t.submitted_to(Tag::Entry(3), ""); // record
         t.sent(10);
         t.sent(11);
         assert_eq!(t.acked(11), None);
@@ -126,8 +122,8 @@ mod tests {
     #[test]
     fn status_messages_keep_the_mapping_in_step() {
         let mut t = AckTracker::default();
-        t.submitted(Tag::Other);
-        t.submitted(Tag::Entry(1));
+        t.submitted_to(Tag::Other, "");
+        t.submitted_to(Tag::Entry(1), "");
         t.sent(1);
         t.sent(2);
         assert_eq!(t.acked(1), None);
@@ -137,7 +133,7 @@ mod tests {
     #[test]
     fn after_a_reset_stale_acks_confirm_nothing() {
         let mut t = AckTracker::default();
-        t.submitted(Tag::Entry(1));
+        t.submitted_to(Tag::Entry(1), "");
         t.sent(5);
         t.reset();
         assert_eq!(
@@ -166,8 +162,8 @@ mod tests {
     #[test]
     fn a_refused_photo_keeps_the_record_from_completing_the_entry() {
         let mut t = AckTracker::default();
-        t.submitted(Tag::Entry(4));
-        t.submitted(Tag::Entry(4));
+        t.submitted_to(Tag::Entry(4), "");
+        t.submitted_to(Tag::Entry(4), "");
         t.sent(1);
         t.sent(2);
         assert_eq!(t.refused(1), Some(Tag::Entry(4)));
@@ -190,10 +186,10 @@ mod tests {
     fn entries_stay_in_flight_until_their_last_publish_is_acknowledged() {
         let mut t = AckTracker::default();
         assert!(t.is_idle());
-        t.submitted(Tag::Entry(1));
-        t.submitted(Tag::Entry(1));
-        t.submitted(Tag::Entry(2));
-        t.submitted(Tag::Other);
+        t.submitted_to(Tag::Entry(1), "");
+        t.submitted_to(Tag::Entry(1), "");
+        t.submitted_to(Tag::Entry(2), "");
+        t.submitted_to(Tag::Other, "");
         assert_eq!(t.entries_in_flight(), 2);
         assert!(!t.is_idle(), "submitted, not yet sent");
         for pkid in 1..=4 {
@@ -213,7 +209,7 @@ mod tests {
     #[test]
     fn a_reset_forgets_publishes_submitted_but_not_yet_sent() {
         let mut t = AckTracker::default();
-        t.submitted(Tag::Entry(1));
+        t.submitted_to(Tag::Entry(1), "");
         t.reset();
         assert!(t.is_idle());
         assert!(!t.sent(1), "nothing left to map a send to");

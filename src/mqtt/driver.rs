@@ -75,10 +75,6 @@ impl Reconnect {
         }
     }
 
-    pub fn version(&self) -> Version {
-        self.version
-    }
-
     pub fn connected(&mut self, now: Instant) {
         self.up_since = Some(now);
         self.closed_before_connack = 0;
@@ -225,7 +221,7 @@ mod tests {
         assert_eq!(r.failed(&down(), Instant::now()).switch_to, None);
         assert_eq!(r.failed(&closed, Instant::now()).switch_to, None);
         assert_eq!(r.failed(&closed, Instant::now()).switch_to, None);
-        assert_eq!(r.version(), Version::V5);
+        assert_eq!(r.version, Version::V5);
         assert_eq!(
             r.failed(&closed, Instant::now()).switch_to,
             Some(Version::V311),
@@ -238,7 +234,7 @@ mod tests {
         let mut r = Reconnect::new(MqttProtocol::Auto);
         let next = r.failed(&wrong_version(), Instant::now());
         assert_eq!(next.switch_to, Some(Version::V311));
-        assert_eq!(r.version(), Version::V311);
+        assert_eq!(r.version, Version::V311);
         assert_eq!(r.failed(&wrong_version(), Instant::now()).switch_to, None);
     }
 
@@ -247,7 +243,7 @@ mod tests {
         let mut r = Reconnect::new(MqttProtocol::Auto);
         r.connected(Instant::now());
         assert_eq!(r.failed(&wrong_version(), Instant::now()).switch_to, None);
-        assert_eq!(r.version(), Version::V5);
+        assert_eq!(r.version, Version::V5);
     }
 
     #[test]

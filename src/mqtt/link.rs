@@ -143,13 +143,6 @@ pub enum EventLoop {
 }
 
 impl EventLoop {
-    pub fn version(&self) -> Version {
-        match self {
-            EventLoop::V5(_) => Version::V5,
-            EventLoop::V311(_) => Version::V311,
-        }
-    }
-
     /// The next event, or why the connection failed. Poll it alone: cancelling a poll can lose
     /// an ack.
     pub async fn poll(&mut self, setup: Setup) -> Result<Ev, Down> {

@@ -17,7 +17,7 @@ pub mod router;
 pub mod session;
 pub mod tls;
 
-pub use options::{connect, explain, options, probe, round_trip};
+pub use options::{connect, probe, round_trip};
 
 /// Largest packet either way: room for a ~58 KB photo plus topic and headers, with margin for
 /// larger captures. rumqttc's default is 10 KiB, which tears the connection down on the first
