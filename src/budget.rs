@@ -60,6 +60,7 @@ impl Budget {
     }
 
     /// Takes `bytes` now, or `None` when they do not fit.
+    #[cfg(test)]
     pub fn try_take(&self, bytes: usize) -> Option<Ticket> {
         let permit = self
             .permits
@@ -70,11 +71,13 @@ impl Budget {
     }
 
     /// Bytes held now (rounded to KiB).
+    #[cfg(test)]
     pub fn in_use(&self) -> u64 {
         let free = u64::try_from(self.permits.available_permits()).unwrap_or(u64::MAX);
         u64::from(self.units).saturating_sub(free) * UNIT
     }
 
+    #[cfg(test)]
     pub fn size(&self) -> u64 {
         u64::from(self.units) * UNIT
     }

@@ -208,11 +208,11 @@ pub fn lenient_string(v: &Value) -> Option<String> {
     }
 }
 
-/// The common answer: `{"code":200,"message":"OK","desc":"",...}`.
+/// The common answer: `{"code":200,"message":"OK","desc":"",...}`. `message` is not kept: real
+/// units write it with a non-breaking space (terminal-dialect.md), so nothing may match on it.
 #[derive(Debug, Clone)]
 pub struct Envelope {
     pub code: i64,
-    pub message: String,
     pub desc: String,
     /// The whole answer, for `data` / `json` and anything newer firmware adds.
     pub body: Map<String, Value>,
@@ -231,7 +231,6 @@ impl Envelope {
         let text = |k: &str| body.get(k).and_then(lenient_string).unwrap_or_default();
         Ok(Envelope {
             code,
-            message: text("message"),
             desc: text("desc"),
             body,
         })
