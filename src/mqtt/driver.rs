@@ -166,7 +166,10 @@ pub async fn drive(
                 if let Some(v) = next.switch_to {
                     match super::connect(&config, v, 1024) {
                         Ok((client, new)) => {
-                            tracing::info!("the broker does not speak MQTT 5; using {} (mqtt.protocol = \"3.1.1\" starts with it)", v.name());
+                            // A warning, not news: under 3.1.1 a publish the broker refuses
+                            // (an ACL) is acknowledged like a delivered one, so such a loss is
+                            // invisible from here from now on.
+                            tracing::warn!("the broker does not speak MQTT 5; using {} (mqtt.protocol = \"3.1.1\" starts with it). Under {} a publish the broker refuses (an ACL) looks delivered: `face2mqtt check` tests the bridge's topics with a round trip", v.name(), v.name());
                             eventloop = new;
                             if events.send(MqttEvent::Switched(client)).await.is_err() {
                                 return;
