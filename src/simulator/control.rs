@@ -17,6 +17,8 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use base64::Engine;
+
 use super::Simulator;
 use crate::terminal::PersonType;
 
@@ -27,6 +29,10 @@ struct PushRequest {
     kind: Option<String>,
     #[serde(default)]
     count: Option<u32>,
+    /// Someone shows this face: `"last"` (the person of the newest record comes back) or a
+    /// base64 JPEG. Whom the terminal recognizes follows from its users (`faces.rs`).
+    #[serde(default)]
+    face: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -158,9 +164,28 @@ async fn handle(
                     }
                 },
             };
+            let face = match req.face.as_deref() {
+                None => None,
+                Some(_) if kind.is_some() => {
+                    return Ok(bad(
+                        "type: a face is recognized as whoever it is enrolled as; leave type out",
+                    ))
+                }
+                Some("last") => match sim.newest_capture() {
+                    Some(jpeg) => Some(jpeg),
+                    None => return Ok(bad("face: \"last\": the newest record has no capture")),
+                },
+                Some(b64) => match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
+                    Ok(jpeg) if super::faces::key(&jpeg).is_some() => Some(jpeg.into()),
+                    _ => return Ok(bad("face: not \"last\" nor a base64 JPEG")),
+                },
+            };
             let mut pushed = Vec::new();
             for _ in 0..req.count.unwrap_or(1).min(100_000) {
-                let r = sim.push(kind);
+                let r = match &face {
+                    Some(jpeg) => sim.push_face(jpeg.clone()),
+                    None => sim.push(kind),
+                };
                 pushed.push(json!({"id": r["id"], "signTime": r["signTime"], "type": r["type"], "name": r["name"]}));
             }
             reply(StatusCode::OK, json!({"pushed": pushed}))

@@ -217,6 +217,9 @@ fn route(
                 return api_error(30003);
             }
             let mut st = shared.state();
+            if let Err(code) = super::faces::check_photo(user.photo.as_deref(), st.min_face()) {
+                return api_error(code);
+            }
             if st.users.contains_key(&user.user_id) {
                 return api_error(30001);
             }
@@ -241,6 +244,9 @@ fn route(
             let Ok(user) = serde_json::from_value::<User>(Value::Object(merged)) else {
                 return api_error(30001);
             };
+            if let Err(code) = super::faces::check_photo(user.photo.as_deref(), st.min_face()) {
+                return api_error(code);
+            }
             st.users.insert(id.to_string(), user.clone());
             ok(Some(serde_json::to_value(&user).unwrap_or(Value::Null)))
         }

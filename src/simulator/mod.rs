@@ -7,6 +7,7 @@
 pub mod avatar;
 pub mod cjson;
 pub mod control;
+pub mod faces;
 pub mod http;
 pub mod state;
 pub mod ws;
@@ -169,6 +170,25 @@ impl Simulator {
         // No receivers is fine: the record is in the store for backfill.
         let _ = self.shared.pushes.send(Message::text(frame));
         record.to_value()
+    }
+
+    /// Someone shows `jpeg` to the camera now (see [`State::recognize_face`]): the record is
+    /// stored and pushed like any other.
+    pub fn push_face(&self, jpeg: Arc<[u8]>) -> Value {
+        let (record, frame) = {
+            let mut st = self.shared.state();
+            let record = st.recognize_face(jpeg);
+            st.pushed += 1;
+            let frame = record.push_frame();
+            (record, frame)
+        };
+        let _ = self.shared.pushes.send(Message::text(frame));
+        record.to_value()
+    }
+
+    /// The capture of the newest record, if it has one: the face of a person who comes back.
+    pub fn newest_capture(&self) -> Option<Arc<[u8]>> {
+        self.shared.state().newest_capture()
     }
 
     /// Recognizes someone now with fields changed by `edit` before the push (a firmware that

@@ -10,7 +10,7 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::{avatar, cjson};
+use super::{avatar, cjson, faces};
 use crate::secret::Secret;
 use crate::terminal::model::{lenient_i64, PersonType, User};
 use crate::terminal::sign;
@@ -320,19 +320,99 @@ impl State {
         }
     }
 
-    /// Makes one recognition of `kind`, stores it and returns it.
+    /// The face a user shows the camera: their enrolled photo when it is a JPEG, else one drawn
+    /// for them (the seeded roster has no photos).
+    fn face_of(&mut self, user: &User) -> Face {
+        let enrolled = user.photo.as_deref().and_then(|p| {
+            let jpeg = base64::engine::general_purpose::STANDARD
+                .decode(p.trim())
+                .ok()?;
+            faces::key(&jpeg)?;
+            Some(Face {
+                jpeg: Arc::from(jpeg),
+                base64: Arc::from(p.trim()),
+            })
+        });
+        enrolled.unwrap_or_else(|| self.user_photo(&user.user_id))
+    }
+
+    /// Makes one recognition of `kind`, stores it and returns it. Only people the terminal would
+    /// recognize as `kind` now are candidates (a visitor outside their window is not one).
     pub fn recognize(&mut self, kind: PersonType) -> StoredRecord {
-        let sign_time = self.terminal_now_ms() / 1000;
+        let now = self.terminal_now_ms() / 1000;
         let candidates: Vec<&User> = self
             .users
             .values()
-            .filter(|u| u.user_type == kind.code())
+            .filter(|u| faces::recognized_as(u, now) == Some(kind))
             .collect();
         let user = if kind == PersonType::Stranger || candidates.is_empty() {
             None
         } else {
             Some(candidates[self.rng.usize(0..candidates.len())].clone())
         };
+        let face = match &user {
+            Some(u) if self.photos => Some(self.face_of(u)),
+            _ => None,
+        };
+        let capture = match &face {
+            Some(f) => Some(f.jpeg.clone()),
+            None if self.photos => Some(self.stranger_photo().jpeg),
+            None => None,
+        };
+        let registered = user
+            .as_ref()
+            .and_then(|u| u.photo.clone().map(Arc::<str>::from))
+            .or_else(|| face.map(|f| f.base64));
+        self.record(user, kind, capture, registered)
+    }
+
+    /// Someone shows this face to the camera: an enrolled user whose photo is this face is
+    /// recognized as [`faces::recognized_as`] says; anyone else is a stranger. The capture is
+    /// the face shown.
+    pub fn recognize_face(&mut self, jpeg: Arc<[u8]>) -> StoredRecord {
+        let now = self.terminal_now_ms() / 1000;
+        let key = faces::key(&jpeg);
+        let known = self
+            .users
+            .values()
+            .filter(|u| key.is_some() && u.photo.as_deref().and_then(faces::key_of_base64) == key)
+            .find_map(|u| faces::recognized_as(u, now).map(|kind| (u.clone(), kind)));
+        let (user, kind) = match known {
+            Some((u, kind)) => (Some(u), kind),
+            None => (None, PersonType::Stranger),
+        };
+        let registered = user
+            .as_ref()
+            .and_then(|u| u.photo.clone().map(Arc::<str>::from));
+        let capture = self.photos.then_some(jpeg);
+        self.record(user, kind, capture, registered)
+    }
+
+    /// The smallest face the unit looks for (`faceMinsize`, pixels); its documented range is
+    /// 30 to 300.
+    pub fn min_face(&self) -> u16 {
+        let v = self
+            .smart_face
+            .get("faceMinsize")
+            .and_then(lenient_i64)
+            .unwrap_or(80);
+        u16::try_from(v.clamp(30, 300)).unwrap_or(80)
+    }
+
+    /// The face of the newest record's capture (a person who comes back), if it had one.
+    pub fn newest_capture(&self) -> Option<Arc<[u8]>> {
+        self.records.back().and_then(|r| r.capture.clone())
+    }
+
+    /// Builds a record of `user` (none: a stranger) recognized as `kind`, stores it and returns it.
+    fn record(
+        &mut self,
+        user: Option<User>,
+        kind: PersonType,
+        capture: Option<Arc<[u8]>>,
+        registered: Option<Arc<str>>,
+    ) -> StoredRecord {
+        let sign_time = self.terminal_now_ms() / 1000;
         let fahrenheit = self.smart_face.get("TempUnit").and_then(lenient_i64) == Some(1);
         let celsius: f32 = if self.rng.u8(0..20) == 0 {
             37.6 + self.rng.f32()
@@ -401,14 +481,6 @@ impl State {
         m.insert("comeFrom".into(), extra_str(&user, "comeFrom"));
         // Strangers carry the *string* "null"; known users their registered photo (filled in
         // when the record is sent, see `to_value`).
-        let face = match &user {
-            Some(u) if self.photos => Some(self.user_photo(&u.user_id)),
-            _ => None,
-        };
-        let registered = user
-            .as_ref()
-            .and_then(|u| u.photo.clone().map(Arc::<str>::from))
-            .or_else(|| face.as_ref().map(|f| f.base64.clone()));
         m.insert("photo".into(), json!("null"));
         let id = if user.is_some() {
             let id = self.next_record_id;
@@ -441,11 +513,6 @@ impl State {
         m.insert("temperature".into(), cjson::float32(temperature));
         m.insert("Temperatureunit".into(), json!(fahrenheit as i64));
 
-        let capture = match face {
-            Some(f) => Some(f.jpeg),
-            None if self.photos => Some(self.stranger_photo().jpeg),
-            None => None,
-        };
         self.captures += 1;
         let rec = StoredRecord {
             fields: m,
@@ -594,6 +661,106 @@ mod tests {
         assert_eq!(r.fields["type"], json!(-1));
         assert!(r.capture.is_some());
         assert_eq!(r.to_value()["photo"], json!("null"));
+    }
+
+    /// Enrols the capture of `record` (base64, with its comment, as a consumer of the record
+    /// has it) as a user of `user_type` named Ada, valid from `start` to `end`.
+    fn enrol(s: &mut State, record: &StoredRecord, user_type: i64, start: u64, end: u64) {
+        let photo = record.to_value()["signAvatar"]
+            .as_str()
+            .expect("capture")
+            .to_string();
+        let mut u = User {
+            user_id: "V100".into(),
+            user_type,
+            name: "Ada".into(),
+            photo: Some(photo),
+            ..User::default()
+        };
+        u.extra.insert("startTime".into(), json!(start));
+        u.extra.insert("endTime".into(), json!(end));
+        s.users.insert(u.user_id.clone(), u);
+    }
+
+    #[test]
+    fn a_stranger_enrolled_from_their_capture_is_recognized_by_name_next_time() {
+        let mut s = state();
+        let first = s.recognize(PersonType::Stranger);
+        let now = s.terminal_now_ms() / 1000;
+        enrol(&mut s, &first, 2, now - 60, now + 3600);
+        let again = s.recognize_face(s.newest_capture().expect("a capture"));
+        assert_eq!(again.fields["type"], json!(2));
+        assert_eq!(again.fields["userType"], json!(2));
+        assert_eq!(again.fields["name"], json!("Ada"));
+        assert_eq!(again.fields["userId"], json!("V100"));
+        assert_ne!(
+            again.fields["id"],
+            json!(0),
+            "a known person has a record id"
+        );
+    }
+
+    #[test]
+    fn a_visitor_outside_their_window_is_a_stranger_again() {
+        let mut s = state();
+        let first = s.recognize(PersonType::Stranger);
+        let now = s.terminal_now_ms() / 1000;
+        enrol(&mut s, &first, 2, now - 7200, now - 3600);
+        let again = s.recognize_face(first.capture.clone().expect("a capture"));
+        assert_eq!(again.fields["type"], json!(-1));
+        assert_eq!(again.fields["name"], json!(""));
+        assert_eq!(again.fields["id"], json!(0));
+        assert!(
+            again.capture.is_some(),
+            "the capture of their face, as for any stranger"
+        );
+    }
+
+    #[test]
+    fn an_expired_visitor_is_never_drawn_as_a_visitor() {
+        let mut s = state();
+        s.users.retain(|_, u| u.user_type != 2);
+        let first = s.recognize(PersonType::Stranger);
+        let now = s.terminal_now_ms() / 1000;
+        enrol(&mut s, &first, 2, now - 7200, now - 3600);
+        for _ in 0..20 {
+            assert_eq!(s.recognize(PersonType::Visitor).fields["userId"], json!(""));
+        }
+        enrol(&mut s, &first, 2, now - 60, now + 3600);
+        assert_eq!(
+            s.recognize(PersonType::Visitor).fields["userId"],
+            json!("V100")
+        );
+    }
+
+    #[test]
+    fn a_blacklisted_face_is_recorded_as_blacklisted_with_its_name() {
+        let mut s = state();
+        let first = s.recognize(PersonType::Stranger);
+        enrol(&mut s, &first, 3, 0, 0);
+        let again = s.recognize_face(first.capture.clone().expect("a capture"));
+        assert_eq!(again.fields["type"], json!(3));
+        assert_eq!(again.fields["name"], json!("Ada"));
+    }
+
+    #[test]
+    fn an_enrolled_visitor_drawn_at_random_shows_their_enrolled_face() {
+        let mut s = state();
+        s.users.retain(|_, u| u.user_type != 2);
+        let first = s.recognize(PersonType::Stranger);
+        enrol(&mut s, &first, 2, 0, 0);
+        let again = s.recognize(PersonType::Visitor);
+        assert_eq!(
+            faces::key(again.capture.as_deref().expect("capture")),
+            faces::key(first.capture.as_deref().expect("capture"))
+        );
+    }
+
+    #[test]
+    fn a_face_no_one_enrolled_is_a_stranger() {
+        let mut s = state();
+        let r = s.recognize_face(avatar::jpeg(99, avatar::GRAIN).into());
+        assert_eq!(r.fields["type"], json!(-1));
     }
 
     #[test]
