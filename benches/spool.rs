@@ -10,10 +10,10 @@
 
 use std::time::Instant;
 
-use face2mqtt::record::{self, Normalized, Source};
+use face2mqtt::integrations::terminal::PersonType;
+use face2mqtt::pipeline::record::{self, Normalized, Source};
+use face2mqtt::pipeline::spool::Spool;
 use face2mqtt::simulator::{SimConfig, Simulator};
-use face2mqtt::spool::Spool;
-use face2mqtt::terminal::PersonType;
 use tokio_util::sync::CancellationToken;
 
 fn scale(n: usize) -> usize {

@@ -5,19 +5,19 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use face2mqtt::command::request::{parse_payload, parse_topic, Gate};
-use face2mqtt::command::Cmd;
 use face2mqtt::config::{ByteSize, Config};
-use face2mqtt::ingest::{classify, Frame};
-use face2mqtt::record::{self, Source};
+use face2mqtt::door::command::request::{parse_payload, parse_topic, Gate};
+use face2mqtt::door::command::Cmd;
+use face2mqtt::integrations::terminal::lean;
+use face2mqtt::integrations::terminal::model::{
+    lenient_bool, lenient_f64, lenient_i64, lenient_string, Envelope, Page,
+};
+use face2mqtt::integrations::terminal::{DeviceInfo, User};
+use face2mqtt::pipeline::ingest::{classify, Frame};
+use face2mqtt::pipeline::record::{self, Source};
 use face2mqtt::secret::Secret;
 use face2mqtt::simulator::http::{form_fields, query_map};
 use face2mqtt::simulator::state::State;
-use face2mqtt::terminal::lean;
-use face2mqtt::terminal::model::{
-    lenient_bool, lenient_f64, lenient_i64, lenient_string, Envelope, Page,
-};
-use face2mqtt::terminal::{DeviceInfo, User};
 use serde_json::{Map, Value};
 
 fn normalize(data: &Map<String, Value>, dropped: &[String]) {
@@ -48,7 +48,7 @@ pub fn frame(bytes: &[u8]) {
             Frame::Reduced { data, dropped } => normalize(&data, &dropped),
             Frame::Other(_) | Frame::Invalid(_) | Frame::Lost(_) => {}
         }
-        let _ = face2mqtt::ingest::preview(rest);
+        let _ = face2mqtt::pipeline::ingest::preview(rest);
     } else {
         let limits = lean::Limits {
             field: usize::from(mode / 2 % 32),

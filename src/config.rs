@@ -1545,7 +1545,7 @@ password = "123456"
             "info",
             "WARN",
             "face2mqtt=trace,info",
-            "face2mqtt::ingest=debug,rumqttc=off",
+            "face2mqtt::pipeline::ingest=debug,rumqttc=off",
         ] {
             assert_eq!(check_log_filter(good), Ok(()), "{good}");
         }

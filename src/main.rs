@@ -10,7 +10,7 @@ use args::{Cli, Command};
 use face2mqtt::cli;
 
 fn main() -> ExitCode {
-    face2mqtt::service::tune_malloc();
+    face2mqtt::runtime::service::tune_malloc();
     let args = Cli::parse();
     if !matches!(args.command, Command::Run(_) | Command::Simulate(_)) {
         // A one-shot command piped into `head` ends quietly when the pipe closes, as other

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use face2mqtt::terminal::PersonType;
+use face2mqtt::integrations::terminal::PersonType;
 use serde_json::Value;
 
 /// The ACL an installer writes and gets wrong: the bridge's user may write everything but the
@@ -23,9 +23,13 @@ fn event_ids_of(
         .map(|_| {
             let r = sim.push(Some(PersonType::Staff));
             let map = r.as_object().expect("record");
-            face2mqtt::record::normalize("front-door", map, face2mqtt::record::Source::Live)
-                .expect("normalizes")
-                .event_id
+            face2mqtt::pipeline::record::normalize(
+                "front-door",
+                map,
+                face2mqtt::pipeline::record::Source::Live,
+            )
+            .expect("normalizes")
+            .event_id
         })
         .collect()
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::*;
-use face2mqtt::terminal::PersonType;
+use face2mqtt::integrations::terminal::PersonType;
 
 fn config_text(http: u16, ws: u16, password: &str, broker: u16) -> String {
     format!(
@@ -307,12 +307,12 @@ fn spool_config(dir: &Path, spool: &Path) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn spool_status_and_quarantine_see_and_mend_a_stopped_bridges_spool() {
-    use face2mqtt::record::Normalized;
+    use face2mqtt::pipeline::record::Normalized;
     let d = tempfile::tempdir().expect("tempdir");
     let spool = d.path().join("spool");
     let config = spool_config(d.path(), &spool);
     {
-        let s = face2mqtt::spool::Spool::open(&spool, 64 << 20).expect("spool");
+        let s = face2mqtt::pipeline::spool::Spool::open(&spool, 64 << 20).expect("spool");
         for (id, t) in [
             ("front-door-1-1", 1_700_000_000),
             ("front-door-1-2", 1_700_000_001),

@@ -6,20 +6,24 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use face2mqtt::terminal::PersonType;
+use face2mqtt::integrations::terminal::PersonType;
 use serde_json::Value;
 
 /// 2040-01-01 minus now, in ms: a clock that jumped to 2040.
 fn to_2040_ms() -> i64 {
-    let now = i64::try_from(face2mqtt::terminal::sign::now_ms()).expect("now");
+    let now = i64::try_from(face2mqtt::integrations::terminal::sign::now_ms()).expect("now");
     2_208_988_800_000 - now
 }
 
 fn event_id(pushed: &Value) -> String {
     let map = pushed.as_object().expect("a record");
-    face2mqtt::record::normalize("front-door", map, face2mqtt::record::Source::Live)
-        .expect("normalizes")
-        .event_id
+    face2mqtt::pipeline::record::normalize(
+        "front-door",
+        map,
+        face2mqtt::pipeline::record::Source::Live,
+    )
+    .expect("normalizes")
+    .event_id
 }
 
 const SECTIONS: &str = "[commands]\nrequire_synchronized_clock = false\n";
@@ -75,7 +79,7 @@ async fn a_terminal_whose_clock_fell_back_to_2000_still_fires_home_assistant_eve
     };
     let _bridge = Bridge::start(&setup);
     wait_link(&sim.sim, 1).await;
-    let now = i64::try_from(face2mqtt::terminal::sign::now_ms()).expect("now");
+    let now = i64::try_from(face2mqtt::integrations::terminal::sign::now_ms()).expect("now");
     sim.sim.set_clock_skew(946_684_800_000 - now);
     let id = event_id(&sim.sim.push(Some(PersonType::Staff)));
     assert!(id.contains("-9466848"), "dated 2000: {id}");

@@ -283,7 +283,9 @@ async fn a_terminal_that_never_answers_delays_neither_the_other_terminal_nor_rec
         false,
     )
     .await;
-    let record = good.sim.push(Some(face2mqtt::terminal::PersonType::Staff));
+    let record = good
+        .sim
+        .push(Some(face2mqtt::integrations::terminal::PersonType::Staff));
     let want = format!("front-door-{}-{}", record["signTime"], record["id"]);
     let front = "face2mqtt/front-door/response/open";
     let back = "face2mqtt/back-door/response/open";

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
-use face2mqtt::terminal::PersonType;
+use face2mqtt::integrations::terminal::PersonType;
 use serde_json::{json, Value};
 
 fn record_ids(messages: &[(String, Vec<u8>, bool)]) -> BTreeSet<i64> {
@@ -19,9 +19,13 @@ fn record_ids(messages: &[(String, Vec<u8>, bool)]) -> BTreeSet<i64> {
 
 fn event_id(pushed: &Value) -> Option<String> {
     let map = pushed.as_object()?;
-    face2mqtt::record::normalize("front-door", map, face2mqtt::record::Source::Live)
-        .ok()
-        .map(|r| r.event_id)
+    face2mqtt::pipeline::record::normalize(
+        "front-door",
+        map,
+        face2mqtt::pipeline::record::Source::Live,
+    )
+    .ok()
+    .map(|r| r.event_id)
 }
 
 /// Publishes one message with a packet limit big enough for hostile sizes.

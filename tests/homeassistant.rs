@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::inproc::{Daemon, FakePins};
 use common::*;
-use face2mqtt::terminal::PersonType;
+use face2mqtt::integrations::terminal::PersonType;
 use serde_json::Value;
 
 type Msg = (String, Vec<u8>, bool);

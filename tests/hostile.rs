@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use face2mqtt::terminal::{PersonType, RecordQuery, TerminalError};
+use face2mqtt::integrations::terminal::{PersonType, RecordQuery, TerminalError};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -338,13 +338,15 @@ async fn an_http_answer_over_the_limit_is_a_clear_error() {
     )
     .await;
     for port in [declared, chunked] {
-        let client = face2mqtt::terminal::TerminalClient::new(face2mqtt::terminal::Endpoint {
-            host: "127.0.0.1".into(),
-            http_port: port,
-            ws_port: port,
-            password: face2mqtt::secret::Secret::new(PASSWORD),
-            timeout: Duration::from_secs(20),
-        });
+        let client = face2mqtt::integrations::terminal::TerminalClient::new(
+            face2mqtt::integrations::terminal::Endpoint {
+                host: "127.0.0.1".into(),
+                http_port: port,
+                ws_port: port,
+                password: face2mqtt::secret::Secret::new(PASSWORD),
+                timeout: Duration::from_secs(20),
+            },
+        );
         let e = client.information().await.expect_err("refused");
         assert!(
             matches!(e, TerminalError::TooLarge { .. }) && e.to_string().contains("larger than"),

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use face2mqtt::terminal::PersonType;
+use face2mqtt::integrations::terminal::PersonType;
 
 const INSIDE: &str = "FACE2MQTT_IN_NETNS";
 

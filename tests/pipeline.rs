@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
-use face2mqtt::terminal::PersonType;
+use face2mqtt::integrations::terminal::PersonType;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -27,9 +27,13 @@ fn expected_event_ids(pushed: &[Value]) -> BTreeSet<String> {
         .iter()
         .map(|r| {
             let data = r.as_object().expect("a pushed record is an object");
-            face2mqtt::record::normalize("front-door", data, face2mqtt::record::Source::Live)
-                .expect("normalizes")
-                .event_id
+            face2mqtt::pipeline::record::normalize(
+                "front-door",
+                data,
+                face2mqtt::pipeline::record::Source::Live,
+            )
+            .expect("normalizes")
+            .event_id
         })
         .collect()
 }

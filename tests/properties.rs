@@ -3,13 +3,13 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use face2mqtt::command::request::{parse_payload, Gate};
-use face2mqtt::command::Cmd;
-use face2mqtt::ingest::{classify, Frame};
-use face2mqtt::record::{self, Source};
-use face2mqtt::terminal::lean;
-use face2mqtt::terminal::model::{Envelope, Page};
-use face2mqtt::terminal::{DeviceInfo, User};
+use face2mqtt::door::command::request::{parse_payload, Gate};
+use face2mqtt::door::command::Cmd;
+use face2mqtt::integrations::terminal::lean;
+use face2mqtt::integrations::terminal::model::{Envelope, Page};
+use face2mqtt::integrations::terminal::{DeviceInfo, User};
+use face2mqtt::pipeline::ingest::{classify, Frame};
+use face2mqtt::pipeline::record::{self, Source};
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};

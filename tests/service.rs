@@ -113,11 +113,15 @@ fn push_some(
 ) -> std::collections::BTreeSet<String> {
     (0..n)
         .map(|_| {
-            let r = sim.push(Some(face2mqtt::terminal::PersonType::Staff));
+            let r = sim.push(Some(face2mqtt::integrations::terminal::PersonType::Staff));
             let map = r.as_object().expect("record");
-            face2mqtt::record::normalize("front-door", map, face2mqtt::record::Source::Live)
-                .expect("normalizes")
-                .event_id
+            face2mqtt::pipeline::record::normalize(
+                "front-door",
+                map,
+                face2mqtt::pipeline::record::Source::Live,
+            )
+            .expect("normalizes")
+            .event_id
         })
         .collect()
 }
@@ -239,7 +243,8 @@ async fn a_sigterm_stops_within_five_seconds_with_the_spool_full_and_records_hel
     s.sim.set_photos(true);
     // Photo records of ~60 KB: the spool fills, then the budget, then ingest waits.
     for _ in 0..60 {
-        s.sim.push(Some(face2mqtt::terminal::PersonType::Staff));
+        s.sim
+            .push(Some(face2mqtt::integrations::terminal::PersonType::Staff));
     }
     log_says(&bridge, "spool full", 1).await;
     let took = timed_stop(&mut bridge).expect("a clean stop");

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use face2mqtt::record::{self, Source};
-use face2mqtt::terminal::PersonType;
+use face2mqtt::integrations::terminal::PersonType;
+use face2mqtt::pipeline::record::{self, Source};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -359,7 +359,7 @@ async fn fault(rig: &mut Rig, tally: &mut Tally, responses: &mut Subscriber) {
         }
         // One recognition dated 2040 (a bad NTP answer), then the clock is right again.
         "clock jump" => {
-            let now = i64::try_from(face2mqtt::terminal::sign::now_ms()).unwrap_or(0);
+            let now = i64::try_from(face2mqtt::integrations::terminal::sign::now_ms()).unwrap_or(0);
             sim.set_clock_skew(2_208_988_800_000 - now);
             if let Some(id) = event_id(&sim.push(None)) {
                 tally.want.insert(id);

@@ -5,8 +5,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use face2mqtt::integrations::terminal::{
+    push, ApiCode, PersonType, RecordQuery, TerminalError, User, UserQuery,
+};
 use face2mqtt::simulator::SimConfig;
-use face2mqtt::terminal::{push, ApiCode, PersonType, RecordQuery, TerminalError, User, UserQuery};
 use futures_util::StreamExt;
 use serde_json::json;
 
@@ -167,7 +169,7 @@ async fn records_are_listed_newest_first_across_pages() {
         s.sim.push(Some(PersonType::Staff));
     }
     s.sim.push(Some(PersonType::Stranger));
-    let now = face2mqtt::terminal::sign::now_ms() / 1000;
+    let now = face2mqtt::integrations::terminal::sign::now_ms() / 1000;
     let mut q = RecordQuery::between(now - 60, now + 60);
     q.size = 10;
     let first = c.records(&q).await.expect("page 1");
@@ -218,13 +220,15 @@ async fn a_skewed_terminal_clock_is_reported_as_code_10003() {
 #[tokio::test]
 async fn an_unreachable_terminal_is_reported_as_such() {
     let port = unused_port();
-    let c = face2mqtt::terminal::TerminalClient::new(face2mqtt::terminal::Endpoint {
-        host: "127.0.0.1".into(),
-        http_port: port,
-        ws_port: port,
-        password: face2mqtt::secret::Secret::new(PASSWORD),
-        timeout: T,
-    });
+    let c = face2mqtt::integrations::terminal::TerminalClient::new(
+        face2mqtt::integrations::terminal::Endpoint {
+            host: "127.0.0.1".into(),
+            http_port: port,
+            ws_port: port,
+            password: face2mqtt::secret::Secret::new(PASSWORD),
+            timeout: T,
+        },
+    );
     let err = c.open(None).await.expect_err("unreachable");
     assert!(matches!(err, TerminalError::Unreachable { .. }), "{err:?}");
     let err = push::connect(&c, T).await.expect_err("unreachable");
@@ -292,7 +296,7 @@ async fn the_record_push_answers_20000_then_pushes_cjson_frames() {
     let v: serde_json::Value = serde_json::from_str(&frame).expect("valid JSON");
     let photo = v["data"]["signAvatar"].as_str().expect("bare base64 photo");
     assert!(!photo.starts_with("data:") && !photo.contains('\n'));
-    let jpeg = face2mqtt::record::decode_photo(photo).expect("a JPEG");
+    let jpeg = face2mqtt::pipeline::record::decode_photo(photo).expect("a JPEG");
     assert!(
         (36_000..52_000).contains(&jpeg.len()),
         "photo of {} bytes",

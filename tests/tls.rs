@@ -9,7 +9,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::*;
-use face2mqtt::terminal::PersonType;
+use face2mqtt::integrations::terminal::PersonType;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use face2mqtt::integrations::terminal::PersonType;
 use face2mqtt::simulator::{SimConfig, Simulator};
-use face2mqtt::terminal::PersonType;
 
 use crate::bridge::{proc_of, Rig};
 use crate::common::Subscriber;

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use face2mqtt::integrations::terminal::PersonType;
 use face2mqtt::simulator::Simulator;
-use face2mqtt::terminal::PersonType;
 
 use crate::common::Subscriber;
 
@@ -184,7 +184,8 @@ pub async fn wait_taken(
 
 /// The log level that makes a bridge say what it has taken: each live record, and how many
 /// each backfill fetched.
-pub const TAKEN_LOG: &str = "info,face2mqtt::ingest=debug,face2mqtt::backfill=info";
+pub const TAKEN_LOG: &str =
+    "info,face2mqtt::pipeline::ingest=debug,face2mqtt::pipeline::backfill=info";
 
 /// Records a bridge logged as taken (at [`TAKEN_LOG`]), read incrementally from its log.
 pub struct TakenInLog {

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use face2mqtt::integrations::terminal::sign;
 use face2mqtt::secret::Secret;
 use face2mqtt::simulator::{SimConfig, Simulator};
-use face2mqtt::terminal::sign;
 
 use crate::bridge::{proc_of, Setup};
 use crate::burst::{burst, Burst, Listen};

@@ -6,37 +6,38 @@ use std::time::Duration;
 
 use super::{client_for, load, Failure};
 use crate::config::{MqttConfig, TerminalConfig};
-use crate::terminal::push;
+use crate::integrations::terminal::push;
 
 pub async fn check(path: &Path) -> Result<(), Failure> {
     let config = load(path)?;
     println!("ok      config {}", path.display());
     // Before the network: a spool that can never take a record is the installer's to fix.
     let dir = &config.spool.dir;
-    let spool_ok =
-        match crate::spool::check_place(dir).and_then(|()| crate::spool::check_capacity(dir)) {
-            Err(e) => {
-                println!("FAILED  {e}");
-                false
+    let spool_ok = match crate::pipeline::spool::check_place(dir)
+        .and_then(|()| crate::pipeline::spool::check_capacity(dir))
+    {
+        Err(e) => {
+            println!("FAILED  {e}");
+            false
+        }
+        Ok(()) => {
+            match crate::pipeline::spool::file_system(dir) {
+                Some((total, free)) => println!(
+                    "ok      spool {}: {} MiB free of {} MiB on its file system",
+                    dir.display(),
+                    free >> 20,
+                    total >> 20
+                ),
+                None => println!(
+                    "ok      spool {} (its file system's size cannot be read)",
+                    dir.display()
+                ),
             }
-            Ok(()) => {
-                match crate::spool::file_system(dir) {
-                    Some((total, free)) => println!(
-                        "ok      spool {}: {} MiB free of {} MiB on its file system",
-                        dir.display(),
-                        free >> 20,
-                        total >> 20
-                    ),
-                    None => println!(
-                        "ok      spool {} (its file system's size cannot be read)",
-                        dir.display()
-                    ),
-                }
-                true
-            }
-        };
+            true
+        }
+    };
     // The pins `run` claims; a machine without them cannot be fixed by a restart either.
-    let gpio_ok = match crate::gpio::probe(&config) {
+    let gpio_ok = match crate::door::gpio::probe(&config) {
         Ok(lines) => {
             for l in lines {
                 println!("ok      gpio {l}");
@@ -109,10 +110,11 @@ pub(super) async fn terminal(t: &TerminalConfig) -> (bool, Vec<String>) {
 
 /// The broker: a connect (with the MQTT version spoken), then a publish it hands back.
 pub(super) async fn broker(mqtt: &MqttConfig) -> (bool, Vec<String>) {
-    match crate::mqtt::probe(mqtt, Duration::from_secs(10)).await {
+    match crate::integrations::mqtt::probe(mqtt, Duration::from_secs(10)).await {
         Ok(version) => {
             let mut lines = vec![format!("ok      broker {} ({})", mqtt.url, version.name())];
-            let trip = crate::mqtt::round_trip(mqtt, version, Duration::from_secs(10)).await;
+            let trip =
+                crate::integrations::mqtt::round_trip(mqtt, version, Duration::from_secs(10)).await;
             let ok = trip.is_ok();
             lines.push(match trip {
                 Ok(topic) => {

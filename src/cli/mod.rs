@@ -12,11 +12,13 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TerminalConfig};
-pub use crate::exit::Failure;
-use crate::record::{self, Source};
+use crate::integrations::terminal::{
+    Endpoint, PersonType, RecordQuery, TerminalClient, User, UserQuery,
+};
+use crate::pipeline::record::{self, Source};
+pub use crate::runtime::exit::Failure;
 use crate::secret::Secret;
 use crate::simulator::{control, SimConfig, Simulator};
-use crate::terminal::{Endpoint, PersonType, RecordQuery, TerminalClient, User, UserQuery};
 
 mod ask;
 pub mod check;
@@ -70,15 +72,16 @@ fn print_json(v: &impl serde::Serialize) {
 /// running one kept; an unchanged one changes nothing; a changed one stops every task in the
 /// order that loses nothing (as a stop does) and starts them again with it, in this process.
 pub async fn run(path: &Path) -> Result<(), Failure> {
-    use crate::service::{self, Asked};
+    use crate::runtime::service::{self, Asked};
     // First: a stop from now on is a clean stop, a SIGHUP a reload (see `shutdown_signal`).
     let mut signals = service::Signals::install();
     let mut config = load(path)?;
     service::init_logging(&config.log.level);
-    crate::supervisor::install_panic_hook();
+    crate::runtime::supervisor::install_panic_hook();
     loop {
-        let pins: crate::daemon::PinsFactory = Box::new(|| {
-            crate::gpio::RppalPins::new().map(|p| Box::new(p) as Box<dyn crate::gpio::Pins>)
+        let pins: crate::runtime::daemon::PinsFactory = Box::new(|| {
+            crate::door::gpio::RppalPins::new()
+                .map(|p| Box::new(p) as Box<dyn crate::door::gpio::Pins>)
         });
         let running = fingerprint(&config);
         let level = config.log.level.clone();
@@ -111,7 +114,7 @@ pub async fn run(path: &Path) -> Result<(), Failure> {
                 }
             }
         };
-        crate::daemon::run(config, pins, stop).await?;
+        crate::runtime::daemon::run(config, pins, stop).await?;
         match next {
             Some(new) => config = new,
             None => return Ok(()),
@@ -150,8 +153,9 @@ pub async fn device(path: &Path, terminal: Option<&str>, call: DeviceCall) -> Re
     let config = load(path)?;
     let t = pick(&config, terminal)?;
     let c = client_for(t);
-    let fail =
-        |e: crate::terminal::TerminalError| Failure::Runtime(format!("terminal {}: {e}", t.id));
+    let fail = |e: crate::integrations::terminal::TerminalError| {
+        Failure::Runtime(format!("terminal {}: {e}", t.id))
+    };
     match call {
         DeviceCall::Open(remark) => {
             c.open(remark.as_deref()).await.map_err(fail)?;
@@ -279,8 +283,9 @@ pub async fn users(
     let config = load(path)?;
     let t = pick(&config, terminal)?;
     let c = client_for(t);
-    let fail =
-        |e: crate::terminal::TerminalError| Failure::Runtime(format!("terminal {}: {e}", t.id));
+    let fail = |e: crate::integrations::terminal::TerminalError| {
+        Failure::Runtime(format!("terminal {}: {e}", t.id))
+    };
     match action {
         UsersAction::List { person_type, json } => {
             let users = c
@@ -397,7 +402,7 @@ pub async fn records(
 ) -> Result<(), Failure> {
     let config = load(path)?;
     let t = pick(&config, terminal)?;
-    let now = crate::terminal::sign::now_ms() / 1000;
+    let now = crate::integrations::terminal::sign::now_ms() / 1000;
     let from = parse_time(&args.from, now).map_err(|e| Failure::Usage(format!("--from: {e}")))?;
     let to = parse_time(&args.to, now).map_err(|e| Failure::Usage(format!("--to: {e}")))?;
     if from > to {
@@ -476,8 +481,9 @@ pub async fn settings(
     let config = load(path)?;
     let t = pick(&config, terminal)?;
     let c = client_for(t);
-    let fail =
-        |e: crate::terminal::TerminalError| Failure::Runtime(format!("terminal {}: {e}", t.id));
+    let fail = |e: crate::integrations::terminal::TerminalError| {
+        Failure::Runtime(format!("terminal {}: {e}", t.id))
+    };
     match action {
         SettingsAction::Get { object } => {
             let v = match object {
@@ -569,8 +575,8 @@ pub struct SimulateArgs {
 }
 
 pub async fn simulate(a: SimulateArgs) -> Result<(), Failure> {
-    let stop = crate::service::shutdown_signal();
-    crate::service::init_logging(&a.log_level);
+    let stop = crate::runtime::service::shutdown_signal();
+    crate::runtime::service::init_logging(&a.log_level);
     if !a.rate.is_finite() || a.rate < 0.0 {
         return Err(Failure::Usage("--rate must be a number >= 0".into()));
     }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::{load, Failure};
-use crate::spool::{Spool, SpoolError};
+use crate::pipeline::spool::{Spool, SpoolError};
 
 #[derive(clap::Subcommand)]
 pub enum SpoolAction {

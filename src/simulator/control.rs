@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use base64::Engine;
 
 use super::Simulator;
-use crate::terminal::PersonType;
+use crate::integrations::terminal::PersonType;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -19,7 +19,7 @@
 use base64::Engine;
 use serde_json::Value;
 
-use crate::terminal::model::{lenient_i64, PersonType, User};
+use crate::integrations::terminal::model::{lenient_i64, PersonType, User};
 
 /// The identity of a face: a hash of its picture without comments.
 pub type FaceKey = u64;
@@ -81,7 +81,7 @@ pub fn read(jpeg: &[u8]) -> Option<Picture> {
     }
     let (width, height) = size?;
     Some(Picture {
-        face: crate::record::stable_hash(&kept),
+        face: crate::pipeline::record::stable_hash(&kept),
         width,
         height,
     })

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::state::AuthError;
 use super::{cjson, Shared};
-use crate::terminal::model::User;
+use crate::integrations::terminal::model::User;
 
 /// User photos are ~60 KB of base64; leave room for larger ones.
 const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -52,7 +52,7 @@ fn ok(data: Option<Value>) -> HttpResponse {
 }
 
 fn api_error(code: i64) -> HttpResponse {
-    let code_ = crate::terminal::ApiCode::from_code(code);
+    let code_ = crate::integrations::terminal::ApiCode::from_code(code);
     let desc = match code {
         40001 => "device-not-support",
         _ => "",
@@ -167,7 +167,8 @@ fn route(
                 return api_error(30003);
             };
             let mut st = shared.state();
-            let now = i64::try_from(crate::terminal::sign::now_ms()).unwrap_or(i64::MAX);
+            let now =
+                i64::try_from(crate::integrations::terminal::sign::now_ms()).unwrap_or(i64::MAX);
             st.clock_skew_ms = ts.saturating_sub(now);
             st.sync_times.push(u64::try_from(ts).unwrap_or(0));
             ok(None)

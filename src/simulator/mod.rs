@@ -26,8 +26,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::integrations::terminal::PersonType;
 use crate::secret::Secret;
-use crate::terminal::PersonType;
 use state::{HttpErrorFault, State, StoredRecord};
 
 #[derive(Debug, Clone)]
@@ -219,7 +219,7 @@ impl Simulator {
         let mut st = self.shared.state();
         let person_type = fields
             .get("type")
-            .and_then(crate::terminal::model::lenient_i64)
+            .and_then(crate::integrations::terminal::model::lenient_i64)
             .unwrap_or(0);
         st.store(StoredRecord {
             fields,

@@ -11,9 +11,9 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::{avatar, cjson, faces};
+use crate::integrations::terminal::model::{lenient_i64, PersonType, User};
+use crate::integrations::terminal::sign;
 use crate::secret::Secret;
-use crate::terminal::model::{lenient_i64, PersonType, User};
-use crate::terminal::sign;
 
 /// Settings the terminal answers with when asked (documented fields, plus the firmware's own
 /// spellings so clients see the real drift).
@@ -262,7 +262,7 @@ impl State {
     fn user_photo(&mut self, user_id: &str) -> Face {
         let seed = self
             .seed
-            .wrapping_add(crate::record::stable_hash(user_id.as_bytes()));
+            .wrapping_add(crate::pipeline::record::stable_hash(user_id.as_bytes()));
         self.user_photos
             .entry(user_id.to_string())
             .or_insert_with(|| Face::draw(seed))

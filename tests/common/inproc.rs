@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use face2mqtt::config::{Config, Pull};
-use face2mqtt::gpio::led::OutputPin;
-use face2mqtt::gpio::{EdgeReceiver, EdgeSender, GpioError, Pins};
+use face2mqtt::door::gpio::led::OutputPin;
+use face2mqtt::door::gpio::{EdgeReceiver, EdgeSender, GpioError, Pins};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -21,7 +21,8 @@ pub struct FakePins {
 
 impl Pins for FakePins {
     fn watch(&mut self, pin: u8, _pull: Pull) -> Result<EdgeReceiver, GpioError> {
-        let (tx, rx) = face2mqtt::gpio::edges::channel(face2mqtt::gpio::edges::CAPACITY);
+        let (tx, rx) =
+            face2mqtt::door::gpio::edges::channel(face2mqtt::door::gpio::edges::CAPACITY);
         self.inputs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -95,9 +96,11 @@ impl Daemon {
         let stop = CancellationToken::new();
         let token = stop.clone();
         let task = tokio::spawn(async move {
-            let factory: face2mqtt::daemon::PinsFactory =
+            let factory: face2mqtt::runtime::daemon::PinsFactory =
                 Box::new(move || Ok(Box::new(pins) as Box<dyn Pins>));
-            if let Err(e) = face2mqtt::daemon::run(config, factory, token.cancelled_owned()).await {
+            if let Err(e) =
+                face2mqtt::runtime::daemon::run(config, factory, token.cancelled_owned()).await
+            {
                 panic!("daemon failed: {e:?}");
             }
         });

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use face2mqtt::integrations::terminal::{Endpoint, TerminalClient};
 use face2mqtt::secret::Secret;
 use face2mqtt::simulator::{SimConfig, Simulator};
-use face2mqtt::terminal::{Endpoint, TerminalClient};
 use tokio_util::sync::CancellationToken;
 
 pub const PASSWORD: &str = "123456";
@@ -981,7 +981,12 @@ pub fn push_recorded(sim: &Simulator, n: usize, made: &mut std::collections::BTr
         let id = pushed
             .as_object()
             .and_then(|m| {
-                face2mqtt::record::normalize("front-door", m, face2mqtt::record::Source::Live).ok()
+                face2mqtt::pipeline::record::normalize(
+                    "front-door",
+                    m,
+                    face2mqtt::pipeline::record::Source::Live,
+                )
+                .ok()
             })
             .map(|r| r.event_id)
             .expect("the simulator's records normalize");

@@ -13,17 +13,17 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::budget::Budget;
-use crate::clocks::Clocks;
 use crate::config::Config;
-use crate::exit::Failure;
-use crate::gpio::{self, led, Pins};
+use crate::door::gpio::{self, led, Pins};
 use crate::messages::{HaMsg, Outbound, RouterMsg};
-use crate::spool::writer::{self, SpoolCmd};
-use crate::spool::Spool;
+use crate::pipeline::budget::Budget;
+use crate::pipeline::clocks::Clocks;
+use crate::pipeline::spool::writer::{self, SpoolCmd};
+use crate::pipeline::spool::Spool;
+use crate::runtime::exit::Failure;
+use crate::runtime::supervisor::{Lifetime, Supervisor};
+use crate::runtime::watchdog::Beats;
 use crate::stats::Stats;
-use crate::supervisor::{Lifetime, Supervisor};
-use crate::watchdog::Beats;
 use components::Stage;
 
 /// A stop ends within this, whatever the state (a full spool, a broker that is gone, a terminal
@@ -126,7 +126,7 @@ pub async fn run(
         routes.insert(t.id.clone(), components::spawn_terminal(&config, t, &w));
     }
     let (base, stop) = (config.mqtt.base_topic.clone(), w.inputs.stop.clone());
-    let router = crate::command::route(base.clone(), routes, router_rx, stop.clone());
+    let router = crate::door::command::route(base.clone(), routes, router_rx, stop.clone());
     sup.spawn(
         &w.inputs.tasks,
         "command router",
@@ -155,7 +155,7 @@ pub async fn run(
     }
     let watchdog = Stage::new();
     let period = sd_notify::watchdog_enabled();
-    let feed = crate::watchdog::run(beats, sup.clone(), period, watchdog.stop.clone());
+    let feed = crate::runtime::watchdog::run(beats, sup.clone(), period, watchdog.stop.clone());
     watchdog.tasks.spawn(feed);
     // Only the stages and the counters stay; every sender held here is dropped now, or the
     // writer would never see its inboxes close and the last flush would wait for nothing.
@@ -177,7 +177,7 @@ pub async fn run(
     tracing::info!(terminals = n, broker = %broker, "face2mqtt running");
     // Every task is spawned and the spool is open: ready. (Terminal links and the broker come
     // and go; waiting for them would make a boot with the broker down look like a failed start.)
-    crate::service::notify_ready(&format!("running: {n} terminal(s), broker {broker}"));
+    crate::runtime::service::notify_ready(&format!("running: {n} terminal(s), broker {broker}"));
 
     tokio::select! {
         _ = shutdown => {}
@@ -185,7 +185,7 @@ pub async fn run(
     }
     let stop_by = tokio::time::Instant::now() + STOP_WITHIN;
     sup.stopping();
-    crate::service::notify_stopping();
+    crate::runtime::service::notify_stopping();
     // Stopping takes a few seconds of draining; the watchdog is for a running service.
     watchdog.stop().await;
     tracing::info!("stopping: no new records are taken");

@@ -17,15 +17,15 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::budget::Budget;
-use crate::clocks::{self, Seen, TerminalClock};
 use crate::config::TerminalConfig;
+use crate::integrations::terminal::model::lenient_i64;
+use crate::integrations::terminal::{lean, push, TerminalClient};
 use crate::messages::Outbound;
-use crate::record::{self, Source};
-use crate::spool::writer::SpoolCmd;
-use crate::spool::Incoming;
-use crate::terminal::model::lenient_i64;
-use crate::terminal::{lean, push, TerminalClient};
+use crate::pipeline::budget::Budget;
+use crate::pipeline::clocks::{self, Seen, TerminalClock};
+use crate::pipeline::record::{self, Source};
+use crate::pipeline::spool::writer::SpoolCmd;
+use crate::pipeline::spool::Incoming;
 use crate::throttle::{more, Episode, Throttle};
 
 /// Frames above this are not parsed whole (a real one is ~58 KB; known users add their photo):
@@ -385,7 +385,7 @@ impl Ingest {
     /// clock set (the time-sync task refuses while this machine's own is unsynchronized).
     fn judge_clock(&self, sign_time: u64) {
         let t = &self.terminal;
-        let now = crate::terminal::sign::now_ms() / 1000;
+        let now = crate::integrations::terminal::sign::now_ms() / 1000;
         match self.clock.live(sign_time, now) {
             Seen::Fine => return,
             Seen::WentOff(offset) => {

@@ -68,7 +68,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::record::Normalized;
+use crate::pipeline::record::Normalized;
 
 pub use entry::{Encoded, Entry, Incoming, PhotoRef};
 use keys::*;

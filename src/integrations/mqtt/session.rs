@@ -25,8 +25,8 @@ use super::link::{Client, Down, Ev, Refusal};
 use super::router::Inbox;
 use crate::backoff::Backoff;
 use crate::messages::{topics, Outbound};
+use crate::runtime::watchdog::{Heartbeat, BEAT};
 use crate::stats::Stats;
-use crate::watchdog::{Heartbeat, BEAT};
 
 /// Where publishes go: the client, with every QoS 1 publish recorded in the ack tracker.
 pub struct Sink<'a> {

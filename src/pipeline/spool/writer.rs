@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::{Appended, Encoded, Incoming, Spool, SpoolError};
-use crate::budget::Ticket;
-use crate::watchdog::{Heartbeat, BEAT};
+use crate::pipeline::budget::Ticket;
+use crate::runtime::watchdog::{Heartbeat, BEAT};
 
 pub enum SpoolCmd {
     Record {

@@ -16,10 +16,10 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::clocks::TerminalClock;
+use crate::integrations::terminal::{TerminalClient, TerminalError};
 use crate::messages::{topics, LockState, Outbound};
 pub use crate::messages::{Incoming, RouterMsg};
-use crate::terminal::{TerminalClient, TerminalError};
+use crate::pipeline::clocks::TerminalClock;
 pub use request::{Cmd, Gate, Payload, Refusal};
 pub use router::{route, Route};
 

@@ -15,14 +15,14 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::budget::Budget;
-use crate::clocks::{self, TerminalClock};
 use crate::config::TerminalConfig;
-use crate::record::{self, Source};
-use crate::spool::writer::SpoolCmd;
-use crate::spool::{Incoming, Spool};
-use crate::terminal::model::Page;
-use crate::terminal::{sign, RecordQuery, TerminalClient, TerminalError};
+use crate::integrations::terminal::model::Page;
+use crate::integrations::terminal::{sign, RecordQuery, TerminalClient, TerminalError};
+use crate::pipeline::budget::Budget;
+use crate::pipeline::clocks::{self, TerminalClock};
+use crate::pipeline::record::{self, Source};
+use crate::pipeline::spool::writer::SpoolCmd;
+use crate::pipeline::spool::{Incoming, Spool};
 use crate::throttle::{more, Episode, Throttle};
 
 /// Records asked per page. A page of photo records is ~60 KB each as the terminal sends it, and is

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::supervisor::Supervisor;
+use crate::runtime::supervisor::Supervisor;
 
 /// How often an idle loop beats.
 pub const BEAT: Duration = Duration::from_secs(1);

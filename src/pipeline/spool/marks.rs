@@ -18,7 +18,7 @@ impl Spool {
     /// the allowed skew: a record dated 2040 by a clock that jumped is published, but must not
     /// make every later backfill window end before it starts.
     pub fn advance_watermark(&self, terminal: &str, sign_time: u64) -> Result<(), SpoolError> {
-        let limit = crate::clocks::watermark_limit(now_ms() / 1000);
+        let limit = crate::pipeline::clocks::watermark_limit(now_ms() / 1000);
         if sign_time > limit {
             return Ok(());
         }

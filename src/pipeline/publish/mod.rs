@@ -3,7 +3,7 @@
 //! A record leaves the spool only when the broker has acknowledged every publish that carried it
 //! (its record and, when it is the newest capture, its photo on the retained snapshot topic).
 //! Nothing above the spool writer's durable mark is read, so nothing is published before it is on
-//! disk. Deletions go to the spool writer ([`crate::spool::writer`]), the one task that writes the
+//! disk. Deletions go to the spool writer ([`crate::pipeline::spool::writer`]), the one task that writes the
 //! spool. Each record that goes out is also handed to the consumers that follow records (the Home
 //! Assistant task: the retained last record and the fresh-event rule).
 
@@ -14,12 +14,12 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::integrations::mqtt::acks::Tag;
+use crate::integrations::mqtt::session::{Feed, Sink};
+use crate::integrations::mqtt::{MAX_PACKET, WINDOW};
 use crate::messages::{topics, Published};
-use crate::mqtt::acks::Tag;
-use crate::mqtt::session::{Feed, Sink};
-use crate::mqtt::{MAX_PACKET, WINDOW};
-use crate::spool::writer::SpoolCmd;
-use crate::spool::{Entry, Spool};
+use crate::pipeline::spool::writer::SpoolCmd;
+use crate::pipeline::spool::{Entry, Spool};
 
 pub struct Publisher {
     pub spool: Arc<Spool>,
@@ -132,7 +132,7 @@ impl Publisher {
         // must never block the records behind it.
         let room = MAX_PACKET.saturating_sub(topic.len() + 16);
         let as_spooled = photo_lost
-            .then(|| crate::record::without_snapshot(&entry.json))
+            .then(|| crate::pipeline::record::without_snapshot(&entry.json))
             .flatten();
         let as_spooled = as_spooled.as_deref().unwrap_or(&entry.json);
         let Some(json) = fit::fit(as_spooled, room) else {
@@ -203,7 +203,7 @@ async fn read_ahead(
             });
             out.push((seq, read));
         }
-        Ok::<_, crate::spool::SpoolError>(out)
+        Ok::<_, crate::pipeline::spool::SpoolError>(out)
     })
     .await;
     match read {

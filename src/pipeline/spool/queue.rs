@@ -95,7 +95,7 @@ impl Spool {
         let watermark = advance_watermark.then(|| {
             (
                 wm_key(rec.terminal),
-                crate::clocks::watermark_limit(now_ms() / 1000),
+                crate::pipeline::clocks::watermark_limit(now_ms() / 1000),
             )
         });
         // In this order, each key only once the ones before it are written: sled replays its log

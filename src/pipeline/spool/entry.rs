@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::Normalized;
+use crate::pipeline::record::Normalized;
 
 /// What an entry's photo file must be: a torn write after a power cut shows as a mismatch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +91,7 @@ impl From<Normalized> for Incoming {
 
 /// Whether backfill fetched it (the record says so in its `source`).
 fn from_backfill(rec: &Normalized) -> bool {
-    rec.json["source"] == crate::record::Source::Backfill.as_str()
+    rec.json["source"] == crate::pipeline::record::Source::Backfill.as_str()
 }
 
 /// `s` without spare capacity: a string serialized into a growing buffer can hold twice its

@@ -9,20 +9,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Wiring, DRAIN};
-use crate::backfill::Backfill;
 use crate::backoff::Backoff;
-use crate::command::{self, lock::Shown, Cmd, Executor, Gate, Responder, Route};
 use crate::config::{Config, TerminalConfig};
-use crate::exit::Failure;
-use crate::homeassistant::{self, Diagnostics, HomeAssistant};
-use crate::ingest::Ingest;
+use crate::door::command::{self, lock::Shown, Cmd, Executor, Gate, Responder, Route};
+use crate::integrations::homeassistant::{self, Diagnostics, HomeAssistant};
+use crate::integrations::mqtt::router::{HaInbox, Inbox};
+use crate::integrations::mqtt::session::Session;
+use crate::integrations::terminal::{Endpoint, TerminalClient};
 use crate::messages::{topics, HaMsg, Outbound, Published};
-use crate::mqtt::router::{HaInbox, Inbox};
-use crate::mqtt::session::Session;
-use crate::publish::Publisher;
-use crate::supervisor::Lifetime;
-use crate::terminal::{Endpoint, TerminalClient};
-use crate::watchdog::Beats;
+use crate::pipeline::backfill::Backfill;
+use crate::pipeline::ingest::Ingest;
+use crate::pipeline::publish::Publisher;
+use crate::runtime::exit::Failure;
+use crate::runtime::supervisor::Lifetime;
+use crate::runtime::watchdog::Beats;
 
 /// A group of tasks and the token that stops them.
 pub struct Stage {
@@ -56,14 +56,14 @@ pub fn spawn_mqtt(
     records: mpsc::Sender<Published>,
     beats: &Beats,
 ) -> Result<(Stage, Stage), Failure> {
-    let version = crate::mqtt::link::Version::first(config.mqtt.protocol);
+    let version = crate::integrations::mqtt::link::Version::first(config.mqtt.protocol);
     let (client, eventloop) =
-        crate::mqtt::connect(&config.mqtt, version, 1024).map_err(Failure::Config)?;
+        crate::integrations::mqtt::connect(&config.mqtt, version, 1024).map_err(Failure::Config)?;
     let (events_tx, events_rx) = mpsc::channel(1024);
     let driver = Stage::new();
     let backoff = Backoff::new(config.mqtt.reconnect_min, config.mqtt.reconnect_max);
-    let setup = crate::mqtt::tls::Setup::of(&config.mqtt.tls);
-    let drive = crate::mqtt::driver::drive(
+    let setup = crate::integrations::mqtt::tls::Setup::of(&config.mqtt.tls);
+    let drive = crate::integrations::mqtt::driver::drive(
         eventloop,
         config.mqtt.clone(),
         events_tx,

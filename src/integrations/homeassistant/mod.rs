@@ -26,12 +26,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::clocks::Clocks;
 use crate::config::{ButtonConfig, HomeAssistantConfig, TerminalConfig};
+use crate::integrations::terminal::TerminalClient;
 use crate::messages::{topics, DeviceDetails, HaMsg, Outbound, Published};
-use crate::spool::Spool;
+use crate::pipeline::clocks::Clocks;
+use crate::pipeline::spool::Spool;
 use crate::stats::Stats;
-use crate::terminal::TerminalClient;
 use discovery::Site;
 use event::FreshEvents;
 
@@ -175,7 +175,7 @@ impl HomeAssistant {
         let Ok(record) = serde_json::from_str::<Value>(&r.json) else {
             return;
         };
-        let now_ms = crate::terminal::sign::now_ms();
+        let now_ms = crate::integrations::terminal::sign::now_ms();
         match fresh.fire(&record, r.spooled_ms, now_ms) {
             Some(payload) => {
                 let topic = topics::event(&self.base, &r.terminal);

@@ -10,7 +10,9 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::terminal::model::{lenient_bool, lenient_f64, lenient_i64, lenient_string, PersonType};
+use crate::integrations::terminal::model::{
+    lenient_bool, lenient_f64, lenient_i64, lenient_string, PersonType,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -25,7 +25,7 @@ pub struct Health {
 
 /// The health the LED shows, read from the spool's counters and the session's stats.
 pub fn health(
-    spool: &crate::spool::Spool,
+    spool: &crate::pipeline::spool::Spool,
     stats: &crate::stats::Stats,
     links: usize,
     max_bytes: u64,
