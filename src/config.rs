@@ -46,6 +46,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub commands: CommandsConfig,
+    #[serde(default)]
+    pub people: PeopleConfig,
     #[serde(default, rename = "terminal")]
     pub terminals: Vec<TerminalConfig>,
     #[serde(default, rename = "button")]
@@ -214,6 +216,32 @@ impl Default for CommandsConfig {
     }
 }
 
+/// The people commands (`admit`, `pass`, `revoke`, `block`; README, "Visitors").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeopleConfig {
+    /// How long a stranger's capture photo is kept in memory for `admit` and `block`.
+    #[serde(default = "default_admit_window", with = "humantime_serde")]
+    pub admit_window: Duration,
+    /// The longest visitor pass `admit` and `pass` may give, counted from now.
+    #[serde(default = "default_max_pass", with = "humantime_serde")]
+    pub max_pass: Duration,
+    /// How often the visitor passes sensor reads the terminal's visitors ("0s": only after a
+    /// change and when a pass starts or ends).
+    #[serde(default = "default_people_refresh", with = "humantime_serde")]
+    pub refresh: Duration,
+}
+
+impl Default for PeopleConfig {
+    fn default() -> Self {
+        PeopleConfig {
+            admit_window: default_admit_window(),
+            max_pass: default_max_pass(),
+            refresh: default_people_refresh(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TerminalConfig {
@@ -255,16 +283,22 @@ pub struct TerminalConfig {
     #[serde(default = "default_backfill_first", with = "humantime_serde")]
     pub backfill_first: Duration,
     /// Commands this terminal accepts over MQTT and from buttons; `[]` makes it read-only.
+    /// Read as the commands themselves: a name that is none is an error at load.
     #[serde(default = "default_commands")]
-    pub commands: Vec<String>,
+    pub commands: Vec<crate::messages::Cmd>,
 }
 
 impl TerminalConfig {
     pub fn allowed_commands(&self) -> std::collections::BTreeSet<crate::messages::Cmd> {
+        self.commands.iter().copied().collect()
+    }
+
+    /// Whether this terminal keeps stranger captures for `admit` / `block` by `event_id`.
+    pub fn keeps_captures(&self) -> bool {
+        use crate::messages::Cmd;
         self.commands
             .iter()
-            .filter_map(|c| crate::messages::Cmd::parse(c))
-            .collect()
+            .any(|c| matches!(c, Cmd::Admit | Cmd::Block))
     }
 
     pub fn display_name(&self) -> &str {
@@ -469,8 +503,17 @@ fn default_max_age() -> Duration {
 fn default_open_hold() -> Duration {
     Duration::from_secs(3)
 }
-fn default_commands() -> Vec<String> {
-    vec!["open".into(), "reboot".into(), "sync_time".into()]
+fn default_commands() -> Vec<crate::messages::Cmd> {
+    crate::messages::Cmd::DEFAULT.to_vec()
+}
+fn default_admit_window() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_max_pass() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_people_refresh() -> Duration {
+    Duration::from_secs(15 * 60)
 }
 fn default_long_press() -> ButtonAction {
     ButtonAction::None
@@ -892,6 +935,25 @@ impl Config {
         if self.commands.max_age < Duration::from_secs(1) {
             p.push("commands.max_age: must be at least 1s".into());
         }
+        let people = &self.people;
+        if !(Duration::from_secs(60)..=Duration::from_secs(24 * 3600))
+            .contains(&people.admit_window)
+        {
+            p.push(
+                "people.admit_window: must be between 1m and 24h (these are photos of people)"
+                    .into(),
+            );
+        }
+        if !(Duration::from_secs(60)..=Duration::from_secs(366 * 24 * 3600))
+            .contains(&people.max_pass)
+        {
+            p.push("people.max_pass: must be between 1m and 366d".into());
+        }
+        if !people.refresh.is_zero() && people.refresh < Duration::from_secs(60) {
+            p.push(
+                "people.refresh: use \"0s\" to read only after changes, or at least \"1m\"".into(),
+            );
+        }
         if self.spool.dir.as_os_str().is_empty() {
             p.push(
                 "spool.dir: must not be empty (it would put the spool in the working directory)"
@@ -986,14 +1048,6 @@ impl Config {
                     "{}: must be above zero and at most reconnect_max",
                     key("reconnect_min")
                 ));
-            }
-            for c in &t.commands {
-                if crate::messages::Cmd::parse(c).is_none() {
-                    p.push(format!(
-                        "{}: `{c}` is not open, reboot or sync_time",
-                        key("commands")
-                    ));
-                }
             }
             if !t.time_sync_interval.is_zero() && t.time_sync_interval < Duration::from_secs(60) {
                 p.push(format!(
@@ -1103,6 +1157,9 @@ impl Config {
             ),
             ("commands.max_age".to_string(), self.commands.max_age),
             ("commands.open_hold".to_string(), self.commands.open_hold),
+            ("people.admit_window".to_string(), self.people.admit_window),
+            ("people.max_pass".to_string(), self.people.max_pass),
+            ("people.refresh".to_string(), self.people.refresh),
         ];
         for (i, t) in self.terminals.iter().enumerate() {
             for (k, d) in [
@@ -1408,6 +1465,49 @@ password = "123456"
         let text = MINIMAL.replace("password =", "commands = []\npassword =");
         let c = Config::parse(&text).expect("parses");
         assert!(c.terminals[0].allowed_commands().is_empty());
+    }
+
+    #[test]
+    fn the_people_commands_are_off_unless_a_terminal_names_them() {
+        use crate::messages::Cmd;
+        let c = Config::parse(MINIMAL).expect("parses");
+        assert!(c.terminals[0]
+            .allowed_commands()
+            .iter()
+            .all(|c| !c.is_people()));
+        assert!(!c.terminals[0].keeps_captures());
+        let text = MINIMAL.replace("password =", "commands = [\"open\", \"admit\"]\npassword =");
+        let c = Config::parse(&text).expect("parses");
+        assert!(c.terminals[0].allowed_commands().contains(&Cmd::Admit));
+        assert!(c.terminals[0].keeps_captures());
+        assert_eq!(c.people.max_pass, Duration::from_secs(7 * 24 * 3600));
+    }
+
+    #[test]
+    fn a_misspelt_command_fails_the_load_naming_the_key_and_the_choices() {
+        let text = MINIMAL.replace("password =", "commands = [\"opne\"]\npassword =");
+        let err = Config::parse(&text).expect_err("refused");
+        assert!(err.contains("commands") && err.contains("opne"), "{err}");
+        assert!(err.contains("admit") && err.contains("sync_time"), "{err}");
+    }
+
+    #[test]
+    fn people_windows_out_of_range_are_refused_by_key() {
+        for (k, v) in [
+            ("admit_window", "30s"),
+            ("admit_window", "2d"),
+            ("max_pass", "400d"),
+            ("refresh", "5s"),
+        ] {
+            let text = format!("{MINIMAL}\n[people]\n{k} = \"{v}\"\n");
+            let problems = Config::parse(&text).expect("parses").validate();
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.starts_with(&format!("people.{k}:"))),
+                "{k}={v}: {problems:?}"
+            );
+        }
     }
 
     #[test]

@@ -15,17 +15,6 @@ fn to_2040_ms() -> i64 {
     2_208_988_800_000 - now
 }
 
-fn event_id(pushed: &Value) -> String {
-    let map = pushed.as_object().expect("a record");
-    face2mqtt::pipeline::record::normalize(
-        "front-door",
-        map,
-        face2mqtt::pipeline::record::Source::Live,
-    )
-    .expect("normalizes")
-    .event_id
-}
-
 const SECTIONS: &str = "[commands]\nrequire_synchronized_clock = false\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,10 +29,10 @@ async fn records_made_during_an_outage_after_a_record_dated_2040_all_arrive() {
     };
     let bridge = Bridge::start(&setup);
     wait_link(&sim.sim, 1).await;
-    let first = event_id(&sim.sim.push(Some(PersonType::Staff)));
+    let first = event_id_of(&sim.sim.push(Some(PersonType::Staff)));
     // The clock jumps to 2040 for one recognition (a bad NTP answer), then is right again.
     sim.sim.set_clock_skew(to_2040_ms());
-    let future = event_id(&sim.sim.push(Some(PersonType::Staff)));
+    let future = event_id_of(&sim.sim.push(Some(PersonType::Staff)));
     sim.sim.set_clock_skew(0);
     let want = [first, future.clone()].into_iter().collect();
     collect_records(&mut sub, &mut seen, &want, Duration::from_secs(20), &bridge).await;
@@ -53,7 +42,7 @@ async fn records_made_during_an_outage_after_a_record_dated_2040_all_arrive() {
     sim.sim.reboot(Duration::from_secs(2));
     wait_link(&sim.sim, 0).await;
     let missed: std::collections::BTreeSet<String> = (0..10)
-        .map(|_| event_id(&sim.sim.push(Some(PersonType::Staff))))
+        .map(|_| event_id_of(&sim.sim.push(Some(PersonType::Staff))))
         .collect();
     wait_link(&sim.sim, 1).await;
     collect_records(
@@ -81,7 +70,7 @@ async fn a_terminal_whose_clock_fell_back_to_2000_still_fires_home_assistant_eve
     wait_link(&sim.sim, 1).await;
     let now = i64::try_from(face2mqtt::integrations::terminal::sign::now_ms()).expect("now");
     sim.sim.set_clock_skew(946_684_800_000 - now);
-    let id = event_id(&sim.sim.push(Some(PersonType::Staff)));
+    let id = event_id_of(&sim.sim.push(Some(PersonType::Staff)));
     assert!(id.contains("-9466848"), "dated 2000: {id}");
     collect_until(
         &mut sub,

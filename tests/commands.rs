@@ -60,29 +60,19 @@ impl Rig {
         payload: Value,
         retain: bool,
     ) -> Value {
-        let mark = self.seen.len();
-        let topic = format!("face2mqtt/front-door/response/{answer}");
-        publish(
+        let topics = (
+            format!("face2mqtt/front-door/request/{cmd}"),
+            format!("face2mqtt/front-door/response/{answer}"),
+        );
+        request_answered(
             self.broker.port,
-            &format!("face2mqtt/front-door/request/{cmd}"),
+            &mut self.sub,
+            &mut self.seen,
+            (&topics.0, &topics.1),
             payload.to_string().as_bytes(),
             retain,
         )
-        .await;
-        let t = topic.clone();
-        collect_until(
-            &mut self.sub,
-            &mut self.seen,
-            Duration::from_secs(20),
-            &format!("a response on {topic}"),
-            move |m| m[mark..].iter().any(|(tp, _, _)| *tp == t),
-        )
-        .await;
-        let (_, p, _) = self.seen[mark..]
-            .iter()
-            .find(|(tp, _, _)| *tp == topic)
-            .expect("response");
-        serde_json::from_slice(p).expect("response is JSON")
+        .await
     }
 }
 

@@ -62,46 +62,24 @@ async fn rig() -> Rig {
 impl Rig {
     /// Publishes a request and returns the response to it.
     async fn request(&mut self, cmd: &str, payload: &[u8]) -> Value {
-        let mark = self.seen.len();
-        let topic = format!("face2mqtt/front-door/response/{cmd}");
-        publish(
+        let topics = (
+            format!("face2mqtt/front-door/request/{cmd}"),
+            format!("face2mqtt/front-door/response/{cmd}"),
+        );
+        request_answered(
             self.broker.port,
-            &format!("face2mqtt/front-door/request/{cmd}"),
+            &mut self.sub,
+            &mut self.seen,
+            (&topics.0, &topics.1),
             payload,
             false,
         )
-        .await;
-        let t = topic.clone();
-        collect_until(
-            &mut self.sub,
-            &mut self.seen,
-            Duration::from_secs(20),
-            &format!("a response on {topic}"),
-            move |m| m[mark..].iter().any(|(tp, _, _)| *tp == t),
-        )
-        .await;
-        let (_, p, _) = self.seen[mark..]
-            .iter()
-            .find(|(tp, _, _)| *tp == topic)
-            .expect("response");
-        serde_json::from_slice(p).expect("response is JSON")
+        .await
     }
 
     /// Waits for the record with this event id and returns it.
     async fn record(&mut self, event_id: &str) -> Value {
-        let id = event_id.to_string();
-        collect_until(
-            &mut self.sub,
-            &mut self.seen,
-            Duration::from_secs(30),
-            &format!("record {event_id}"),
-            move |m| records_of(m).iter().any(|r| r["event_id"] == id.as_str()),
-        )
-        .await;
-        records_of(&self.seen)
-            .into_iter()
-            .find(|r| r["event_id"] == event_id)
-            .expect("record")
+        record_seen(&mut self.sub, &mut self.seen, event_id).await
     }
 }
 

@@ -378,17 +378,6 @@ async fn a_silent_terminal_never_answers_the_handshake() {
     assert!(matches!(err, push::PushError::Timeout { .. }), "{err:?}");
 }
 
-/// A small grey JPEG of `side` pixels: a picture, but (under the unit's smallest face size) no
-/// face in it.
-fn tiny_jpeg(side: u16) -> Vec<u8> {
-    let mut out = Vec::new();
-    let pixels = vec![128u8; usize::from(side) * usize::from(side)];
-    jpeg_encoder::Encoder::new(&mut out, 80)
-        .encode(&pixels, side, side, jpeg_encoder::ColorType::Luma)
-        .expect("encodes");
-    out
-}
-
 fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)

@@ -7,22 +7,27 @@ pub mod topics;
 
 use std::time::Instant;
 
-/// A terminal command, from MQTT, an exit button or the time-sync timer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A terminal command, from MQTT, an exit button or the time-sync timer. A terminal's
+/// `commands` list reads into these (`config.rs`), so a misspelt name fails the config load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Cmd {
     Open,
     Reboot,
     SyncTime,
+    /// Enrol a stranger's capture as a visitor (and open): `door/command/people.rs`.
+    Admit,
+    /// Add or change a visitor pass from a photo.
+    Pass,
+    /// Remove a visitor pass.
+    Revoke,
+    /// Put a capture's face or a user on the blacklist.
+    Block,
 }
 
 impl Cmd {
     pub fn parse(s: &str) -> Option<Cmd> {
-        match s {
-            "open" => Some(Cmd::Open),
-            "reboot" => Some(Cmd::Reboot),
-            "sync_time" => Some(Cmd::SyncTime),
-            _ => None,
-        }
+        Cmd::ALL.into_iter().find(|c| c.as_str() == s)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -30,10 +35,30 @@ impl Cmd {
             Cmd::Open => "open",
             Cmd::Reboot => "reboot",
             Cmd::SyncTime => "sync_time",
+            Cmd::Admit => "admit",
+            Cmd::Pass => "pass",
+            Cmd::Revoke => "revoke",
+            Cmd::Block => "block",
         }
     }
 
-    pub const ALL: [Cmd; 3] = [Cmd::Open, Cmd::Reboot, Cmd::SyncTime];
+    /// The commands that change who the terminal lets in; none is allowed unless a terminal's
+    /// `commands` names it.
+    pub fn is_people(self) -> bool {
+        matches!(self, Cmd::Admit | Cmd::Pass | Cmd::Revoke | Cmd::Block)
+    }
+
+    pub const ALL: [Cmd; 7] = [
+        Cmd::Open,
+        Cmd::Reboot,
+        Cmd::SyncTime,
+        Cmd::Admit,
+        Cmd::Pass,
+        Cmd::Revoke,
+        Cmd::Block,
+    ];
+    /// A terminal's `commands` when the config says nothing: the door's, never the people's.
+    pub const DEFAULT: [Cmd; 3] = [Cmd::Open, Cmd::Reboot, Cmd::SyncTime];
 }
 
 /// What Home Assistant's lock entity sends on `<base>/<t>/lock/set` (its `payload_*`).
@@ -104,6 +129,13 @@ pub struct Incoming {
 #[derive(Debug)]
 pub enum RouterMsg {
     Mqtt(Incoming),
+    /// A stranger's record went out with this capture (from the publisher, for terminals that
+    /// allow `admit` or `block`): kept for `people.admit_window`.
+    Captured {
+        terminal: String,
+        event_id: String,
+        jpeg: Vec<u8>,
+    },
     Button {
         terminal: String,
         cmd: Cmd,

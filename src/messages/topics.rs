@@ -25,6 +25,11 @@ pub fn event(base: &str, terminal: &str) -> String {
     format!("{base}/{terminal}/event")
 }
 
+/// The visitor passes valid now, retained (`door/command/passes.rs`).
+pub fn visitors(base: &str, terminal: &str) -> String {
+    format!("{base}/{terminal}/visitors")
+}
+
 pub fn diagnostics(base: &str) -> String {
     format!("{base}/bridge/diagnostics")
 }
@@ -128,6 +133,7 @@ pub fn longest_under_base(base: &str, terminal: &str) -> usize {
         event(base, terminal),
         lock_command(base, terminal),
         lock_state(base, terminal),
+        visitors(base, terminal),
         response_unknown(base, terminal),
     ]
     .into_iter()

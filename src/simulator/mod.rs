@@ -186,6 +186,11 @@ impl Simulator {
         record.to_value()
     }
 
+    /// Every user the simulated terminal has, as stored.
+    pub fn users(&self) -> Vec<crate::integrations::terminal::User> {
+        self.shared.state().users.values().cloned().collect()
+    }
+
     /// The capture of the newest record, if it has one: the face of a person who comes back.
     pub fn newest_capture(&self) -> Option<Arc<[u8]>> {
         self.shared.state().newest_capture()

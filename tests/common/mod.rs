@@ -491,7 +491,7 @@ pub async fn subscribe(port: u16, filter: &str) -> Subscriber {
     let mut o = MqttOptions::new(id, "127.0.0.1", port);
     o.set_clean_session(false);
     o.set_keep_alive(Duration::from_secs(5));
-    o.set_max_packet_size(1 << 20, 1 << 20);
+    o.set_max_packet_size(4 << 20, 4 << 20);
     let (client, mut eventloop) = AsyncClient::new(o, 100);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -789,7 +789,7 @@ pub async fn collect_until(
 pub async fn publish(port: u16, topic: &str, payload: &[u8], retain: bool) {
     use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
     let mut o = MqttOptions::new(format!("test-pub-{}", fastrand::u64(..)), "127.0.0.1", port);
-    o.set_max_packet_size(1 << 20, 1 << 20);
+    o.set_max_packet_size(4 << 20, 4 << 20);
     let (client, mut eventloop) = AsyncClient::new(o, 10);
     client
         .publish(topic, QoS::AtLeastOnce, retain, payload.to_vec())
@@ -1020,4 +1020,73 @@ pub fn output_text(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// A small grey JPEG of `side` pixels: a picture, but (under the unit's smallest face size) no
+/// face in it.
+pub fn tiny_jpeg(side: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    let pixels = vec![128u8; usize::from(side) * usize::from(side)];
+    jpeg_encoder::Encoder::new(&mut out, 80)
+        .encode(&pixels, side, side, jpeg_encoder::ColorType::Luma)
+        .expect("encodes");
+    out
+}
+
+/// The event id the bridge gives a record the simulator pushed (`pipeline::record`).
+pub fn event_id_of(pushed: &serde_json::Value) -> String {
+    use face2mqtt::pipeline::record::{normalize, Source};
+    let data = pushed.as_object().cloned().unwrap_or_default();
+    normalize("front-door", &data, Source::Live)
+        .expect("a pushed record normalizes")
+        .event_id
+}
+
+/// Publishes `payload` on `request` and returns the JSON answer on `response` that follows it,
+/// as the subscriber `sub` (which `seen` collects) saw it.
+pub async fn request_answered(
+    port: u16,
+    sub: &mut Subscriber,
+    seen: &mut Vec<(String, Vec<u8>, bool)>,
+    (request, response): (&str, &str),
+    payload: &[u8],
+    retain: bool,
+) -> serde_json::Value {
+    let mark = seen.len();
+    publish(port, request, payload, retain).await;
+    let t = response.to_string();
+    collect_until(
+        sub,
+        seen,
+        Duration::from_secs(20),
+        &format!("a response on {response}"),
+        move |m| m[mark..].iter().any(|(tp, _, _)| *tp == t),
+    )
+    .await;
+    let (_, p, _) = seen[mark..]
+        .iter()
+        .find(|(tp, _, _)| tp == response)
+        .expect("response");
+    serde_json::from_slice(p).expect("response is JSON")
+}
+
+/// Waits until the subscriber has seen the record with this event id, and returns it.
+pub async fn record_seen(
+    sub: &mut Subscriber,
+    seen: &mut Vec<(String, Vec<u8>, bool)>,
+    event_id: &str,
+) -> serde_json::Value {
+    let id = event_id.to_string();
+    collect_until(
+        sub,
+        seen,
+        Duration::from_secs(30),
+        &format!("record {event_id} on the broker"),
+        move |m| records_of(m).iter().any(|r| r["event_id"] == id.as_str()),
+    )
+    .await;
+    records_of(seen)
+        .into_iter()
+        .find(|r| r["event_id"] == event_id)
+        .expect("record")
 }

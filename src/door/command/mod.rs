@@ -4,8 +4,11 @@
 //! The router applies the safety rules ([`request::Gate`]) as requests arrive; each terminal has
 //! its own executor task and queue, so a terminal that never answers delays only itself.
 
+pub mod captures;
 pub mod clock;
 pub mod lock;
+pub mod passes;
+pub mod people;
 pub mod request;
 pub mod router;
 
@@ -20,6 +23,7 @@ use crate::integrations::terminal::{TerminalClient, TerminalError};
 use crate::messages::{topics, LockState, Outbound};
 pub use crate::messages::{Incoming, RouterMsg};
 use crate::pipeline::clocks::TerminalClock;
+pub use people::PeopleJob;
 pub use request::{Cmd, Gate, Payload, Refusal};
 pub use router::{route, Route};
 
@@ -70,6 +74,8 @@ pub struct Job {
     pub remark: Option<String>,
     pub origin: Origin,
     pub received: Instant,
+    /// What a people command does (`people.rs`); `None` for the door's commands.
+    pub people: Option<Box<PeopleJob>>,
 }
 
 /// `{"status":"ok"}` or `{"status":"error","error":..,"code":..,"reason":..}`, with the
@@ -78,7 +84,15 @@ pub fn response(
     result: Result<(), (String, Option<i64>, &str)>,
     transaction: Option<&str>,
 ) -> Vec<u8> {
-    let mut m = Map::new();
+    response_with(result, Map::new(), transaction)
+}
+
+/// [`response`] with more members (a people command's `user_id`).
+pub fn response_with(
+    result: Result<(), (String, Option<i64>, &str)>,
+    mut m: Map<String, Value>,
+    transaction: Option<&str>,
+) -> Vec<u8> {
     match result {
         Ok(()) => {
             m.insert("status".into(), json!("ok"));
@@ -168,22 +182,38 @@ pub struct Executor {
     /// Told when the door opened for the lock: only the executor knows the terminal did it,
     /// and only the router, which owns the lock's state, may show it.
     pub router: mpsc::Sender<RouterMsg>,
+    /// The visitor passes sensor (`passes.rs`), on a terminal that allows a people command:
+    /// read at start, after every people command, when a pass starts or ends, and this often.
+    pub visitors: Option<Duration>,
 }
 
 impl Executor {
     pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut read_at = self.visitors.map(|_| tokio::time::Instant::now());
         loop {
             let job = tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(read_at.unwrap_or_else(tokio::time::Instant::now)), if read_at.is_some() => {
+                    let every = self.visitors.unwrap_or_default();
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        next = self.read_visitors(every) => read_at = Some(next),
+                    }
+                    continue;
+                }
                 j = self.jobs.recv() => match j {
                     Some(j) => j,
                     None => return,
                 },
             };
+            let people = job.cmd.is_people();
             tokio::select! {
                 // A command cut off by shutdown is not retried: the door must not open late.
                 _ = shutdown.cancelled() => return,
                 _ = self.execute(job) => {}
+            }
+            if people && self.visitors.is_some() {
+                read_at = Some(tokio::time::Instant::now());
             }
         }
     }
@@ -244,6 +274,13 @@ impl Executor {
             Cmd::Open => self.client.open(job.remark.as_deref()).await,
             Cmd::Reboot => self.client.reboot().await,
             Cmd::SyncTime => self.client.sync_time().await,
+            Cmd::Admit | Cmd::Pass | Cmd::Revoke | Cmd::Block => {
+                return match job.people {
+                    Some(p) => self.people(job.cmd, *p, transaction.as_deref()).await,
+                    // The router makes every people job with its work; nothing else sends one.
+                    None => false,
+                };
+            }
         };
         let origin = job.origin.label();
         match &result {
@@ -296,6 +333,7 @@ pub async fn time_sync(
             remark: None,
             origin,
             received: Instant::now(),
+            people: None,
         });
     }
 }

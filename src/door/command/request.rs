@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use super::people::{self, PeopleRequest};
 pub use crate::messages::Cmd;
 
 /// What a request payload says: when the sender issued it, a remark for the terminal's log, and a
@@ -22,6 +23,8 @@ pub struct Payload {
     pub transaction: Option<String>,
     /// When the sender issued the request, if it said.
     pub time: Option<SystemTime>,
+    /// What a people command asks for (`people.rs`); `None` for the door's commands.
+    pub people: Option<PeopleRequest>,
 }
 
 /// Requests are a few hundred bytes; anything much larger is not one.
@@ -68,22 +71,48 @@ fn raw_transaction(text: &str, parsed: Option<&Value>) -> Result<Option<String>,
     Ok(raw)
 }
 
+/// The largest request payload `cmd` takes: a `pass` carries a photo.
+pub fn max_request(cmd: Cmd) -> usize {
+    match cmd {
+        Cmd::Pass => people::MAX_PASS_REQUEST,
+        _ => MAX_REQUEST,
+    }
+}
+
 pub fn parse_payload(cmd: Cmd, bytes: &[u8]) -> Result<Payload, String> {
-    if bytes.len() > MAX_REQUEST {
+    let limit = max_request(cmd);
+    if bytes.len() > limit {
         return Err(format!(
-            "request of {} bytes is larger than the {MAX_REQUEST} byte limit",
+            "request of {} bytes is larger than the {limit} byte limit",
             bytes.len()
         ));
     }
     let text = std::str::from_utf8(bytes).map_err(|_| "request is not UTF-8 text".to_string())?;
     let text = text.trim();
-    if text.is_empty()
-        || text.eq_ignore_ascii_case("PRESS")
-        || text.eq_ignore_ascii_case(cmd.as_str())
+    // A people command says whom; only the door's commands may come as a bare word.
+    if !cmd.is_people()
+        && (text.is_empty()
+            || text.eq_ignore_ascii_case("PRESS")
+            || text.eq_ignore_ascii_case(cmd.as_str()))
     {
         return Ok(Payload::default());
     }
+    let own = if cmd.is_people() {
+        people::members(cmd)
+    } else {
+        &["remark"]
+    };
+    let known = || {
+        own.iter()
+            .chain(&["transaction", "time"])
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if !text.starts_with('{') {
+        if cmd.is_people() {
+            return Err(format!("request is not a JSON object ({})", known()));
+        }
         return Err(format!(
             "request `{}` is not empty, PRESS, `{}` or a JSON object {{\"remark\":...,\"transaction\":...,\"time\":...}}",
             preview(text),
@@ -97,13 +126,19 @@ pub fn parse_payload(cmd: Cmd, bytes: &[u8]) -> Result<Payload, String> {
     };
     if let Some(k) = m
         .keys()
-        .find(|k| !matches!(k.as_str(), "remark" | "transaction" | "time"))
+        .find(|k| !own.contains(&k.as_str()) && !matches!(k.as_str(), "transaction" | "time"))
     {
         return Err(format!(
-            "request member `{}` is unknown (remark, transaction, time)",
-            preview(k)
+            "request member `{}` is unknown ({})",
+            preview(k),
+            known()
         ));
     }
+    let people = if cmd.is_people() {
+        Some(people::parse(cmd, &m, parse_time)?)
+    } else {
+        None
+    };
     let text_member = |k: &str| -> Result<Option<String>, String> {
         let s = match m.get(k) {
             None | Some(Value::Null) => return Ok(None),
@@ -133,6 +168,7 @@ pub fn parse_payload(cmd: Cmd, bytes: &[u8]) -> Result<Payload, String> {
         remark,
         transaction,
         time,
+        people,
     })
 }
 
@@ -155,7 +191,7 @@ fn preview(text: &str) -> String {
 /// Unix seconds, Unix milliseconds (13 digits), or RFC 3339; `None` for anything else, including
 /// times before 1970 or after 9999 (`1e25` must never reach `Duration::from_secs_f64`, which
 /// panics on what it cannot hold).
-fn parse_time(v: &Value) -> Option<SystemTime> {
+pub(super) fn parse_time(v: &Value) -> Option<SystemTime> {
     match v {
         Value::Number(n) => {
             let f = n.as_f64()?;
@@ -165,8 +201,40 @@ fn parse_time(v: &Value) -> Option<SystemTime> {
             }
             UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(secs).ok()?)
         }
-        Value::String(s) => humantime::parse_rfc3339_weak(s.trim()).ok(),
+        Value::String(s) => rfc3339_any_offset(s.trim()),
         _ => None,
+    }
+}
+
+/// RFC 3339 with any offset (`Z`, `+01:00`, `-05:30`), as Home Assistant's `isoformat()` writes
+/// a local time; humantime alone reads UTC only.
+fn rfc3339_any_offset(s: &str) -> Option<SystemTime> {
+    let split = s.len().checked_sub(6).filter(|i| *i >= 19);
+    let offset = split.and_then(|i| {
+        let o = s.get(i..)?.as_bytes();
+        let sign = match o[0] {
+            b'+' => 1i64,
+            b'-' => -1,
+            _ => return None,
+        };
+        let digits = [o[1], o[2], o[4], o[5]];
+        if o[3] != b':' || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = |a: u8, b: u8| i64::from(a - b'0') * 10 + i64::from(b - b'0');
+        let (h, m) = (n(o[1], o[2]), n(o[4], o[5]));
+        (h <= 23 && m <= 59).then_some((i, sign * (h * 3600 + m * 60)))
+    });
+    let Some((i, secs)) = offset else {
+        return humantime::parse_rfc3339_weak(s).ok();
+    };
+    let local = humantime::parse_rfc3339_weak(s.get(..i)?).ok()?;
+    // Local time = UTC + offset: UTC is the local reading less the offset.
+    let d = Duration::from_secs(secs.unsigned_abs());
+    if secs >= 0 {
+        local.checked_sub(d)
+    } else {
+        local.checked_add(d)
     }
 }
 
@@ -189,6 +257,11 @@ pub enum Refusal {
     BadPayload(String),
     /// This machine's clock is not synchronized: its time must not go to the door.
     ClockUnsynchronized,
+    /// `admit` or `block` named a record whose capture is not kept (not a stranger's, or
+    /// older than `people.admit_window`).
+    CaptureGone,
+    /// `admit` asked to open on a terminal whose `commands` do not allow `open`.
+    OpenNotAllowed,
 }
 
 impl Refusal {
@@ -198,7 +271,8 @@ impl Refusal {
             Refusal::Retained => "retained",
             Refusal::Stale { .. } | Refusal::InFuture { .. } => "stale",
             Refusal::Duplicate { .. } => "duplicate",
-            Refusal::NotAllowed => "not_allowed",
+            Refusal::NotAllowed | Refusal::OpenNotAllowed => "not_allowed",
+            Refusal::CaptureGone => "capture_gone",
             Refusal::BadPayload(_) => "bad_request",
             Refusal::ClockUnsynchronized => "clock_unsynchronized",
         }
@@ -217,6 +291,8 @@ impl Refusal {
             Refusal::NotAllowed => format!("`{}` is not allowed on this terminal (terminal.commands)", cmd.as_str()),
             Refusal::BadPayload(e) => e.clone(),
             Refusal::ClockUnsynchronized => "this machine's clock is not synchronized (NTP); its time is not pushed to the terminal".into(),
+            Refusal::CaptureGone => "no capture photo of that record is kept: only a stranger's, for people.admit_window after it was published".into(),
+            Refusal::OpenNotAllowed => format!("`open` is not allowed on this terminal (terminal.commands); {} without \"open\": true", cmd.as_str()),
         }
     }
 }
@@ -406,6 +482,29 @@ mod tests {
         let rfc = parse_payload(Cmd::Open, br#"{"time":"2020-09-13T12:26:40Z"}"#).expect("parses");
         assert_eq!(rfc.time, Some(at(1_600_000_000)));
         assert_eq!(parse_payload(Cmd::Open, b"{}"), Ok(Payload::default()));
+    }
+
+    #[test]
+    fn an_rfc_3339_time_may_carry_any_offset() {
+        for (text, secs) in [
+            ("2020-09-13T12:26:40Z", 1_600_000_000),
+            ("2020-09-13T13:26:40+01:00", 1_600_000_000),
+            ("2020-09-13T07:56:40-04:30", 1_600_000_000),
+            ("2020-09-13T12:26:40.5+00:00", 1_600_000_000),
+            ("2020-09-13 12:26:40", 1_600_000_000),
+        ] {
+            let t = parse_time(&Value::String(text.into()))
+                .map(|t| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+            assert_eq!(t, Some(secs), "{text}");
+        }
+        for text in [
+            "2020-09-13T13:26:40+24:00",
+            "2020-09-13T13:26:40+0a:00",
+            "2020-09-13T13:26:40+01:0é",
+            "+01:00",
+        ] {
+            assert_eq!(parse_time(&Value::String(text.into())), None, "{text}");
+        }
     }
 
     #[test]
@@ -599,9 +698,52 @@ mod tests {
             },
             Refusal::NotAllowed,
             Refusal::ClockUnsynchronized,
+            Refusal::CaptureGone,
+            Refusal::OpenNotAllowed,
         ] {
             assert!(r.text(Cmd::Open).len() > 20, "{r:?}");
         }
+    }
+
+    #[test]
+    fn a_people_command_is_never_a_bare_word() {
+        for cmd in [Cmd::Admit, Cmd::Pass, Cmd::Revoke, Cmd::Block] {
+            for p in [&b""[..], b"PRESS", cmd.as_str().as_bytes(), b"{}"] {
+                assert!(parse_payload(cmd, p).is_err(), "{cmd:?} {p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_people_request_takes_only_its_own_members_and_the_common_ones() {
+        let ok = parse_payload(
+            Cmd::Revoke,
+            br#"{"user_id":"v1","transaction":"t","time":1600000000}"#,
+        )
+        .expect("parses");
+        assert_eq!(ok.transaction.as_deref(), Some("\"t\""));
+        assert!(ok.people.is_some());
+        let e =
+            parse_payload(Cmd::Revoke, br#"{"user_id":"v1","remark":"x"}"#).expect_err("refused");
+        assert!(
+            e.contains("`remark` is unknown (user_id, transaction, time)"),
+            "{e}"
+        );
+        let e = parse_payload(Cmd::Open, br#"{"user_id":"v1"}"#).expect_err("refused");
+        assert!(e.contains("(remark, transaction, time)"), "{e}");
+    }
+
+    #[test]
+    fn only_a_pass_may_be_as_large_as_a_photo() {
+        let big = format!(r#"{{"user_id":"v1","name":"{}"}}"#, " ".repeat(MAX_REQUEST));
+        let e = parse_payload(Cmd::Block, big.as_bytes()).expect_err("refused");
+        assert!(e.contains("4096 byte limit"), "{e}");
+        let e = parse_payload(Cmd::Pass, &vec![b' '; people::MAX_PASS_REQUEST + 1])
+            .expect_err("refused");
+        assert!(
+            e.contains(&format!("{} byte limit", people::MAX_PASS_REQUEST)),
+            "{e}"
+        );
     }
 
     const MS: Duration = Duration::from_millis(1);

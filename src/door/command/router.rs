@@ -4,11 +4,12 @@
 //! back to `locked`.
 
 use std::collections::HashMap;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::captures::Captures;
 use super::lock::{self, Decision, Shown};
 use super::{
     request, response, Cmd, Gate, Incoming, Job, Origin, Payload, Refusal, Responder, RouterMsg,
@@ -23,10 +24,18 @@ pub struct Route {
     pub lock: Option<Shown>,
 }
 
+/// What the people commands need beyond the gate: the stranger captures they enrol from, and
+/// the longest pass (`people.max_pass`).
+pub struct People {
+    pub captures: Captures,
+    pub max_pass: Duration,
+}
+
 /// Applies the safety rules and hands admitted commands to the terminal's executor.
 pub async fn route(
     base: String,
     mut routes: HashMap<String, Route>,
+    mut people: People,
     mut rx: mpsc::Receiver<RouterMsg>,
     shutdown: CancellationToken,
 ) {
@@ -38,15 +47,18 @@ pub async fn route(
         }
     }
     loop {
-        let relock = routes
+        // The router's one timer: the earliest lock to fall back, or capture to forget.
+        let due = routes
             .values()
             .filter_map(|r| r.lock.as_ref()?.relock_at())
+            .chain(people.captures.next_expiry())
             .min();
-        let wake = relock.map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std);
+        let wake = due.map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std);
         let msg = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep_until(wake), if relock.is_some() => {
+            _ = tokio::time::sleep_until(wake), if due.is_some() => {
                 relock_due(&mut routes, Instant::now()).await;
+                people.captures.expire(Instant::now());
                 continue;
             }
             m = rx.recv() => match m {
@@ -57,8 +69,15 @@ pub async fn route(
         match msg {
             RouterMsg::Mqtt(inc) => match lock::parse_topic(&base, &inc.topic) {
                 Some(terminal) => on_lock(&mut routes, terminal, &inc).await,
-                None => on_request(&base, &mut routes, inc).await,
+                None => on_request(&base, &mut routes, &mut people, inc).await,
             },
+            RouterMsg::Captured {
+                terminal,
+                event_id,
+                jpeg,
+            } => people
+                .captures
+                .keep(&terminal, &event_id, jpeg, Instant::now()),
             RouterMsg::Button {
                 terminal,
                 cmd,
@@ -80,6 +99,7 @@ pub async fn route(
                         remark,
                         origin: Origin::Button { pin },
                         received: at,
+                        people: None,
                     },
                     None,
                 )
@@ -99,7 +119,12 @@ pub async fn route(
 }
 
 /// `<base>/<t>/request/<cmd>`.
-async fn on_request(base: &str, routes: &mut HashMap<String, Route>, inc: Incoming) {
+async fn on_request(
+    base: &str,
+    routes: &mut HashMap<String, Route>,
+    people: &mut People,
+    inc: Incoming,
+) {
     let Some((terminal, cmd_word)) = request::parse_topic(base, &inc.topic) else {
         return;
     };
@@ -116,7 +141,8 @@ async fn on_request(base: &str, routes: &mut HashMap<String, Route>, inc: Incomi
             .take(40)
             .map(|c| if c.is_control() { '?' } else { c })
             .collect();
-        let text = format!("unknown command `{shown}` (open, reboot, sync_time)");
+        let names: Vec<&str> = Cmd::ALL.iter().map(|c| c.as_str()).collect();
+        let text = format!("unknown command `{shown}` ({})", names.join(", "));
         tracing::warn!(terminal, "{text}");
         route
             .responder
@@ -137,16 +163,30 @@ async fn on_request(base: &str, routes: &mut HashMap<String, Route>, inc: Incomi
             return;
         }
     };
-    if let Err(r) = route
+    let wall = SystemTime::now();
+    let admitted = route
         .gate
-        .admit(cmd, &payload, inc.retain, inc.at, SystemTime::now())
-    {
-        route
-            .responder
-            .refuse(cmd, &r, payload.transaction.as_deref())
-            .await;
-        return;
-    }
+        .admit(cmd, &payload, inc.retain, inc.at, wall)
+        .and_then(|()| {
+            people_job(
+                route,
+                people,
+                terminal,
+                payload.people.clone(),
+                inc.at,
+                wall,
+            )
+        });
+    let work = match admitted {
+        Ok(work) => work,
+        Err(r) => {
+            route
+                .responder
+                .refuse(cmd, &r, payload.transaction.as_deref())
+                .await;
+            return;
+        }
+    };
     let job = Job {
         cmd,
         remark: payload.remark,
@@ -154,8 +194,44 @@ async fn on_request(base: &str, routes: &mut HashMap<String, Route>, inc: Incomi
             transaction: payload.transaction.clone(),
         },
         received: inc.at,
+        people: work.map(Box::new),
     };
     enqueue(route, job, payload.transaction.as_deref()).await;
+}
+
+/// A people request made into its work (after the gate admitted the command): the window
+/// checked, the capture looked up, and for an admit that opens, the gate's rules for `open`
+/// (allowed, the hold time) applied last, so a refused request leaves the hold time as it was.
+fn people_job(
+    route: &mut Route,
+    people: &mut People,
+    terminal: &str,
+    request: Option<super::people::PeopleRequest>,
+    at: Instant,
+    wall: SystemTime,
+) -> Result<Option<super::PeopleJob>, Refusal> {
+    let Some(request) = request else {
+        return Ok(None);
+    };
+    let opens = matches!(
+        request,
+        super::people::PeopleRequest::Admit { open: true, .. }
+    );
+    let now = Instant::now();
+    let captures = &mut people.captures;
+    let job = super::people::job(
+        request,
+        |event_id| captures.photo(terminal, event_id, now),
+        wall,
+        people.max_pass,
+    )?;
+    if opens {
+        match route.gate.admit_local(Cmd::Open, at) {
+            Err(Refusal::NotAllowed) => return Err(Refusal::OpenNotAllowed),
+            other => other?,
+        }
+    }
+    Ok(Some(job))
 }
 
 /// `<base>/<t>/lock/set`: OPEN and UNLOCK are `open` requests before the same gate as
@@ -197,6 +273,7 @@ async fn on_lock(routes: &mut HashMap<String, Route>, terminal: &str, inc: &Inco
         remark: payload.remark,
         origin: Origin::Lock { shows },
         received: inc.at,
+        people: None,
     };
     enqueue(route, job, None).await;
 }

@@ -384,6 +384,26 @@ pub fn entities(site: &Site<'_>, details: &dyn Fn(&str) -> Option<DeviceDetails>
                 merge(avail(), super::lock::fields(base, id)),
             );
         }
+        // Visitor passes valid now, on a terminal whose people commands can change them.
+        if allowed.iter().any(|c| c.is_people()) {
+            let visitors = topics::visitors(base, id);
+            b.add(
+                "sensor",
+                &format!("{id}_visitors"),
+                &dev,
+                merge(
+                    avail(),
+                    json!({
+                        "name": "Visitor passes",
+                        "state_topic": visitors,
+                        "value_template": "{{ value_json.count }}",
+                        "json_attributes_topic": visitors,
+                        "state_class": "measurement",
+                        "icon": "mdi:card-account-details-outline",
+                    }),
+                ),
+            );
+        }
         // The terminal's clock against this machine's: a clock that jumped shows here first.
         let key = serde_json::to_string(id).unwrap_or_default();
         b.add(

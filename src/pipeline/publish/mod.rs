@@ -9,7 +9,7 @@
 
 mod fit;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use crate::integrations::mqtt::acks::Tag;
 use crate::integrations::mqtt::session::{Feed, Sink};
 use crate::integrations::mqtt::{MAX_PACKET, WINDOW};
-use crate::messages::{topics, Published};
+use crate::messages::{topics, Published, RouterMsg};
 use crate::pipeline::spool::writer::SpoolCmd;
 use crate::pipeline::spool::{Entry, Spool};
 
@@ -30,6 +30,9 @@ pub struct Publisher {
     pub writer: mpsc::Sender<SpoolCmd>,
     /// Told of every record that goes out.
     pub records: mpsc::Sender<Published>,
+    /// The command router, told of each stranger's capture on these terminals (those that
+    /// allow `admit` or `block`; no other terminal's photos are kept anywhere).
+    captures: Option<(mpsc::Sender<RouterMsg>, HashSet<String>)>,
     durable_open: bool,
     /// Last spool sequence submitted on this connection.
     cursor: Option<u64>,
@@ -61,11 +64,42 @@ impl Publisher {
             durable,
             writer,
             records,
+            captures: None,
             durable_open: true,
             cursor: None,
             snapshot_time: HashMap::new(),
             ahead: VecDeque::new(),
             acks: Vec::new(),
+        }
+    }
+
+    /// Hands stranger captures of `terminals` to the command router (for `admit` and `block`).
+    pub fn with_captures(
+        mut self,
+        router: mpsc::Sender<RouterMsg>,
+        terminals: HashSet<String>,
+    ) -> Publisher {
+        if !terminals.is_empty() {
+            self.captures = Some((router, terminals));
+        }
+        self
+    }
+
+    /// A stranger's capture, on a terminal that keeps them, to the router.
+    fn offer_capture(&self, entry: &Entry, photo: &[u8]) {
+        let Some((router, terminals)) = &self.captures else {
+            return;
+        };
+        if !terminals.contains(&entry.terminal) || !is_stranger(&entry.json) {
+            return;
+        }
+        let msg = RouterMsg::Captured {
+            terminal: entry.terminal.clone(),
+            event_id: entry.event_id.clone(),
+            jpeg: photo.to_vec(),
+        };
+        if router.try_send(msg).is_err() {
+            tracing::debug!(event_id = %entry.event_id, "the command router is behind; a capture is not kept for admit");
         }
     }
 
@@ -109,6 +143,9 @@ impl Publisher {
         // A photo spooled but gone now (size cap, torn file, too large to publish): the record
         // must not promise a snapshot that never comes.
         let mut photo_lost = entry.photo.is_some() && photo.is_none();
+        if let Some(photo) = &photo {
+            self.offer_capture(&entry, photo);
+        }
         if let Some(photo) = photo {
             let topic = topics::snapshot(&self.base, &entry.terminal);
             let newest = self
@@ -163,6 +200,24 @@ impl Publisher {
         }
         true
     }
+}
+
+/// Whether a record JSON is a stranger's (`person.type`); only the field is read.
+fn is_stranger(json: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Record<'a> {
+        #[serde(borrow)]
+        person: Option<Person<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Person<'a> {
+        #[serde(rename = "type")]
+        kind: Option<&'a str>,
+    }
+    serde_json::from_str::<Record<'_>>(json)
+        .ok()
+        .and_then(|r| r.person?.kind)
+        == Some("stranger")
 }
 
 /// An entry with its photo, or why it cannot be decoded.
@@ -287,5 +342,27 @@ impl Feed for Publisher {
             );
         }
         tracing::info!(left_in_spool = self.spool.len(), "publisher stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_stranger;
+
+    #[test]
+    fn only_a_record_whose_person_is_a_stranger_is_one() {
+        assert!(is_stranger(
+            r#"{"event_id":"e","person":{"name":"","type":"stranger"}}"#
+        ));
+        for json in [
+            r#"{"person":{"name":"Ann","type":"staff"}}"#,
+            r#"{"person":{"type":"visitor"}}"#,
+            r#"{"person":null}"#,
+            r#"{"event_id":"e"}"#,
+            r#"{"person":{"type":7}}"#,
+            "not json",
+        ] {
+            assert!(!is_stranger(json), "{json}");
+        }
     }
 }

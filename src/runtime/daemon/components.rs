@@ -105,6 +105,15 @@ pub fn spawn_mqtt(
             durable,
             w.acks.clone(),
             records,
+        )
+        .with_captures(
+            w.router.clone(),
+            config
+                .terminals
+                .iter()
+                .filter(|t| t.keeps_captures())
+                .map(|t| t.id.clone())
+                .collect(),
         ),
         heartbeat: beats.register("publisher"),
     };
@@ -140,6 +149,11 @@ pub fn spawn_terminal(config: &Config, t: &TerminalConfig, w: &Wiring) -> Route 
         require_synchronized_clock: commands.require_synchronized_clock,
         clock_synchronized: Arc::new(command::clock::kernel_clock_synchronized),
         router: w.router.clone(),
+        visitors: t
+            .commands
+            .iter()
+            .any(|c| c.is_people())
+            .then_some(config.people.refresh),
     };
     sup.spawn(
         tracker,

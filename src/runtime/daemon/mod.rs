@@ -126,7 +126,14 @@ pub async fn run(
         routes.insert(t.id.clone(), components::spawn_terminal(&config, t, &w));
     }
     let (base, stop) = (config.mqtt.base_topic.clone(), w.inputs.stop.clone());
-    let router = crate::door::command::route(base.clone(), routes, router_rx, stop.clone());
+    let people = crate::door::command::router::People {
+        captures: crate::door::command::captures::Captures::new(
+            config.people.admit_window,
+            crate::door::command::captures::MAX_BYTES,
+        ),
+        max_pass: config.people.max_pass,
+    };
+    let router = crate::door::command::route(base.clone(), routes, people, router_rx, stop.clone());
     sup.spawn(
         &w.inputs.tasks,
         "command router",
