@@ -1,6 +1,8 @@
 //! Against a real Home Assistant Core: the bridge's discovery makes entities that HA accepts,
 //! a recognition reaches HA's event entity with its fields, the capture is the picture HA serves,
-//! and HA's lock opens the door. Judged on the broker (HA's automations answer there) and at
+//! HA's lock opens the door, the Visitor passes sensor counts, and
+//! `examples/homeassistant/admit-stranger.yaml` notifies the phone of a stranger and, on the tap,
+//! admits them. Judged on the broker (HA's automations answer there) and at
 //! the simulated terminal, not in our own log.
 //!
 //! Runs when `FACE2MQTT_HA` names a `hass` executable; `scripts/ha-test` installs the versions
@@ -63,7 +65,25 @@ automation:
       - service: "{{ trigger.payload_json.service }}"
         target:
           entity_id: "{{ trigger.payload_json.entity_id }}"
+  - alias: tap
+    mode: queued
+    trigger:
+      - platform: mqtt
+        topic: ha-test/tap
+    action:
+      - event: mobile_app_notification_action
+        event_data:
+          action: "{{ trigger.payload_json.action }}"
+          reply_text: "{{ trigger.payload_json.reply_text }}"
 "#;
+
+/// The phone of `examples/homeassistant/admit-stranger.yaml`: a notify service that writes to
+/// `notify.log` in HA's config directory, so the test reads what the phone would show.
+const PHONE: &str =
+    "notify:\n  - platform: file\n    name: mobile_app_phone\n    filename: notify.log\n";
+
+/// The example automation, as a package of HA's config.
+const EXAMPLE: &str = include_str!("../examples/homeassistant/admit-stranger.yaml");
 
 struct Hass {
     child: Child,
@@ -89,11 +109,15 @@ impl Hass {
             .port();
         let config = format!(
             "homeassistant:\n  name: face2mqtt test\n  latitude: 0\n  longitude: 0\n  elevation: 0\n  \
-             unit_system: metric\n  time_zone: UTC\n  currency: EUR\n  country: DE\n\
+             unit_system: metric\n  time_zone: UTC\n  currency: EUR\n  country: DE\n  \
+             packages: !include_dir_named packages\n\
              http:\n  server_host: 127.0.0.1\n  server_port: {port}\n\
-             logger:\n  default: warning\n{AUTOMATIONS}"
+             logger:\n  default: warning\n{PHONE}{AUTOMATIONS}"
         );
         std::fs::write(dir.path().join("configuration.yaml"), config).expect("write config");
+        let packages = dir.path().join("packages");
+        std::fs::create_dir(&packages).expect("mkdir packages");
+        std::fs::write(packages.join("admit_stranger.yaml"), EXAMPLE).expect("write example");
         let storage = dir.path().join(".storage");
         std::fs::create_dir(&storage).expect("mkdir .storage");
         let entries = json!({
@@ -138,6 +162,11 @@ impl Hass {
             .collect()
     }
 
+    /// What the phone of the example automation was sent.
+    fn notifications(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("notify.log")).unwrap_or_default()
+    }
+
     fn tail(&self) -> String {
         let log = self.log();
         let lines: Vec<&str> = log.lines().collect();
@@ -179,7 +208,11 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     loop {
         let line_end = b.windows(2).position(|w| w == b"\r\n").expect("chunk size");
         let size = usize::from_str_radix(
-            String::from_utf8_lossy(&b[..line_end]).split(';').next().unwrap_or("").trim(),
+            String::from_utf8_lossy(&b[..line_end])
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim(),
             16,
         )
         .expect("hex chunk size");
@@ -231,10 +264,11 @@ fn hass() -> Option<PathBuf> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn home_assistant_shows_the_recognition_and_its_photo_and_its_lock_opens_the_door() {
+async fn home_assistant_shows_the_recognition_and_its_photo_its_lock_opens_and_the_example_admits_a_stranger(
+) {
     let Some(hass) = hass() else {
         skipped(
-            "home_assistant_shows_the_recognition_and_its_photo_and_its_lock_opens_the_door",
+            "home_assistant_shows_the_recognition_and_its_photo_its_lock_opens_and_the_example_admits_a_stranger",
             "no Home Assistant here: scripts/ha-test installs the tested versions and runs this",
         );
         return;
@@ -243,23 +277,46 @@ async fn home_assistant_shows_the_recognition_and_its_photo_and_its_lock_opens_t
     let s = default_simulator().await;
     let mut setup = BridgeSetup::new(broker.port, &s.sim, PASSWORD);
     setup.extra_sections = "[commands]\nrequire_synchronized_clock = false\n";
+    setup.extra_terminal_keys = "commands = [\"open\", \"admit\", \"block\"]\n";
     setup.log_level = "info";
     let mut sub = subscribe(broker.port, "ha-test/#").await;
+    let mut answers = subscribe(broker.port, "face2mqtt/front-door/response/#").await;
     let mut snapshots = subscribe(broker.port, "face2mqtt/front-door/snapshot").await;
     let _bridge = Bridge::start(&setup);
     let ha = Hass::start(&hass, broker.port);
 
-    next_where(&mut sub, START, &ha, "sign of life from HA's MQTT", |t, _| {
-        t == "ha-test/alive"
-    })
+    next_where(
+        &mut sub,
+        START,
+        &ha,
+        "sign of life from HA's MQTT",
+        |t, _| t == "ha-test/alive",
+    )
     .await;
 
-    // Discovery: the lock shows the terminal's state, so every entity HA took is there.
-    let (lock, _) = next_where(&mut sub, STEP, &ha, "the lock, locked", |t, p| {
-        state_of(t, p).is_some_and(|(e, st, _)| e.starts_with("lock.") && st == "locked")
-    })
-    .await;
-    let lock = lock.trim_start_matches("ha-test/state/").to_string();
+    // Discovery: the lock shows the terminal's state, so every entity HA took is there; the
+    // Visitor passes sensor counts the terminal's valid visitor passes.
+    let visitors_now = s.sim.users().iter().filter(|u| u.user_type == 2).count();
+    let (mut lock, mut counted) = (None, false);
+    let deadline = tokio::time::Instant::now() + STEP;
+    while lock.is_none() || !counted {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let (t, p) = next_where(
+            &mut sub,
+            left,
+            &ha,
+            "the lock, locked, and the visitor passes",
+            |t, p| state_of(t, p).is_some(),
+        )
+        .await;
+        let (entity, state, _) = state_of(&t, &p).expect("a state report");
+        if entity.starts_with("lock.") && state == "locked" {
+            lock = Some(entity);
+        } else if entity.ends_with("_visitor_passes") && state == visitors_now.to_string() {
+            counted = true;
+        }
+    }
+    let lock = lock.expect("the lock");
 
     // A recognition: HA's event entity fires with the record's fields.
     let pushed = s.sim.push(Some(PersonType::Staff));
@@ -309,6 +366,66 @@ async fn home_assistant_shows_the_recognition_and_its_photo_and_its_lock_opens_t
     })
     .await;
     assert_eq!(s.sim.opens().len(), 1, "one open reached the terminal");
+    // Locked again once the hold time is over: the next open may run.
+    next_where(&mut sub, STEP, &ha, "the lock, locked again", |t, p| {
+        state_of(t, p).is_some_and(|(e, st, _)| e == lock && st == "locked")
+    })
+    .await;
+
+    // examples/homeassistant/admit-stranger.yaml: a stranger at the door, the phone notified,
+    // the owner types a name and taps "until Friday"; the terminal then knows that face.
+    let stranger = s.sim.push(Some(PersonType::Stranger));
+    let face = s.sim.newest_capture().expect("a stranger's capture");
+    let event_id = event_id_of(&stranger);
+    let deadline = tokio::time::Instant::now() + STEP;
+    while !ha.notifications().contains("Someone is at the front door") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the phone was not notified; Home Assistant's log ends:\n{}",
+            ha.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let tap = json!({"action": format!("FACE2MQTT_ADMIT_FRIDAY_{event_id}"), "reply_text": "Ann Example"});
+    publish(
+        broker.port,
+        "ha-test/tap",
+        tap.to_string().as_bytes(),
+        false,
+    )
+    .await;
+    let (_, answer) = next_where(&mut answers, STEP, &ha, "the answer to admit", |t, _| {
+        t.ends_with("/response/admit")
+    })
+    .await;
+    let answer: Value = serde_json::from_slice(&answer).expect("json");
+    assert_eq!(answer["status"], "ok", "{answer}");
+    assert_eq!(s.sim.opens().len(), 2, "the tap opened the door once");
+    let visitor = s
+        .sim
+        .users()
+        .into_iter()
+        .find(|u| u.name == "Ann Example")
+        .expect("enrolled as the name typed");
+    assert_eq!(visitor.user_type, 2);
+    let end = visitor.extra["endTime"].as_u64().expect("endTime");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    assert!(
+        end > now && end <= now + 7 * 86_400,
+        "until Friday 18:00: {end}"
+    );
+    assert_eq!(
+        end % 86_400,
+        18 * 3600,
+        "18:00 in HA's time zone (UTC here)"
+    );
+    let back = s.sim.push_face(face);
+    assert_eq!(
+        back["name"], "Ann Example",
+        "the same face is the visitor now"
+    );
 
     let complaints = ha.complaints();
     assert!(
