@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 /// About 190 captures of the terminal's usual 43 KB.
 pub const MAX_BYTES: usize = 8 * 1024 * 1024;
+// A busy quarter hour of strangers fits, and the bound stays a few MiB on a Pi.
+const _: () = assert!(MAX_BYTES / 43_000 >= 150 && MAX_BYTES <= 16 << 20);
 
 struct Kept {
     terminal: String,
@@ -162,9 +164,24 @@ mod tests {
     }
 
     #[test]
-    fn a_photo_larger_than_the_budget_is_not_kept() {
-        let mut c = Captures::new(WINDOW, 5);
-        c.keep("door", "e1", vec![1; 6], Instant::now());
-        assert_eq!((c.len(), c.bytes()), (0, 0));
+    fn a_photo_larger_than_the_budget_is_not_kept_and_evicts_nothing() {
+        let t0 = Instant::now();
+        let mut c = Captures::new(WINDOW, 10);
+        c.keep("door", "e1", vec![1; 3], t0);
+        c.keep("door", "e2", vec![1; 11], t0);
+        assert_eq!((c.len(), c.bytes()), (1, 3));
+        assert!(c.photo("door", "e1", t0).is_some());
+    }
+
+    #[test]
+    fn captures_that_fill_the_budget_exactly_are_all_kept() {
+        let t0 = Instant::now();
+        let mut c = Captures::new(WINDOW, 20);
+        c.keep("door", "e1", vec![1; 10], t0);
+        c.keep("door", "e2", vec![1; 10], t0);
+        assert_eq!((c.len(), c.bytes()), (2, 20));
+        let mut one = Captures::new(WINDOW, 10);
+        one.keep("door", "e1", vec![1; 10], t0);
+        assert_eq!(one.len(), 1, "a photo exactly the budget is kept");
     }
 }

@@ -24,6 +24,12 @@ pub struct Route {
     pub lock: Option<Shown>,
 }
 
+/// The router's clock: tokio's, so its timers and the moments it compares run on one clock (a
+/// test pauses and advances it).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// What the people commands need beyond the gate: the stranger captures they enrol from, and
 /// the longest pass (`people.max_pass`).
 pub struct People {
@@ -57,8 +63,8 @@ pub async fn route(
         let msg = tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep_until(wake), if due.is_some() => {
-                relock_due(&mut routes, Instant::now()).await;
-                people.captures.expire(Instant::now());
+                relock_due(&mut routes, now()).await;
+                people.captures.expire(now());
                 continue;
             }
             m = rx.recv() => match m {
@@ -75,9 +81,7 @@ pub async fn route(
                 terminal,
                 event_id,
                 jpeg,
-            } => people
-                .captures
-                .keep(&terminal, &event_id, jpeg, Instant::now()),
+            } => people.captures.keep(&terminal, &event_id, jpeg, now()),
             RouterMsg::Button {
                 terminal,
                 cmd,
@@ -110,7 +114,7 @@ pub async fn route(
                     continue;
                 };
                 if let Some(shown) = route.lock.as_mut() {
-                    let state = shown.opened(shows, Instant::now());
+                    let state = shown.opened(shows, now());
                     route.responder.lock_state(state).await;
                 }
             }
@@ -217,7 +221,7 @@ fn people_job(
         request,
         super::people::PeopleRequest::Admit { open: true, .. }
     );
-    let now = Instant::now();
+    let now = now();
     let captures = &mut people.captures;
     let job = super::people::job(
         request,
@@ -299,5 +303,183 @@ async fn enqueue(route: &Route, job: Job, transaction: Option<&str>) {
                 response(Err((text, None, "busy")), transaction),
             )
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    use super::*;
+    use crate::messages::{Outbound, RouterMsg};
+
+    const HOLD: Duration = Duration::from_secs(3);
+    const WINDOW: Duration = Duration::from_secs(900);
+
+    struct Rig {
+        tx: mpsc::Sender<RouterMsg>,
+        jobs: mpsc::Receiver<Job>,
+        out: mpsc::Receiver<Outbound>,
+        stop: CancellationToken,
+    }
+
+    fn rig(allowed: &[Cmd]) -> Rig {
+        let (tx, rx) = mpsc::channel(16);
+        let (jobs_tx, jobs) = mpsc::channel(16);
+        let (out_tx, out) = mpsc::channel(64);
+        let allowed: BTreeSet<Cmd> = allowed.iter().copied().collect();
+        let route = Route {
+            lock: allowed.contains(&Cmd::Open).then(|| Shown::new(HOLD)),
+            gate: Gate::new(Duration::from_secs(10), HOLD, allowed),
+            jobs: jobs_tx,
+            responder: Responder {
+                base: "f2m".into(),
+                terminal: "door".into(),
+                out: out_tx,
+            },
+        };
+        let people = People {
+            captures: Captures::new(WINDOW, 1 << 20),
+            max_pass: Duration::from_secs(86_400),
+        };
+        let stop = CancellationToken::new();
+        let routes = HashMap::from([("door".to_string(), route)]);
+        tokio::spawn(route_loop(routes, people, rx, stop.clone()));
+        Rig {
+            tx,
+            jobs,
+            out,
+            stop,
+        }
+    }
+
+    async fn route_loop(
+        routes: HashMap<String, Route>,
+        people: People,
+        rx: mpsc::Receiver<RouterMsg>,
+        stop: CancellationToken,
+    ) {
+        route("f2m".into(), routes, people, rx, stop).await;
+    }
+
+    impl Rig {
+        async fn send(&self, cmd: &str, payload: &str) {
+            let msg = RouterMsg::Mqtt(Incoming {
+                topic: format!("f2m/door/request/{cmd}"),
+                payload: payload.as_bytes().to_vec(),
+                retain: false,
+                at: now(),
+            });
+            self.tx.send(msg).await.expect("router runs");
+        }
+
+        /// Returns once the router has taken everything sent before (it answers in order).
+        async fn settled(&mut self) {
+            self.send("no_such_command", "").await;
+            assert_eq!(self.answer().await["reason"], "bad_request");
+        }
+
+        /// The next answer on a response topic, as JSON.
+        async fn answer(&mut self) -> Value {
+            loop {
+                match self.out.recv().await.expect("router runs") {
+                    Outbound::Message { payload, .. } => {
+                        return serde_json::from_slice(&payload).expect("json")
+                    }
+                    _ => continue,
+                }
+            }
+        }
+
+        /// The next state the lock shows.
+        async fn lock_shows(&mut self) -> String {
+            loop {
+                if let Outbound::State { payload, .. } = self.out.recv().await.expect("runs") {
+                    return String::from_utf8(payload).expect("text");
+                }
+            }
+        }
+    }
+
+    impl Drop for Rig {
+        fn drop(&mut self) {
+            self.stop.cancel();
+        }
+    }
+
+    fn admit(event_id: &str, open: bool) -> String {
+        format!(r#"{{"event_id":"{event_id}","name":"Ann","until":"1h","open":{open}}}"#)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_opened_lock_shows_locked_again_exactly_the_hold_time_later() {
+        let mut r = rig(&[Cmd::Open]);
+        assert_eq!(r.lock_shows().await, "locked", "at start");
+        r.tx.send(RouterMsg::LockOpened {
+            terminal: "door".into(),
+            shows: crate::messages::LockState::Open,
+        })
+        .await
+        .expect("runs");
+        assert_eq!(r.lock_shows().await, "open");
+        let opened = tokio::time::Instant::now();
+        assert_eq!(r.lock_shows().await, "locked");
+        assert_eq!(opened.elapsed(), HOLD, "on the paused clock, to the tick");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_admit_within_the_window_carries_the_capture_and_after_it_is_refused() {
+        let mut r = rig(&[Cmd::Open, Cmd::Admit]);
+        let jpeg = vec![0xFF, 0xD8, 0xFF, 7];
+        r.tx.send(RouterMsg::Captured {
+            terminal: "door".into(),
+            event_id: "e1".into(),
+            jpeg: jpeg.clone(),
+        })
+        .await
+        .expect("runs");
+        r.settled().await;
+        tokio::time::advance(WINDOW - Duration::from_secs(1)).await;
+        r.send("admit", &admit("e1", true)).await;
+        let job = r.jobs.recv().await.expect("a job");
+        let Some(work) = job.people else {
+            panic!("an admit carries its work")
+        };
+        let super::super::PeopleJob::Enrol { user, open: true } = *work else {
+            panic!("an admit that opens enrols and opens")
+        };
+        assert_eq!(user.photo.as_deref(), Some("/9j/Bw=="), "the kept capture");
+
+        // A second admit that opens, inside the hold time: the door's rule holds for it too.
+        r.send("admit", &admit("e1", true)).await;
+        assert_eq!(r.answer().await["reason"], "duplicate");
+
+        tokio::time::advance(Duration::from_secs(1)).await;
+        r.send("admit", &admit("e1", false)).await;
+        assert_eq!(r.answer().await["reason"], "capture_gone");
+        assert!(
+            r.jobs.try_recv().is_err(),
+            "nothing more reached the executor"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_capture_of_another_terminal_or_record_is_never_enrolled() {
+        let mut r = rig(&[Cmd::Block]);
+        r.tx.send(RouterMsg::Captured {
+            terminal: "gate".into(),
+            event_id: "e1".into(),
+            jpeg: vec![0xFF, 0xD8, 0xFF],
+        })
+        .await
+        .expect("runs");
+        r.send("block", r#"{"event_id":"e1"}"#).await;
+        assert_eq!(r.answer().await["reason"], "capture_gone");
+        r.send("admit", &admit("e1", false)).await;
+        assert_eq!(r.answer().await["reason"], "not_allowed");
+        assert!(r.jobs.try_recv().is_err());
     }
 }
