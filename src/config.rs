@@ -305,9 +305,10 @@ impl TerminalConfig {
         self.name.as_deref().unwrap_or(&self.id)
     }
 
-    /// The resolved password. `Config::load` guarantees it is set.
-    pub fn secret(&self) -> Secret {
-        self.password.clone().unwrap_or_else(|| Secret::new(""))
+    /// The resolved password: `Config::load` reads `password_file` into it and refuses a
+    /// terminal without either, so `None` is only a config that was never loaded so.
+    pub fn secret(&self) -> Option<&Secret> {
+        self.password.as_ref()
     }
 }
 
@@ -1768,7 +1769,7 @@ password = "123456"
         )
         .expect("write");
         let c = Config::load(&cfg).expect("loads");
-        assert_eq!(c.terminals[0].secret().expose(), "s3cret");
+        assert_eq!(c.terminals[0].secret().map(Secret::expose), Some("s3cret"));
     }
 
     #[test]

@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{client_for, load, Failure};
+use super::{load, Failure};
 use crate::config::{MqttConfig, TerminalConfig};
-use crate::integrations::terminal::push;
+use crate::integrations::terminal::{push, Endpoint, TerminalClient};
 
 pub async fn check(path: &Path) -> Result<(), Failure> {
     let config = load(path)?;
@@ -71,7 +71,10 @@ pub async fn check(path: &Path) -> Result<(), Failure> {
 /// A terminal's HTTP API (a signed call) and record push (the WebSocket handshake): whether
 /// both answered, and a line each.
 pub(super) async fn terminal(t: &TerminalConfig) -> (bool, Vec<String>) {
-    let client = client_for(t);
+    let client = match Endpoint::of(t) {
+        Ok(e) => TerminalClient::new(e),
+        Err(e) => return (false, vec![e]),
+    };
     let mut lines = Vec::new();
     let mut ok = true;
     match client.information().await {

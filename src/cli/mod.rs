@@ -55,8 +55,10 @@ fn pick<'a>(config: &'a Config, id: Option<&str>) -> Result<&'a TerminalConfig, 
     }
 }
 
-fn client_for(t: &TerminalConfig) -> TerminalClient {
-    TerminalClient::new(Endpoint::of(t))
+fn client_for(t: &TerminalConfig) -> Result<TerminalClient, Failure> {
+    Endpoint::of(t)
+        .map(TerminalClient::new)
+        .map_err(Failure::Config)
 }
 
 fn print_json(v: &impl serde::Serialize) {
@@ -152,7 +154,7 @@ pub enum DeviceCall {
 pub async fn device(path: &Path, terminal: Option<&str>, call: DeviceCall) -> Result<(), Failure> {
     let config = load(path)?;
     let t = pick(&config, terminal)?;
-    let c = client_for(t);
+    let c = client_for(t)?;
     let fail = |e: crate::integrations::terminal::TerminalError| {
         Failure::Runtime(format!("terminal {}: {e}", t.id))
     };
@@ -282,7 +284,7 @@ pub async fn users(
 ) -> Result<(), Failure> {
     let config = load(path)?;
     let t = pick(&config, terminal)?;
-    let c = client_for(t);
+    let c = client_for(t)?;
     let fail = |e: crate::integrations::terminal::TerminalError| {
         Failure::Runtime(format!("terminal {}: {e}", t.id))
     };
@@ -408,7 +410,7 @@ pub async fn records(
     if from > to {
         return Err(Failure::Usage("--from is after --to".into()));
     }
-    let c = client_for(t);
+    let c = client_for(t)?;
     let mut q = RecordQuery::between(from, to);
     q.person_type = args.person_type.map(PersonType::code).unwrap_or(0);
     let mut count = 0u64;
@@ -480,7 +482,7 @@ pub async fn settings(
 ) -> Result<(), Failure> {
     let config = load(path)?;
     let t = pick(&config, terminal)?;
-    let c = client_for(t);
+    let c = client_for(t)?;
     let fail = |e: crate::integrations::terminal::TerminalError| {
         Failure::Runtime(format!("terminal {}: {e}", t.id))
     };
@@ -518,7 +520,7 @@ pub async fn json_cmd(path: &Path, terminal: Option<&str>, json: &str) -> Result
     let t = pick(&config, terminal)?;
     let cmd: Value = serde_json::from_str(json)
         .map_err(|e| Failure::Usage(format!("the command is not JSON: {e}")))?;
-    let answer = client_for(t)
+    let answer = client_for(t)?
         .json_cmd(&cmd)
         .await
         .map_err(|e| Failure::Runtime(format!("terminal {}: {e}", t.id)))?;

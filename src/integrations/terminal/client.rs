@@ -30,15 +30,22 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Where a configured terminal is reached.
-    pub fn of(t: &crate::config::TerminalConfig) -> Endpoint {
-        Endpoint {
+    /// Where a configured terminal is reached; an error for a terminal without a password
+    /// (never an empty one: a sign made from "" is a wrong password the terminal locks out).
+    pub fn of(t: &crate::config::TerminalConfig) -> Result<Endpoint, String> {
+        let password = t.secret().cloned().ok_or_else(|| {
+            format!(
+                "terminal `{}`: no password (give password or password_file)",
+                t.id
+            )
+        })?;
+        Ok(Endpoint {
             host: t.host.clone(),
             http_port: t.http_port,
             ws_port: t.ws_port,
-            password: t.secret(),
+            password,
             timeout: t.request_timeout,
-        }
+        })
     }
 }
 

@@ -126,8 +126,8 @@ pub fn spawn_mqtt(
 
 /// One terminal: its record link, its backfill, its command executor and time sync. Returns
 /// what the command router needs to reach it.
-pub fn spawn_terminal(config: &Config, t: &TerminalConfig, w: &Wiring) -> Route {
-    let client = TerminalClient::new(Endpoint::of(t));
+pub fn spawn_terminal(config: &Config, t: &TerminalConfig, w: &Wiring) -> Result<Route, Failure> {
+    let client = TerminalClient::new(Endpoint::of(t).map_err(Failure::Config)?);
     let (trigger_tx, trigger_rx) = watch::channel(0u64);
     let caught_up = Arc::new(AtomicU64::new(0));
     let clock = w.clocks.of(&t.id);
@@ -224,12 +224,12 @@ pub fn spawn_terminal(config: &Config, t: &TerminalConfig, w: &Wiring) -> Route 
         .contains(&Cmd::Open)
         .then(|| Shown::new(commands.open_hold));
     let gate = Gate::new(commands.max_age, commands.open_hold, allowed);
-    Route {
+    Ok(Route {
         gate,
         jobs: jobs_tx,
         responder,
         lock,
-    }
+    })
 }
 
 /// Discovery, its upkeep, diagnostics, and what follows each published record.

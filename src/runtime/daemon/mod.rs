@@ -123,7 +123,7 @@ pub async fn run(
         components::spawn_mqtt(&config, &w, out_rx, durable_rx, records_tx, &beats)?;
     let mut routes = HashMap::new();
     for t in &config.terminals {
-        routes.insert(t.id.clone(), components::spawn_terminal(&config, t, &w));
+        routes.insert(t.id.clone(), components::spawn_terminal(&config, t, &w)?);
     }
     let (base, stop) = (config.mqtt.base_topic.clone(), w.inputs.stop.clone());
     let people = crate::door::command::router::People {
