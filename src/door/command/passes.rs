@@ -281,6 +281,18 @@ mod tests {
     }
 
     #[test]
+    fn a_pass_that_starts_now_counts_and_changes_next_when_it_ends() {
+        let (state, next) = visitors_state(&[visitor("v", 100, 200)], 100);
+        assert_eq!((state["count"].clone(), next), (json!(1), Some(201)));
+        let (state, next) = visitors_state(&[visitor("v", 100, 200)], 200);
+        assert_eq!(
+            (state["count"].clone(), next),
+            (json!(1), Some(201)),
+            "valid to its last second"
+        );
+    }
+
+    #[test]
     fn the_next_change_is_a_pass_that_starts_or_ends() {
         let (_, next) = visitors_state(&[visitor("later", 300, 400)], 150);
         assert_eq!(next, Some(300));

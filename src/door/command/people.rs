@@ -198,14 +198,13 @@ fn until(
     };
     match m.get("until") {
         None | Some(Value::Null) => Err("request needs `until`, when the pass ends".into()),
-        Some(Value::String(s)) if s.trim().starts_with(|c: char| c.is_ascii_digit()) => {
-            match humantime::parse_duration(s.trim()) {
-                Ok(d) => Ok(Until::In(d)),
-                Err(_) => parse_time(&Value::String(s.clone()))
-                    .map(Until::At)
-                    .ok_or_else(bad),
-            }
-        }
+        // "3d" is a span; "2026-12-04T18:00:00+01:00" is not one, and is read as a moment.
+        Some(Value::String(s)) => match humantime::parse_duration(s.trim()) {
+            Ok(d) => Ok(Until::In(d)),
+            Err(_) => parse_time(&Value::String(s.clone()))
+                .map(Until::At)
+                .ok_or_else(bad),
+        },
         Some(v) => parse_time(v).map(Until::At).ok_or_else(bad),
     }
 }
@@ -227,6 +226,12 @@ fn photo(m: &Map<String, Value>) -> Result<Vec<u8>, String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|_| "request `photo` is not base64".to_string())?;
+    if bytes.len() > MAX_PHOTO {
+        return Err(format!(
+            "request `photo` is larger than the terminal's {} KiB",
+            MAX_PHOTO / 1024
+        ));
+    }
     if !bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         return Err(format!(
             "request `photo` is not a JPEG ({} bytes)",
@@ -516,6 +521,20 @@ mod tests {
             assert!(e.contains(says), "{e}");
         }
         assert!(read(Cmd::Pass, json!({"name": "Bo", "until": "8h"})).is_err());
+    }
+
+    #[test]
+    fn a_photo_of_512_kib_is_taken_and_one_byte_more_is_not() {
+        for (size, taken) in [(524_288, true), (524_289, false)] {
+            let mut jpeg = vec![0u8; size];
+            jpeg[..3].copy_from_slice(&[0xFF, 0xD8, 0xFF]);
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&jpeg);
+            let r = read(
+                Cmd::Pass,
+                json!({"name": "Bo", "photo": b64, "until": "8h"}),
+            );
+            assert_eq!(r.is_ok(), taken, "{size} bytes: {:?}", r.err());
+        }
     }
 
     #[test]

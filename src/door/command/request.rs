@@ -734,6 +734,18 @@ mod tests {
     }
 
     #[test]
+    fn a_pass_request_may_take_a_mib_and_not_a_byte_more() {
+        let size_refusal = |n: usize| {
+            parse_payload(Cmd::Pass, &vec![b' '; n]).is_err_and(|e| e.contains("byte limit"))
+        };
+        assert!(
+            !size_refusal(1_048_576),
+            "1 MiB is read (and refused for what it says)"
+        );
+        assert!(size_refusal(1_048_577));
+    }
+
+    #[test]
     fn only_a_pass_may_be_as_large_as_a_photo() {
         let big = format!(r#"{{"user_id":"v1","name":"{}"}}"#, " ".repeat(MAX_REQUEST));
         let e = parse_payload(Cmd::Block, big.as_bytes()).expect_err("refused");
