@@ -258,7 +258,6 @@ pub fn window(
     let limit = humantime::format_duration(max_pass);
     match end.duration_since(now) {
         Err(_) => return Err("request `until` is in the past".into()),
-        Ok(ahead) if ahead.is_zero() => return Err("request `until` is now".into()),
         Ok(ahead) if ahead > max_pass => {
             return Err(format!(
                 "request `until` is more than {limit} from now (people.max_pass)"
@@ -266,6 +265,7 @@ pub fn window(
         }
         Ok(_) => {}
     }
+    // An `until` of now itself ends here too: a window must hold a moment.
     let start = from.unwrap_or(now);
     if start >= end {
         return Err("request `from` is not before `until`".into());
@@ -575,6 +575,10 @@ mod tests {
         );
         let past = Until::At(now - Duration::from_secs(1));
         assert!(window(None, &past, now, week).is_err_and(|e| e.contains("past")));
+        assert!(
+            window(None, &Until::At(now), now, week).is_err(),
+            "an until of now"
+        );
         let far = Until::In(week + Duration::from_secs(1));
         assert!(window(None, &far, now, week).is_err_and(|e| e.contains("people.max_pass")));
         assert_eq!(
