@@ -1,3 +1,4 @@
+// Over 450 lines: the code is 400; the rest is its unit tests.
 //! The people commands (`admit`, `pass`, `revoke`, `block`): their requests, read strictly, and
 //! the terminal users they become. Pure: no IO, no clock reads (callers pass the time in).
 //!

@@ -1,3 +1,4 @@
+// Over 450 lines: the code is 310; the rest is its paused-clock tests.
 //! The command router: every request, lock command and button press passes the terminal's
 //! [`Gate`] here, as it arrives, before it may reach the terminal's executor. It also owns what
 //! each terminal's lock shows ([`Shown`]), and its one timer: the earliest moment a lock falls
