@@ -10,6 +10,10 @@ use super::{response_with, terminal_failure, Cmd, Executor};
 use crate::integrations::terminal::model::{lenient_i64, User};
 use crate::integrations::terminal::{TerminalClient, TerminalError, UserQuery};
 use crate::messages::{topics, Outbound};
+use crate::pipeline::record::rfc3339;
+
+/// The passes the sensor lists by name (a few hundred bytes each against the 512 KiB packet).
+const MAX_LISTED: usize = 200;
 
 /// After a failed read of the visitors, the next try.
 const RETRY: Duration = Duration::from_secs(60);
@@ -204,6 +208,7 @@ fn bound(user: &User, key: &str) -> Option<u64> {
 /// with their names and windows, and the next moment that changes (a pass starts or ends).
 pub fn visitors_state(users: &[User], now: u64) -> (Value, Option<u64>) {
     let mut passes = Vec::new();
+    let mut count = 0usize;
     let mut next: Option<u64> = None;
     let mut soonest = |t: u64| next = Some(next.map_or(t, |n| n.min(t)));
     for u in users.iter().filter(|u| u.user_type == VISITOR) {
@@ -218,23 +223,22 @@ pub fn visitors_state(users: &[User], now: u64) -> (Value, Option<u64>) {
         }
         let valid = start.is_none_or(|s| now >= s) && end.is_none_or(|e| now <= e);
         if valid {
-            let time = |t: Option<u64>| {
-                t.map(|s| {
-                    // A hostile endTime must not reach the formatter, which stops at 9999.
-                    let s = s.min(253_402_300_799);
-                    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
-                    humantime::format_rfc3339_seconds(at).to_string()
-                })
-            };
-            passes.push(json!({
-                "user_id": u.user_id,
-                "name": u.name,
-                "from": time(start),
-                "until": time(end),
-            }));
+            count += 1;
+            // The terminal's roster is outside input: the retained state must stay one MQTT
+            // packet whatever it holds, so only the first passes are listed (all are counted).
+            if passes.len() < MAX_LISTED {
+                // `rfc3339` clamps a hostile endTime to the formatter's year 9999.
+                let time = |t: Option<u64>| t.map(rfc3339);
+                passes.push(json!({
+                    "user_id": u.user_id,
+                    "name": u.name,
+                    "from": time(start),
+                    "until": time(end),
+                }));
+            }
         }
     }
-    let state = json!({"count": passes.len(), "passes": passes});
+    let state = json!({"count": count, "passes": passes});
     (state, next)
 }
 
@@ -304,6 +308,17 @@ mod tests {
     fn an_end_beyond_the_year_9999_is_shown_as_its_last_second() {
         let (state, _) = visitors_state(&[visitor("v", 1, i64::MAX as u64)], 5);
         assert_eq!(state["passes"][0]["until"], json!("9999-12-31T23:59:59Z"));
+    }
+
+    #[test]
+    fn a_roster_of_thousands_is_counted_whole_and_listed_in_part() {
+        let users: Vec<User> = (0..5000)
+            .map(|i| visitor(&format!("v{i}"), 1, 10))
+            .collect();
+        let (state, _) = visitors_state(&users, 5);
+        assert_eq!(state["count"], json!(5000));
+        assert_eq!(state["passes"].as_array().map(Vec::len), Some(MAX_LISTED));
+        assert!(state.to_string().len() < 64 * 1024);
     }
 
     #[test]
