@@ -24,10 +24,13 @@ fn normalize(data: &Map<String, Value>, dropped: &[String]) {
     for source in [Source::Live, Source::Backfill] {
         if let Ok(mut rec) = record::normalize("t", data, source) {
             rec.mark_truncated(dropped);
-            assert!(rec.sign_time > 0 && rec.sign_time <= record::MAX_SIGN_TIME);
-            let text = rec.json.to_string();
+            assert!(rec.sign_time() > 0 && rec.sign_time() <= record::MAX_SIGN_TIME);
+            let text = rec.published();
+            assert!(text.len() <= record::size::MAX_JSON);
+            let back = record::Record::from_json(&text).expect("reads back");
+            assert_eq!(back.event_id, rec.record.event_id);
             let _ = record::without_snapshot(&text);
-            let _ = record::rfc3339(rec.sign_time);
+            let _ = record::rfc3339(rec.sign_time());
             rec.drop_photo();
         }
     }

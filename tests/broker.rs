@@ -29,6 +29,7 @@ fn event_ids_of(
                 face2mqtt::pipeline::record::Source::Live,
             )
             .expect("normalizes")
+            .record
             .event_id
         })
         .collect()

@@ -307,7 +307,7 @@ fn spool_config(dir: &Path, spool: &Path) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn spool_status_and_quarantine_see_and_mend_a_stopped_bridges_spool() {
-    use face2mqtt::pipeline::record::Normalized;
+    use face2mqtt::pipeline::record::{Normalized, Record};
     let d = tempfile::tempdir().expect("tempdir");
     let spool = d.path().join("spool");
     let config = spool_config(d.path(), &spool);
@@ -317,13 +317,7 @@ async fn spool_status_and_quarantine_see_and_mend_a_stopped_bridges_spool() {
             ("front-door-1-1", 1_700_000_000),
             ("front-door-1-2", 1_700_000_001),
         ] {
-            let rec = Normalized {
-                event_id: id.into(),
-                sign_time: t,
-                json: serde_json::json!({"event_id": id}),
-                photo: None,
-                photo_problem: None,
-            };
+            let rec = Normalized::of(Record::bare("front-door", id, t));
             s.append("front-door", &rec, None, true).expect("append");
         }
         s.quarantine(1, "larger than the broker takes")

@@ -25,7 +25,7 @@ fn event_id(pushed: &Value) -> Option<String> {
         face2mqtt::pipeline::record::Source::Live,
     )
     .ok()
-    .map(|r| r.event_id)
+    .map(|r| r.record.event_id)
 }
 
 /// Publishes one message with a packet limit big enough for hostile sizes.

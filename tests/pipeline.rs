@@ -33,6 +33,7 @@ fn expected_event_ids(pushed: &[Value]) -> BTreeSet<String> {
                 face2mqtt::pipeline::record::Source::Live,
             )
             .expect("normalizes")
+            .record
             .event_id
         })
         .collect()
@@ -418,4 +419,69 @@ async fn one_terminals_trouble_never_stalls_another() {
         0,
         "the other terminal was down all along"
     );
+}
+
+/// The size policy fits records before they are spooled; entries an older version spooled over
+/// MQTT's packet limit (the spool is on disk: outside input) go out fitted now, or, when they
+/// are not a record at all, to quarantine: neither blocks the records behind it or ends the
+/// session. Judged on the broker and by `spool status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_spooled_over_the_packet_limit_by_an_older_version_go_out_fitted_or_to_quarantine()
+{
+    use face2mqtt::pipeline::record::{Normalized, Record};
+    use face2mqtt::pipeline::spool::{Encoded, Incoming, Spool};
+    let d = tempfile::tempdir().expect("tempdir");
+    let spool = d.path().join("spool");
+    {
+        let s = Spool::open(&spool, 64 << 20).expect("spool");
+        let mut old = Record::bare("front-door", "front-door-1700000000-1", 1_700_000_000);
+        old.extra
+            .insert("description".into(), Value::from("d".repeat(600 << 10)));
+        let not_a_record = serde_json::json!({
+            "event_id": "front-door-1700000000-2", "pad": "p".repeat(600 << 10),
+        });
+        for (event_id, json) in [
+            ("front-door-1700000000-1", old.to_json()),
+            ("front-door-1700000000-2", not_a_record.to_string()),
+        ] {
+            let big = Incoming {
+                event_id: event_id.into(),
+                sign_time: 1_700_000_000,
+                json,
+                photo: None,
+                backfill: false,
+            };
+            s.append_encoded(&Encoded::new("front-door", &big, 1), true)
+                .expect("append");
+        }
+        let next = Record::bare("front-door", "front-door-1700000001-3", 1_700_000_001);
+        s.append("front-door", &Normalized::of(next), None, true)
+            .expect("append");
+        s.flush().expect("flush");
+        s.close().expect("close");
+    }
+    let broker = Mosquitto::start();
+    let s = default_simulator().await;
+    let mut sub = subscribe(broker.port, "face2mqtt/#").await;
+    let bridge = Bridge::start_with_spool(&BridgeSetup::new(broker.port, &s.sim, PASSWORD), &spool);
+    let mut seen = Vec::new();
+    let fitted = record_seen(&mut sub, &mut seen, "front-door-1700000000-1").await;
+    assert_eq!(fitted["truncated"], true);
+    assert!(fitted.get("extra").is_none(), "the oversized field went");
+    record_seen(&mut sub, &mut seen, "front-door-1700000001-3").await;
+    eventually(
+        "the entry that is no record in quarantine",
+        Duration::from_secs(20),
+        || async { quarantined(&bridge) == 1 },
+    )
+    .await;
+    assert!(
+        !records_of(&seen)
+            .iter()
+            .any(|r| r["event_id"] == "front-door-1700000000-2"),
+        "what cannot be fitted never reaches the broker"
+    );
+    // The session held: a record pushed now still goes out.
+    let pushed = s.sim.push(Some(PersonType::Staff));
+    record_seen(&mut sub, &mut seen, &event_id_of(&pushed)).await;
 }

@@ -114,9 +114,10 @@ fn frame_to_record(bytes: &[u8]) {
     };
     if let Ok(mut rec) = record::normalize("t", &data, Source::Live) {
         rec.mark_truncated(&dropped);
-        assert!(rec.sign_time > 0 && rec.sign_time <= record::MAX_SIGN_TIME);
-        assert_eq!(rec.json["snapshot"], json!(rec.photo.is_some()));
-        let _ = record::rfc3339(rec.sign_time);
+        assert!(rec.sign_time() > 0 && rec.sign_time() <= record::MAX_SIGN_TIME);
+        assert_eq!(rec.json()["snapshot"], json!(rec.photo.is_some()));
+        let _ = record::rfc3339(rec.sign_time());
+        assert!(rec.published().len() <= record::size::MAX_JSON);
     }
 }
 
@@ -138,7 +139,7 @@ proptest! {
         prop_assert_eq!(classify(frame.as_bytes()), Frame::Record(sent));
         frame_to_record(frame.as_bytes());
         if let Ok(rec) = record::normalize("t", &data, Source::Backfill) {
-            let time = rec.json["time"].as_str().unwrap_or_default().to_string();
+            let time = rec.json()["time"].as_str().unwrap_or_default().to_string();
             prop_assert!(time.len() == 20 && time.ends_with('Z'), "{}", time);
         }
     }

@@ -121,6 +121,7 @@ fn push_some(
                 face2mqtt::pipeline::record::Source::Live,
             )
             .expect("normalizes")
+            .record
             .event_id
         })
         .collect()

@@ -23,7 +23,7 @@ fn event_id(pushed: &Value) -> Option<String> {
     let map = pushed.as_object()?;
     record::normalize("front-door", map, Source::Live)
         .ok()
-        .map(|r| r.event_id)
+        .map(|r| r.record.event_id)
 }
 
 fn now_s() -> f64 {

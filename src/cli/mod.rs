@@ -427,7 +427,7 @@ pub async fn records(
                 continue;
             }
             match record::normalize(&t.id, &item, Source::Backfill) {
-                Ok(n) => println!("{}", n.json),
+                Ok(n) => println!("{}", n.published()),
                 Err(e) => eprintln!("skipped a record: {e}"),
             }
         }

@@ -247,7 +247,7 @@ impl Backfill {
         for item in items {
             match record::normalize(&t.id, &item, Source::Backfill) {
                 Ok(mut rec) => {
-                    if self.clock.fetched(rec.sign_time, now) {
+                    if self.clock.fetched(rec.sign_time(), now) {
                         ahead += 1;
                     }
                     if !(keep_first_photo && out.is_empty()) {

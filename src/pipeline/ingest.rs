@@ -28,9 +28,9 @@ use crate::pipeline::spool::writer::SpoolCmd;
 use crate::pipeline::spool::Incoming;
 use crate::throttle::{more, Episode, Throttle};
 
-/// Frames above this are not parsed whole (a real one is ~58 KB; known users add their photo):
-/// their record is read without its oversized fields ([`lean`]).
-pub const MAX_RECORD_FRAME: usize = 1 << 20;
+/// Frames above this are not parsed whole: their record is read without its oversized fields
+/// ([`lean`]). The size policy: [`record::size`].
+pub use record::size::WHOLE_FRAME as MAX_RECORD_FRAME;
 
 #[derive(Debug, PartialEq)]
 pub enum Frame {
@@ -85,7 +85,7 @@ fn classify_oversized(bytes: &[u8]) -> Frame {
         bytes.len(),
         MAX_RECORD_FRAME
     );
-    let l = match lean::parse(bytes, lean::Limits::RECORD) {
+    let l = match lean::parse(bytes, record::size::LEAN) {
         Ok(l) => l,
         Err(e) => return Frame::Lost(format!("{over}, and not readable: {e}")),
     };
@@ -305,11 +305,11 @@ impl Ingest {
                     rec.mark_truncated(&dropped);
                     if let Some(problem) = &rec.photo_problem {
                         if let Some(n) = self.noisy("capture photos dropped") {
-                            tracing::warn!(terminal = %t.id, event_id = %rec.event_id, "capture photo dropped: {problem}{}", more(n));
+                            tracing::warn!(terminal = %t.id, event_id = %rec.event_id(), "capture photo dropped: {problem}{}", more(n));
                         }
                     }
-                    tracing::debug!(terminal = %t.id, event_id = %rec.event_id, "record received");
-                    self.judge_clock(rec.sign_time);
+                    tracing::debug!(terminal = %t.id, event_id = %rec.event_id(), "record received");
+                    self.judge_clock(rec.sign_time());
                     let current = generation.max(*self.backfill.borrow());
                     let advance = self.caught_up.load(Ordering::SeqCst) >= current;
                     // Serialized now: what waits is what its bytes say (see `Incoming`). The
@@ -478,9 +478,9 @@ mod tests {
                 assert_eq!(data["name"], "Ada");
                 let mut rec = record::normalize("t", &data, Source::Live).expect("normalizes");
                 rec.mark_truncated(&dropped);
-                assert_eq!(rec.json["snapshot"], false);
-                assert_eq!(rec.json["truncated"], true);
-                assert_eq!(rec.event_id, "t-1600972860-42");
+                assert_eq!(rec.json()["snapshot"], false);
+                assert_eq!(rec.json()["truncated"], true);
+                assert_eq!(rec.event_id(), "t-1600972860-42");
             }
             other => panic!("expected a reduced record, got {other:?}"),
         }

@@ -988,7 +988,7 @@ pub fn push_recorded(sim: &Simulator, n: usize, made: &mut std::collections::BTr
                 )
                 .ok()
             })
-            .map(|r| r.event_id)
+            .map(|r| r.record.event_id)
             .expect("the simulator's records normalize");
         made.insert(id);
     }
@@ -1039,6 +1039,7 @@ pub fn event_id_of(pushed: &serde_json::Value) -> String {
     let data = pushed.as_object().cloned().unwrap_or_default();
     normalize("front-door", &data, Source::Live)
         .expect("a pushed record normalizes")
+        .record
         .event_id
 }
 

@@ -11,7 +11,9 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+
+use crate::pipeline::record::{Record, Source};
 
 /// How many recent event ids are remembered so a resend after a reconnect does not fire twice.
 const REMEMBER: usize = 512;
@@ -33,20 +35,20 @@ impl FreshEvents {
 
     /// The event payload for this record, if it should fire: pushed live, and taken by the
     /// bridge (`spooled_ms`) no longer than the limit before `now_ms` (both Unix ms, ours).
-    pub fn fire(&mut self, record: &Value, spooled_ms: u64, now_ms: u64) -> Option<Vec<u8>> {
-        if record.get("source")?.as_str()? != "live" {
+    pub fn fire(&mut self, record: &Record, spooled_ms: u64, now_ms: u64) -> Option<Vec<u8>> {
+        if record.source != Source::Live {
             return None;
         }
-        let event_id = record.get("event_id")?.as_str()?;
         let held = u128::from(now_ms.saturating_sub(spooled_ms));
         if held > self.max_age.as_millis() {
             return None;
         }
+        let event_id = &record.event_id;
         if self.seen.contains(event_id) {
             return None;
         }
-        self.seen.insert(event_id.to_string());
-        self.recent.push_back(event_id.to_string());
+        self.seen.insert(event_id.clone());
+        self.recent.push_back(event_id.clone());
         if self.recent.len() > REMEMBER {
             if let Some(old) = self.recent.pop_front() {
                 self.seen.remove(&old);
@@ -57,50 +59,45 @@ impl FreshEvents {
 }
 
 /// `event_type` is the person type; the rest become the event's attributes in HA.
-pub fn payload(record: &Value) -> Value {
-    let person = record.get("person").cloned().unwrap_or(Value::Null);
-    let kind = person
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("stranger");
-    let mut m = Map::new();
-    m.insert("event_type".into(), json!(kind));
-    for key in ["name", "user_id", "department"] {
-        if let Some(v) = person.get(key) {
-            m.insert(key.into(), v.clone());
-        }
-    }
-    for key in [
-        "similarity",
-        "temperature",
-        "mask",
-        "method",
-        "event_id",
-        "time",
-        "source",
-    ] {
-        if let Some(v) = record.get(key) {
-            m.insert(key.into(), v.clone());
-        }
-    }
-    Value::Object(m)
+pub fn payload(record: &Record) -> Value {
+    let p = &record.person;
+    json!({
+        "event_type": p.kind,
+        "name": p.name,
+        "user_id": p.user_id,
+        "department": p.department,
+        "similarity": record.similarity,
+        "temperature": record.temperature,
+        "mask": record.mask,
+        "method": record.method,
+        "event_id": record.event_id,
+        "time": record.time,
+        "source": record.source,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn record(id: &str, timestamp: u64, kind: &str) -> Value {
-        with_source(id, timestamp, kind, "live")
+    fn record(id: &str, timestamp: u64, kind: &str) -> Record {
+        with_source(id, timestamp, kind, Source::Live)
     }
 
-    fn with_source(id: &str, timestamp: u64, kind: &str, source: &str) -> Value {
-        json!({
-            "event_id": id, "terminal": "t", "timestamp": timestamp, "time": "x", "source": source,
-            "person": {"user_id": "E1", "name": "Ada", "type": kind, "department": "R&D"},
-            "similarity": 93, "temperature": {"value": 36.6, "unit": "C", "state": "normal"},
-            "mask": null, "method": "face",
-        })
+    fn with_source(id: &str, timestamp: u64, kind: &str, source: Source) -> Record {
+        let mut r = Record::bare("t", id, timestamp);
+        r.source = source;
+        r.person.user_id = "E1".into();
+        r.person.name = "Ada".into();
+        r.person.kind = kind.into();
+        r.person.department = "R&D".into();
+        r.similarity = Some(93);
+        r.temperature = Some(crate::pipeline::record::Temperature {
+            value: 36.6,
+            unit: "C".into(),
+            state: "normal".into(),
+        });
+        r
     }
 
     #[test]
@@ -115,6 +112,12 @@ mod tests {
         assert_eq!(v["event_id"], "a");
         assert_eq!(v["similarity"], 93);
         assert_eq!(v["temperature"]["value"], 36.6);
+        assert_eq!(v["mask"], Value::Null);
+        assert_eq!(v["source"], "live");
+        assert_eq!(v["department"], "R&D");
+        assert_eq!(v["user_id"], "E1");
+        assert_eq!(v["method"], "face");
+        assert_eq!(v["time"], "1970-01-01T00:16:40Z");
     }
 
     #[test]
@@ -140,7 +143,7 @@ mod tests {
     #[test]
     fn a_fetched_record_never_fires_even_when_dated_now() {
         let mut f = FreshEvents::new(Duration::from_secs(60));
-        let r = with_source("a", 1_800_000_000, "staff", "backfill");
+        let r = with_source("a", 1_800_000_000, "staff", Source::Backfill);
         assert!(f.fire(&r, 1_800_000_000_000, 1_800_000_000_000).is_none());
     }
 
@@ -165,12 +168,5 @@ mod tests {
         }
         assert_eq!(f.seen.len(), REMEMBER);
         assert_eq!(f.recent.len(), REMEMBER);
-    }
-
-    #[test]
-    fn a_record_without_source_or_id_does_not_fire() {
-        let mut f = FreshEvents::new(Duration::from_secs(60));
-        assert!(f.fire(&json!({"event_id": "a"}), 0, 0).is_none());
-        assert!(f.fire(&json!({"source": "live"}), 0, 0).is_none());
     }
 }

@@ -30,6 +30,7 @@ use crate::config::{ButtonConfig, HomeAssistantConfig, TerminalConfig};
 use crate::integrations::terminal::TerminalClient;
 use crate::messages::{topics, DeviceDetails, HaMsg, Outbound, Published};
 use crate::pipeline::clocks::Clocks;
+use crate::pipeline::record::Record;
 use crate::pipeline::spool::Spool;
 use crate::stats::Stats;
 use discovery::Site;
@@ -172,8 +173,12 @@ impl HomeAssistant {
         let Some(fresh) = records.fresh.as_mut() else {
             return;
         };
-        let Ok(record) = serde_json::from_str::<Value>(&r.json) else {
-            return;
+        let record = match Record::from_json(&r.json) {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::debug!(event_id = %r.event_id, "no Home Assistant event: {e}");
+                return;
+            }
         };
         let now_ms = crate::integrations::terminal::sign::now_ms();
         match fresh.fire(&record, r.spooled_ms, now_ms) {

@@ -19,21 +19,12 @@ use serde_json::{Map, Value};
 pub struct Limits {
     /// Longest text kept in an ordinary field.
     pub field: usize,
-    /// Longest capture photo (`signAvatar`, base64) kept: one the MQTT packet limit can carry.
+    /// Longest capture photo (`signAvatar`, base64) kept.
     pub photo: usize,
     /// Longest member name kept.
     pub key: usize,
     /// Everything kept, in bytes of text plus a charge per value, over the whole record.
     pub total: usize,
-}
-
-impl Limits {
-    pub const RECORD: Limits = Limits {
-        field: 64 << 10,
-        photo: 480 << 10,
-        key: 256,
-        total: 1 << 20,
-    };
 }
 
 /// The capture photo: kept up to [`Limits::photo`].

@@ -7,8 +7,6 @@
 //! spool. Each record that goes out is also handed to the consumers that follow records (the Home
 //! Assistant task: the retained last record and the fresh-event rule).
 
-mod fit;
-
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
@@ -17,7 +15,9 @@ use tokio::sync::{mpsc, watch};
 use crate::integrations::mqtt::acks::Tag;
 use crate::integrations::mqtt::session::{Feed, Sink};
 use crate::integrations::mqtt::{MAX_PACKET, WINDOW};
-use crate::messages::{topics, Published, RouterMsg};
+use crate::messages::topics::{self, MAX_TOPIC_BYTES};
+use crate::messages::{Published, RouterMsg};
+use crate::pipeline::record::{self, size};
 use crate::pipeline::spool::writer::SpoolCmd;
 use crate::pipeline::spool::{Entry, Spool};
 
@@ -49,6 +49,10 @@ pub struct Publisher {
 /// hand-off per record (BENCHMARKS.md, the drain beside 3520978).
 const READ_AHEAD: usize = 128;
 const READ_AHEAD_BYTES: usize = 1 << 20;
+
+// What the size policy lets into the spool always fits a packet, with the longest topic.
+const _: () = assert!(size::MAX_JSON + MAX_TOPIC_BYTES + 16 <= MAX_PACKET);
+const _: () = assert!(size::MAX_PHOTO + MAX_TOPIC_BYTES + 16 <= MAX_PACKET);
 
 impl Publisher {
     pub fn new(
@@ -90,7 +94,7 @@ impl Publisher {
         let Some((router, terminals)) = &self.captures else {
             return;
         };
-        if !terminals.contains(&entry.terminal) || !is_stranger(&entry.json) {
+        if !terminals.contains(&entry.terminal) || !record::is_stranger(&entry.json) {
             return;
         }
         let msg = RouterMsg::Captured {
@@ -165,24 +169,29 @@ impl Publisher {
         }
         let topic = topics::record(&self.base, &entry.terminal);
         tracing::trace!(seq, event_id = %entry.event_id, "publishing");
-        // A record that cannot go out as it stands goes out reduced, or into quarantine: it
-        // must never block the records behind it.
-        let room = MAX_PACKET.saturating_sub(topic.len() + 16);
-        let as_spooled = photo_lost
-            .then(|| crate::pipeline::record::without_snapshot(&entry.json))
-            .flatten();
-        let as_spooled = as_spooled.as_deref().unwrap_or(&entry.json);
-        let Some(json) = fit::fit(as_spooled, room) else {
+        // Records are fitted to the size policy before they are spooled; an entry an older
+        // version spooled may still be over the packet limit: it is fitted now, or goes into
+        // quarantine, loudly. Either way it never blocks the records behind it.
+        let json = match photo_lost
+            .then(|| record::without_snapshot(&entry.json))
+            .flatten()
+        {
+            Some(json) => json,
+            None => entry.json,
+        };
+        let json = if json.len() + topic.len() + 16 <= MAX_PACKET {
+            json
+        } else if let Some(fitted) = size::refit(&json, size::MAX_JSON) {
+            tracing::warn!(terminal = %entry.terminal, event_id = %entry.event_id, size = json.len(), "spooled record larger than the MQTT packet limit; published reduced (\"truncated\": true)");
+            fitted
+        } else {
             let reason = format!(
                 "record JSON of {} bytes does not fit the {MAX_PACKET} byte MQTT packet limit even reduced",
-                entry.json.len()
+                json.len()
             );
             self.quarantine(seq, reason);
             return true;
         };
-        if json.len() < as_spooled.len() {
-            tracing::warn!(terminal = %entry.terminal, event_id = %entry.event_id, size = entry.json.len(), "record larger than the MQTT packet limit; published reduced (\"truncated\": true)");
-        }
         if !sink.submit(&topic, json.clone().into_bytes(), false, Tag::Entry(seq)) {
             return false;
         }
@@ -200,24 +209,6 @@ impl Publisher {
         }
         true
     }
-}
-
-/// Whether a record JSON is a stranger's (`person.type`); only the field is read.
-fn is_stranger(json: &str) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Record<'a> {
-        #[serde(borrow)]
-        person: Option<Person<'a>>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Person<'a> {
-        #[serde(rename = "type")]
-        kind: Option<&'a str>,
-    }
-    serde_json::from_str::<Record<'_>>(json)
-        .ok()
-        .and_then(|r| r.person?.kind)
-        == Some("stranger")
 }
 
 /// An entry with its photo, or why it cannot be decoded.
@@ -342,27 +333,5 @@ impl Feed for Publisher {
             );
         }
         tracing::info!(left_in_spool = self.spool.len(), "publisher stopped");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_stranger;
-
-    #[test]
-    fn only_a_record_whose_person_is_a_stranger_is_one() {
-        assert!(is_stranger(
-            r#"{"event_id":"e","person":{"name":"","type":"stranger"}}"#
-        ));
-        for json in [
-            r#"{"person":{"name":"Ann","type":"staff"}}"#,
-            r#"{"person":{"type":"visitor"}}"#,
-            r#"{"person":null}"#,
-            r#"{"event_id":"e"}"#,
-            r#"{"person":{"type":7}}"#,
-            "not json",
-        ] {
-            assert!(!is_stranger(json), "{json}");
-        }
     }
 }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::record::Normalized;
+use crate::pipeline::record::{Normalized, Source};
 
 /// What an entry's photo file must be: a torn write after a power cut shows as a mismatch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,21 +77,16 @@ pub struct Incoming {
 impl From<Normalized> for Incoming {
     fn from(rec: Normalized) -> Incoming {
         Incoming {
-            backfill: from_backfill(&rec),
-            json: exact(rec.json.to_string()),
-            event_id: exact(rec.event_id),
-            sign_time: rec.sign_time,
+            backfill: rec.record.source == Source::Backfill,
+            json: exact(rec.published()),
+            sign_time: rec.sign_time(),
+            event_id: exact(rec.record.event_id),
             photo: rec.photo.map(|mut p| {
                 p.shrink_to_fit();
                 p
             }),
         }
     }
-}
-
-/// Whether backfill fetched it (the record says so in its `source`).
-fn from_backfill(rec: &Normalized) -> bool {
-    rec.json["source"] == crate::pipeline::record::Source::Backfill.as_str()
 }
 
 /// `s` without spare capacity: a string serialized into a growing buffer can hold twice its
@@ -105,11 +100,11 @@ impl Incoming {
     /// `rec` with `photo` (a copy; for callers that hold the record, not own it).
     pub fn of(rec: &Normalized, photo: Option<&[u8]>) -> Incoming {
         Incoming {
-            event_id: rec.event_id.clone(),
-            sign_time: rec.sign_time,
-            json: rec.json.to_string(),
+            event_id: rec.record.event_id.clone(),
+            sign_time: rec.sign_time(),
+            json: rec.published(),
             photo: photo.map(<[u8]>::to_vec),
-            backfill: from_backfill(rec),
+            backfill: rec.record.source == Source::Backfill,
         }
     }
 
@@ -189,33 +184,43 @@ fn split(value: &[u8]) -> Option<(&[u8], &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::record::size::MAX_JSON;
+    use crate::pipeline::record::Record;
     use serde_json::json;
 
     fn rec() -> Normalized {
-        Normalized {
-            event_id: "door-1700000000-7".into(),
-            sign_time: 1_700_000_000,
-            json: json!({"event_id": "door-1700000000-7", "name": "Zoë \"Z\"\u{a0}Ng", "snapshot": true}),
-            photo: None,
-            photo_problem: None,
-        }
+        let mut r = Record::bare("door", "door-1700000000-7", 1_700_000_000);
+        r.person.name = "Zoë \"Z\"\u{a0}Ng".into();
+        r.snapshot = true;
+        Normalized::of(r)
+    }
+
+    #[test]
+    fn a_record_on_its_way_is_fitted_to_the_size_policy() {
+        let mut r = rec();
+        r.record
+            .extra
+            .insert("description".into(), json!("d".repeat(MAX_JSON)));
+        let i = Incoming::from(r);
+        assert!(i.json.len() <= MAX_JSON);
+        assert!(i.json.contains(r#""truncated":true"#), "{}", &i.json[..200]);
     }
 
     #[test]
     fn a_record_on_its_way_holds_its_json_serialized_and_costs_what_it_holds() {
         let mut r = rec();
         r.photo = Some(b"jpeg".to_vec());
-        let json = r.json.to_string();
+        let json = r.record.to_json();
         let live = Incoming::from(r.clone());
         assert_eq!(live.json, json);
         assert_eq!(live.photo.as_deref(), Some(&b"jpeg"[..]));
-        assert_eq!(live.size(), json.len() + r.event_id.len() + 4);
+        assert_eq!(live.size(), json.len() + r.event_id().len() + 4);
         let held = live.json.capacity()
             + live.event_id.capacity()
             + live.photo.as_ref().map_or(0, Vec::capacity);
         assert_eq!(held, live.size(), "it holds no more than it is counted for");
         assert!(!live.backfill);
-        r.json["source"] = json!("backfill");
+        r.record.source = Source::Backfill;
         assert!(Incoming::from(r).backfill);
     }
 
@@ -229,9 +234,9 @@ mod tests {
             back,
             Entry {
                 terminal: "door".into(),
-                event_id: r.event_id.clone(),
-                sign_time: r.sign_time,
-                json: r.json.to_string(),
+                event_id: r.event_id().into(),
+                sign_time: r.sign_time(),
+                json: r.record.to_json(),
                 spooled_ms: 42,
                 photo: Some(PhotoRef {
                     len: 4,
@@ -247,7 +252,10 @@ mod tests {
         let without = Incoming::of(&r, None);
         let e = Encoded::new("door", &without, 1);
         let text = String::from_utf8(e.value.clone()).expect("utf-8");
-        assert!(text.ends_with(&format!("\n{}", r.json)), "{text}");
+        assert!(
+            text.ends_with(&format!("\n{}", r.record.to_json())),
+            "{text}"
+        );
         assert_eq!(e.size(), e.value.len() as u64);
         let i = Incoming::of(&r, Some(b"12345"));
         let with_photo = Encoded::new("door", &i, 1);

@@ -441,7 +441,6 @@ impl Spool {
 mod tests {
     use super::super::testing::*;
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn entries_come_out_in_the_order_they_went_in() {
@@ -670,10 +669,7 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         // 1 MiB cap: 64 KiB segments.
         let s = Spool::open(d.path(), 1 << 20).expect("opens");
-        let big = |i: u64| Normalized {
-            json: json!({"event_id": format!("t-{i}"), "pad": "x".repeat(8000)}),
-            ..rec(&format!("t-{i}"), i)
-        };
+        let big = |i: u64| padded(&format!("t-{i}"), i, 8000);
         let seqs: Vec<u64> = (0..40)
             .map(|i| stored(s.append("t", &big(i), None, true).expect("append")))
             .collect();
@@ -711,10 +707,7 @@ mod tests {
     fn an_entry_acknowledged_while_a_batch_reads_it_is_skipped_not_taken_for_damage() {
         let d = tempfile::tempdir().expect("tempdir");
         let s = Spool::open(d.path(), 1 << 20).expect("opens");
-        let big = Normalized {
-            json: json!({"pad": "x".repeat(70_000)}),
-            ..rec("t-1", 1)
-        };
+        let big = padded("t-1", 1, 70_000);
         let a = stored(s.append("t", &big, None, true).expect("append"));
         s.append("t", &rec("t-2", 2), None, true).expect("append");
         // The batch has read `a`'s index entry; then its PUBACK arrives and its segment goes.
@@ -835,10 +828,7 @@ mod tests {
 
     /// A record whose frame takes 16 KiB of the log: four fill a segment of a 1 MiB spool.
     fn big(i: u64) -> Normalized {
-        Normalized {
-            json: json!({"event_id": format!("t-{i}"), "pad": "x".repeat(16 << 10)}),
-            ..rec(&format!("t-{i}"), i)
-        }
+        padded(&format!("t-{i}"), i, 16 << 10)
     }
 
     #[test]

@@ -4,13 +4,14 @@ use super::*;
 use serde_json::json;
 
 pub fn rec(id: &str, t: u64) -> Normalized {
-    Normalized {
-        event_id: id.into(),
-        sign_time: t,
-        json: json!({"event_id": id}),
-        photo: None,
-        photo_problem: None,
-    }
+    Normalized::of(crate::pipeline::record::Record::bare("t", id, t))
+}
+
+/// `rec(id, t)` with `pad` bytes of text under `extra`.
+pub fn padded(id: &str, t: u64, pad: usize) -> Normalized {
+    let mut r = rec(id, t);
+    r.record.extra.insert("pad".into(), json!("x".repeat(pad)));
+    r
 }
 
 /// Opens the spool in `dir`, also again after a `Spool` on it was dropped. sled lets go of

@@ -8,7 +8,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+
+mod shape;
+pub mod size;
+
+pub use shape::{is_stranger, Mask, Person, Record, Temperature};
 
 use crate::integrations::terminal::model::{
     lenient_bool, lenient_f64, lenient_i64, lenient_string, PersonType,
@@ -43,25 +48,38 @@ pub enum NormalizeError {
 /// 9999-12-31T23:59:59Z: the last second RFC 3339 (four-digit years) can write.
 pub const MAX_SIGN_TIME: u64 = 253_402_300_799;
 
-/// A normalized record: the JSON to publish and the capture photo, split off.
+/// A normalized record: the record to publish and the capture photo, split off.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Normalized {
-    pub event_id: String,
-    pub sign_time: u64,
-    pub json: Value,
+    pub record: Record,
     pub photo: Option<Vec<u8>>,
     /// Why a photo that was sent could not be used (to be logged by the caller).
     pub photo_problem: Option<String>,
 }
 
 impl Normalized {
-    /// Drops the capture photo (backfill keeps only the newest). The JSON then says
+    /// A record without a photo.
+    pub fn of(record: Record) -> Normalized {
+        Normalized {
+            record,
+            photo: None,
+            photo_problem: None,
+        }
+    }
+
+    pub fn event_id(&self) -> &str {
+        &self.record.event_id
+    }
+
+    pub fn sign_time(&self) -> u64 {
+        self.record.timestamp
+    }
+
+    /// Drops the capture photo (backfill keeps only the newest). The record then says
     /// `"snapshot": false`: consumers wait for a snapshot only when the record promises one.
     pub fn drop_photo(&mut self) {
         self.photo = None;
-        if let Some(m) = self.json.as_object_mut() {
-            m.insert("snapshot".into(), json!(false));
-        }
+        self.record.snapshot = false;
     }
 
     /// Marks a record that was read without some of its fields (an oversized push frame whose
@@ -74,23 +92,39 @@ impl Normalized {
             self.drop_photo();
             self.photo_problem = Some("the push frame was over the size limit".into());
         }
-        if let Some(m) = self.json.as_object_mut() {
-            m.insert("truncated".into(), json!(true));
+        self.record.truncated = true;
+    }
+
+    /// The JSON that is spooled and published, fitted to the size policy ([`size::fit`]): the
+    /// one place a record is serialized.
+    pub fn published(&self) -> String {
+        match size::fit(&self.record, size::MAX_JSON) {
+            size::Fitted::Whole(text) => text,
+            size::Fitted::Reduced(text) => {
+                tracing::warn!(event_id = %self.record.event_id, "record larger than the size limit; spooled reduced (\"truncated\": true)");
+                text
+            }
+            // The publisher quarantines such an entry, loudly.
+            size::Fitted::Over(text) => text,
         }
+    }
+
+    /// The published record as a JSON tree (for tests and the `records` command's output).
+    pub fn json(&self) -> Value {
+        serde_json::to_value(&self.record).unwrap_or_default()
     }
 }
 
 /// A spooled record's JSON rewritten to `"snapshot": false`, for a record whose photo was lost
 /// after it was spooled (size cap, torn file, too large to publish). `None` when there is
-/// nothing to change (or the text is not a JSON object).
+/// nothing to change (or the text is not a record).
 pub fn without_snapshot(json: &str) -> Option<String> {
-    let mut v: Value = serde_json::from_str(json).ok()?;
-    let m = v.as_object_mut()?;
-    if m.get("snapshot") != Some(&Value::Bool(true)) {
+    let mut record = Record::from_json(json).ok()?;
+    if !record.snapshot {
         return None;
     }
-    m.insert("snapshot".into(), json!(false));
-    Some(v.to_string())
+    record.snapshot = false;
+    Some(record.to_json())
 }
 
 /// Fields mapped into the record JSON; everything else the terminal sent goes to `extra`.
@@ -291,15 +325,22 @@ pub fn normalize(
             // Rounding a huge reading would overflow to infinity (which JSON cannot carry).
             let rounded = (t * 10.0).round() / 10.0;
             let value = if rounded.is_finite() { rounded } else { t };
-            json!({"value": value, "unit": unit, "state": state})
+            Temperature {
+                value,
+                unit: unit.into(),
+                state: state.into(),
+            }
         });
-    let mask = data.get("wearMask").and_then(lenient_bool).map(|worn| {
-        let alarm = data
-            .get("wearMaskAlarm")
-            .and_then(lenient_bool)
-            .unwrap_or(false);
-        json!({"worn": worn, "alarm": alarm})
-    });
+    let mask = data
+        .get("wearMask")
+        .and_then(lenient_bool)
+        .map(|worn| Mask {
+            worn,
+            alarm: data
+                .get("wearMaskAlarm")
+                .and_then(lenient_bool)
+                .unwrap_or(false),
+        });
 
     let (photo, photo_problem) = match data
         .get("signAvatar")
@@ -308,6 +349,14 @@ pub fn normalize(
     {
         None => (None, None),
         Some(b64) => match decode_photo(&b64) {
+            Ok(bytes) if bytes.len() > size::MAX_PHOTO => (
+                None,
+                Some(format!(
+                    "photo of {} bytes is over the {} byte limit",
+                    bytes.len(),
+                    size::MAX_PHOTO
+                )),
+            ),
             Ok(bytes) => (Some(bytes), None),
             Err(e) => (None, Some(e)),
         },
@@ -320,39 +369,31 @@ pub fn normalize(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
 
-    let mut out = Map::new();
-    out.insert("event_id".into(), json!(event_id));
-    out.insert("terminal".into(), json!(terminal));
-    out.insert("record_id".into(), json!(int("id").unwrap_or(0)));
-    out.insert("time".into(), json!(rfc3339(sign_time)));
-    out.insert("timestamp".into(), json!(sign_time));
-    out.insert("source".into(), json!(source.as_str()));
-    out.insert(
-        "person".into(),
-        json!({
-            "user_id": text("userId"),
-            "name": text("name"),
-            "type": person_type,
-            "job_number": text("jobNumber"),
-            "department": text("department"),
-            "ic_number": text("icNumber"),
-        }),
-    );
-    out.insert("method".into(), json!(method(int("inputType"))));
-    out.insert(
-        "similarity".into(),
-        int("similarity").map(Value::from).unwrap_or(Value::Null),
-    );
-    out.insert("temperature".into(), temperature.unwrap_or(Value::Null));
-    out.insert("mask".into(), mask.unwrap_or(Value::Null));
-    out.insert("snapshot".into(), json!(photo.is_some()));
-    if !extra.is_empty() {
-        out.insert("extra".into(), Value::Object(extra));
-    }
-    Ok(Normalized {
+    let record = Record {
         event_id,
-        sign_time,
-        json: Value::Object(out),
+        terminal: terminal.into(),
+        record_id: int("id").unwrap_or(0),
+        time: rfc3339(sign_time),
+        timestamp: sign_time,
+        source,
+        person: Person {
+            user_id: text("userId"),
+            name: text("name"),
+            kind: person_type.into(),
+            job_number: text("jobNumber"),
+            department: text("department"),
+            ic_number: text("icNumber"),
+        },
+        method: method(int("inputType")).into(),
+        similarity: int("similarity"),
+        temperature,
+        mask,
+        snapshot: photo.is_some(),
+        extra,
+        truncated: false,
+    };
+    Ok(Normalized {
+        record,
         photo,
         photo_problem,
     })
@@ -361,6 +402,7 @@ pub fn normalize(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn stranger() -> Map<String, Value> {
         // The captured stranger of docs/terminal-dialect.md, photo shortened.
@@ -394,7 +436,7 @@ mod tests {
     #[test]
     fn a_staff_record_normalizes_to_the_documented_shape() {
         let n = normalize("front-door", &staff(), Source::Live).expect("normalizes");
-        let j = &n.json;
+        let j = &n.json();
         assert_eq!(j["event_id"], json!("front-door-1600972860-1234"));
         assert_eq!(j["record_id"], json!(1234));
         assert_eq!(j["time"], json!("2020-09-24T18:41:00Z"));
@@ -417,7 +459,7 @@ mod tests {
     fn the_fahrenheit_reading_rounds_to_one_decimal() {
         let n = normalize("t", &stranger(), Source::Live).expect("normalizes");
         assert_eq!(
-            n.json["temperature"],
+            n.json()["temperature"],
             json!({"value": 97.4, "unit": "F", "state": "normal"})
         );
     }
@@ -425,25 +467,29 @@ mod tests {
     #[test]
     fn the_base64_photos_never_appear_in_the_json() {
         let n = normalize("t", &staff(), Source::Live).expect("normalizes");
-        let text = n.json.to_string();
+        let text = n.json().to_string();
         assert!(
             !text.contains("signAvatar") && !text.contains("/9j/") && !text.contains("\"photo\""),
             "{text}"
         );
-        assert_eq!(n.json["extra"]["gender"], json!(0));
+        assert_eq!(n.json()["extra"]["gender"], json!(0));
     }
 
     #[test]
     fn a_stranger_gets_a_stable_distinct_event_id() {
         let a = normalize("t", &stranger(), Source::Live).expect("normalizes");
         let b = normalize("t", &stranger(), Source::Backfill).expect("normalizes");
-        assert_eq!(a.event_id, b.event_id);
-        assert!(a.event_id.starts_with("t-1600972860-s"), "{}", a.event_id);
+        assert_eq!(a.event_id(), b.event_id());
+        assert!(
+            a.event_id().starts_with("t-1600972860-s"),
+            "{}",
+            a.event_id()
+        );
         let mut other = stranger();
         other.insert("similarity".into(), json!(41));
         let c = normalize("t", &other, Source::Live).expect("normalizes");
-        assert_ne!(a.event_id, c.event_id);
-        assert_eq!(a.json["person"]["type"], json!("stranger"));
+        assert_ne!(a.event_id(), c.event_id());
+        assert_eq!(a.json()["person"]["type"], json!("stranger"));
     }
 
     #[test]
@@ -453,7 +499,7 @@ mod tests {
         s.insert("temperature".into(), json!("97.4"));
         s.insert("similarity".into(), json!("0"));
         let b = normalize("t", &s, Source::Backfill).expect("normalizes");
-        assert_eq!(a.event_id, b.event_id);
+        assert_eq!(a.event_id(), b.event_id());
     }
 
     #[test]
@@ -462,7 +508,7 @@ mod tests {
         let mut s = stranger();
         s.insert("signAvatar".into(), json!("/9j/4AAQSkZJRgAB"));
         let b = normalize("t", &s, Source::Live).expect("normalizes");
-        assert_ne!(a.event_id, b.event_id);
+        assert_ne!(a.event_id(), b.event_id());
     }
 
     #[test]
@@ -471,8 +517,8 @@ mod tests {
         m.remove("temperature");
         m.remove("wearMask");
         let n = normalize("t", &m, Source::Live).expect("normalizes");
-        assert_eq!(n.json["temperature"], Value::Null);
-        assert_eq!(n.json["mask"], Value::Null);
+        assert_eq!(n.json()["temperature"], Value::Null);
+        assert_eq!(n.json()["mask"], Value::Null);
     }
 
     #[test]
@@ -490,7 +536,7 @@ mod tests {
         let mut m = staff();
         m.insert("signTime".into(), json!(1600972860123i64));
         let n = normalize("t", &m, Source::Live).expect("normalizes");
-        assert_eq!(n.sign_time, 1600972860);
+        assert_eq!(n.sign_time(), 1600972860);
     }
 
     /// Finding 1 of issue 9: each of these panicked while formatting the time.
@@ -519,7 +565,7 @@ mod tests {
         // In milliseconds: 12-digit seconds are read as milliseconds (see `sign_time`).
         m.insert("signTime".into(), json!(MAX_SIGN_TIME * 1000));
         let n = normalize("t", &m, Source::Live).expect("the last second of 9999 is a time");
-        assert_eq!(n.json["time"], json!("9999-12-31T23:59:59Z"));
+        assert_eq!(n.json()["time"], json!("9999-12-31T23:59:59Z"));
         assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59Z");
     }
 
@@ -527,19 +573,19 @@ mod tests {
     #[test]
     fn a_record_whose_photo_is_dropped_says_snapshot_false() {
         let mut n = normalize("t", &staff(), Source::Backfill).expect("normalizes");
-        assert_eq!(n.json["snapshot"], json!(true));
+        assert_eq!(n.json()["snapshot"], json!(true));
         n.drop_photo();
         assert_eq!(n.photo, None);
-        assert_eq!(n.json["snapshot"], json!(false));
+        assert_eq!(n.json()["snapshot"], json!(false));
     }
 
     #[test]
     fn a_spooled_record_loses_its_snapshot_promise_with_its_photo() {
         let n = normalize("t", &staff(), Source::Live).expect("normalizes");
-        let text = without_snapshot(&n.json.to_string()).expect("rewritten");
+        let text = without_snapshot(&n.json().to_string()).expect("rewritten");
         let v: Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(v["snapshot"], json!(false));
-        assert_eq!(v["event_id"], n.json["event_id"]);
+        assert_eq!(v["event_id"], n.json()["event_id"]);
         assert_eq!(without_snapshot(&text), None, "nothing left to change");
         assert_eq!(without_snapshot("not json"), None);
     }
@@ -549,14 +595,14 @@ mod tests {
         let mut n = normalize("t", &staff(), Source::Live).expect("normalizes");
         n.mark_truncated(&[]);
         assert!(
-            n.json.get("truncated").is_none(),
+            n.json().get("truncated").is_none(),
             "nothing dropped, nothing said"
         );
         n.mark_truncated(&["description".into()]);
-        assert_eq!(n.json["truncated"], json!(true));
-        assert_eq!(n.json["snapshot"], json!(true), "the photo was kept");
+        assert_eq!(n.json()["truncated"], json!(true));
+        assert_eq!(n.json()["snapshot"], json!(true), "the photo was kept");
         n.mark_truncated(&["signAvatar".into()]);
-        assert_eq!(n.json["snapshot"], json!(false));
+        assert_eq!(n.json()["snapshot"], json!(false));
         assert!(n.photo.is_none() && n.photo_problem.is_some());
     }
 
@@ -566,7 +612,7 @@ mod tests {
         m.insert("temperature".into(), json!(1.7976931348623157e308));
         let n = normalize("t", &m, Source::Live).expect("normalizes");
         assert_eq!(
-            n.json["temperature"]["value"],
+            n.json()["temperature"]["value"],
             json!(1.7976931348623157e308)
         );
     }
@@ -577,7 +623,7 @@ mod tests {
         m.insert("signAvatar".into(), json!("aGVsbG8="));
         let n = normalize("t", &m, Source::Live).expect("normalizes");
         assert_eq!(n.photo, None);
-        assert_eq!(n.json["snapshot"], json!(false));
+        assert_eq!(n.json()["snapshot"], json!(false));
         assert!(n.photo_problem.is_some());
     }
 
@@ -631,7 +677,7 @@ mod tests {
             let mut m = staff();
             m.insert("temperatureState".into(), json!(state));
             let n = normalize("t", &m, Source::Live).expect("normalizes");
-            assert_eq!(n.json["temperature"]["state"], json!(word), "{state}");
+            assert_eq!(n.json()["temperature"]["state"], json!(word), "{state}");
         }
     }
 
@@ -641,12 +687,12 @@ mod tests {
             let mut m = staff();
             m.insert("temperature".into(), t.clone());
             let n = normalize("t", &m, Source::Live).expect("normalizes");
-            assert_eq!(n.json["temperature"], Value::Null, "{t}");
+            assert_eq!(n.json()["temperature"], Value::Null, "{t}");
         }
         let mut m = staff();
         m.insert("temperature".into(), json!(0.1));
         let n = normalize("t", &m, Source::Live).expect("normalizes");
-        assert_eq!(n.json["temperature"]["value"], json!(0.1));
+        assert_eq!(n.json()["temperature"]["value"], json!(0.1));
     }
 
     #[test]
