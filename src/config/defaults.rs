@@ -1,0 +1,100 @@
+//! The defaults of keys a config may leave out (docs/interface.md lists them).
+
+use super::*;
+
+pub(super) fn yes() -> bool {
+    true
+}
+pub(super) fn default_base_topic() -> String {
+    "face2mqtt".into()
+}
+pub(super) fn default_max_event_age() -> Duration {
+    Duration::from_secs(60)
+}
+pub(super) fn default_diagnostics_interval() -> Duration {
+    Duration::from_secs(60)
+}
+pub(super) fn default_discovery_prefix() -> String {
+    "homeassistant".into()
+}
+/// `spool.dir` when the config says nothing: the unit's StateDirectory.
+pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/face2mqtt";
+
+pub(super) fn default_spool_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_SPOOL_DIR)
+}
+pub(super) fn default_max_size() -> ByteSize {
+    ByteSize(512 << 20)
+}
+/// 2 MiB: ~45 photo records or ~3,000 without, enough for the spool writer's group commits. Side
+/// by side with 4 and 8 MiB (BENCHMARKS.md) it kept 4–5 MiB less resident under sustained load
+/// and in a burst, and the larger budgets bought no speed.
+pub(super) fn default_memory() -> ByteSize {
+    ByteSize(2 << 20)
+}
+pub(super) fn default_log_level() -> String {
+    "info".into()
+}
+pub(super) fn default_http_port() -> u16 {
+    80
+}
+pub(super) fn default_ws_port() -> u16 {
+    9000
+}
+pub(super) fn default_time_sync_interval() -> Duration {
+    Duration::from_secs(6 * 3600)
+}
+pub(super) fn default_request_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+pub(super) fn default_ping_interval() -> Duration {
+    Duration::from_secs(10)
+}
+pub(super) fn default_dead_after() -> Duration {
+    Duration::from_secs(33)
+}
+pub(super) fn default_reconnect_min() -> Duration {
+    Duration::from_secs(1)
+}
+pub(super) fn default_reconnect_max() -> Duration {
+    Duration::from_secs(60)
+}
+pub(super) fn default_keep_alive() -> Duration {
+    Duration::from_secs(30)
+}
+pub(super) fn default_backfill_margin() -> Duration {
+    Duration::from_secs(60)
+}
+pub(super) fn default_backfill_first() -> Duration {
+    Duration::from_secs(3600)
+}
+pub(super) fn default_max_age() -> Duration {
+    Duration::from_secs(10)
+}
+pub(super) fn default_open_hold() -> Duration {
+    Duration::from_secs(3)
+}
+pub(super) fn default_commands() -> Vec<crate::messages::Cmd> {
+    crate::messages::Cmd::DEFAULT.to_vec()
+}
+pub(super) fn default_admit_window() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+pub(super) fn default_max_pass() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+pub(super) fn default_people_refresh() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+pub(super) fn default_long_press() -> ButtonAction {
+    ButtonAction::None
+}
+pub(super) fn default_pull() -> Pull {
+    Pull::Up
+}
+pub(super) fn default_debounce() -> Duration {
+    Duration::from_millis(50)
+}
+pub(super) fn default_long_press_after() -> Duration {
+    Duration::from_secs(3)
+}
