@@ -18,6 +18,8 @@
 //!
 //! It ends once every sender is gone, after a last flush.
 
+mod state;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +29,7 @@ use tokio::sync::{mpsc, watch};
 use super::{Appended, Encoded, Incoming, Spool, SpoolError};
 use crate::pipeline::budget::Ticket;
 use crate::runtime::watchdog::{Heartbeat, BEAT};
+use state::{Got, Health, Pace};
 
 pub enum SpoolCmd {
     Record {
@@ -48,9 +51,6 @@ pub enum SpoolCmd {
 
 /// Commands taken into one batch at most; bounds the latency of the first one.
 const BATCH: usize = 256;
-/// How long a spool that fails for a reason other than room may keep failing (sled's errors are
-/// sticky: only opening it again, in a fresh process, clears them).
-const GIVE_UP: Duration = Duration::from_secs(10);
 
 /// The writer's two inboxes.
 pub struct Inbox {
@@ -72,11 +72,7 @@ struct Writer {
     durable: watch::Sender<u64>,
     /// Records (in order) the spool had no room for yet; while any is held, inputs wait.
     held: VecDeque<SpoolCmd>,
-    /// Since when the spool fails for a reason other than room.
-    failing_since: Option<Instant>,
-    /// Why the spool cannot go on at all (a failed flush): the writer ends at once.
-    fatal: Option<String>,
-    last_error: String,
+    health: Health,
     /// The low-water marks last written, and when.
     marks: super::lowwater::Marks,
     marks_at: Instant,
@@ -89,12 +85,6 @@ struct Writer {
 /// How often at most the low-water file is rewritten (one small fsync).
 const MARKS_EVERY: Duration = Duration::from_secs(1);
 
-/// Commands after which a quiet writer gives freed memory back (see [`give_back_memory`]).
-/// Quiet: a beat with nothing to do, or an empty queue and a batch of a few commands (a trickle
-/// of watermarks and prunes after a drain must not keep the drain's memory forever).
-const TRIM_AFTER: u64 = 256;
-const QUIET_BATCH: usize = 4;
-
 /// Returns the heap's free pages to the system. glibc keeps what a burst freed in its arenas (two:
 /// see `service::tune_malloc`), so without this the resident set stays at the burst's peak for
 /// good (measured: tests/memory.rs prints it). The writer calls it when the pipeline falls
@@ -106,9 +96,6 @@ fn give_back_memory() {
         libc::malloc_trim(0);
     }
 }
-
-/// How often a busy writer reads the oldest queued entry again.
-const OLDEST_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs the writer on the calling thread (a blocking one) until every sender is gone.
 /// `durable` carries the highest sequence number known to be on disk.
@@ -123,64 +110,43 @@ pub fn run(
         spool,
         durable,
         held: VecDeque::new(),
-        failing_since: None,
-        fatal: None,
-        last_error: String::new(),
+        health: Health::default(),
         marks: super::lowwater::Marks::new(),
         marks_at: Instant::now(),
         recovered: 0,
         shed: 0,
     };
     let (mut batch, mut acks) = (Vec::with_capacity(BATCH), Vec::new());
-    let (mut inputs_open, mut acks_open) = (true, true);
-    let mut since_trim = 0u64;
-    let (mut oldest_stale, mut oldest_at) = (false, Instant::now());
+    let mut pace = Pace::new(Instant::now());
     loop {
         heartbeat.beat();
-        if !inputs_open && !acks_open {
+        if pace.ended() {
             break;
         }
-        let taking = inputs_open && w.held.is_empty();
+        let (taking, acks_open) = (pace.taking(!w.held.is_empty()), pace.acks_open());
         // Wait for work, but wake up to beat (and to retry held records) while idle.
         let got = runtime.block_on(async {
             tokio::time::timeout(BEAT, async {
                 tokio::select! {
                     biased;
-                    n = inbox.acks.recv_many(&mut acks, BATCH), if acks_open => Some((n, false)),
-                    n = inbox.inputs.recv_many(&mut batch, BATCH), if taking => Some((n, true)),
+                    n = inbox.acks.recv_many(&mut acks, BATCH), if acks_open => Got::Acks(n),
+                    n = inbox.inputs.recv_many(&mut batch, BATCH), if taking => Got::Inputs(n),
                     else => {
                         // Only held records are left to do: retry them after a beat.
                         tokio::time::sleep(BEAT).await;
-                        None
+                        Got::Nothing
                     }
                 }
             })
             .await
+            .unwrap_or(Got::Nothing)
         });
-        let quiet = match got {
-            Ok(Some((0, true))) => {
-                inputs_open = false;
-                false
-            }
-            Ok(Some((0, false))) => {
-                acks_open = false;
-                false
-            }
-            Ok(Some((n, _))) => {
-                since_trim += n as u64;
-                n <= QUIET_BATCH && w.spool.is_empty()
-            }
-            _ => true,
-        };
-        if quiet && since_trim >= TRIM_AFTER {
+        let step = pace.got(got, w.spool.is_empty());
+        if step.trim {
             give_back_memory();
-            tracing::debug!(
-                commands = since_trim,
-                "quiet after work: freed memory given back to the system"
-            );
-            since_trim = 0;
+            tracing::debug!("quiet after work: freed memory given back to the system");
         }
-        if !inputs_open && !w.held.is_empty() && !acks_open {
+        if pace.ended() && !w.held.is_empty() {
             tracing::error!(
                 held = w.held.len(),
                 "stopping with records the spool had no room for; the terminal keeps them and backfill fetches them after the restart"
@@ -192,17 +158,13 @@ pub fn run(
         if changed && w.marks_at.elapsed() >= MARKS_EVERY {
             w.save_marks();
         }
-        // The oldest entry's age, for the LED and diagnostics, read here off the runtime: at
-        // most once a second while busy, and once more when it falls quiet.
-        oldest_stale |= changed;
-        if oldest_stale && (quiet || oldest_at.elapsed() >= OLDEST_EVERY) {
+        // The oldest entry's age, for the LED and diagnostics, read here off the runtime.
+        if pace.read_oldest(changed, step.quiet, Instant::now()) {
             if let Err(e) = w.spool.note_oldest() {
                 tracing::debug!("cannot read the oldest queued entry: {e}");
             }
-            oldest_stale = false;
-            oldest_at = Instant::now();
         }
-        if let Some(why) = w.given_up() {
+        if let Some(why) = w.health.given_up(Instant::now()) {
             return End::Failing(why);
         }
     }
@@ -387,7 +349,7 @@ impl Writer {
     }
 
     fn ok(&mut self, seq: Option<u64>) -> Result<Option<u64>, ()> {
-        if self.failing_since.take().is_some() {
+        if self.health.stored() {
             self.spool.set_failing(false);
             tracing::info!("the spool takes records again");
         }
@@ -396,29 +358,16 @@ impl Writer {
 
     fn wait(&mut self, terminal: &str, what: &str, e: SpoolError) -> Result<Option<u64>, ()> {
         let text = e.to_string();
-        if self.failing_since.is_none() {
+        if self
+            .health
+            .failed(text.clone(), e.is_full(), Instant::now())
+        {
             tracing::error!(terminal, what, "cannot spool: {text}; holding it and new records (nothing is dropped; the terminal keeps them meanwhile)");
         }
         if !e.is_full() {
-            self.failing_since.get_or_insert_with(Instant::now);
             self.spool.set_failing(true);
         }
-        self.last_error = text;
         Err(())
-    }
-
-    fn given_up(&self) -> Option<String> {
-        if let Some(why) = &self.fatal {
-            return Some(why.clone());
-        }
-        let since = self.failing_since?;
-        (since.elapsed() >= GIVE_UP).then(|| {
-            format!(
-                "the spool has failed for {}: {}",
-                humantime::format_duration(GIVE_UP),
-                self.last_error
-            )
-        })
     }
 
     /// A record only counts once it is on disk. A flush that fails is not retried: after a failed
@@ -431,7 +380,7 @@ impl Writer {
             Ok(()) => true,
             Err(e) => {
                 // Said once, by the supervisor, as it stops the bridge with this reason.
-                self.fatal.get_or_insert_with(|| {
+                self.health.fatal(|| {
                     format!("{e}: the spool takes no more records, and the bridge stops so that a fresh start opens it again from the last good flush (the terminal keeps its records meanwhile; backfill fetches them)")
                 });
                 false

@@ -9,7 +9,8 @@
 //! except states (`Outbound::State`, the lock's), whose latest is kept and published after every
 //! CONNACK like the availability.
 
-use std::collections::BTreeMap;
+mod state;
+
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,10 +24,10 @@ use super::acks::{AckTracker, Tag};
 use super::driver::MqttEvent;
 use super::link::{Client, Down, Ev, Refusal};
 use super::router::Inbox;
-use crate::backoff::Backoff;
-use crate::messages::{topics, Outbound};
+use crate::messages::Outbound;
 use crate::runtime::watchdog::{Heartbeat, BEAT};
 use crate::stats::Stats;
+use state::{Refusals, Retained, Strikes, WITHHOLD};
 
 /// Where publishes go: the client, with every QoS 1 publish recorded in the ack tracker.
 pub struct Sink<'a> {
@@ -95,56 +96,20 @@ pub struct Session<F> {
 struct State {
     connected: bool,
     tracker: AckTracker,
-    availability: BTreeMap<String, bool>,
-    /// The latest retained state per topic (`Outbound::State`).
-    states: BTreeMap<String, Vec<u8>>,
+    /// What goes out after every CONNACK and at the end.
+    retained: Retained,
     outbound_open: bool,
-    /// Connections in a row that the broker broke with a message too large to read.
-    oversize_strikes: u32,
-    /// Until then, connect without the subscriptions (records still flow).
-    withhold_until: Option<Instant>,
-    /// When the current connection came up.
-    up_since: Option<Instant>,
+    /// Connections broken by a message too large to read, and the withholding they start.
+    strikes: Strikes,
     /// The ack mapping went out of step (a bug): trust no ack and send nothing until the next
     /// connection. Entries stay spooled and are resent then: duplicates, never a loss.
     desynced: bool,
-    /// Topics the broker refused a publish on, said once until it accepts one again.
-    refused_topics: std::collections::BTreeSet<String>,
-    /// When refused spool entries are sent again (at most a minute apart).
-    retry_at: Option<Instant>,
-    retry_wait: Backoff,
+    /// Publishes the broker refused, and when refused entries are sent again.
+    refusals: Refusals,
     /// Filters in the order their SUBSCRIBEs went out, to name a refused one.
     subscribing: std::collections::VecDeque<String>,
     /// Another client with our id holds the session (said once per episode).
     taken_over: bool,
-}
-
-/// A connection that lasted this long clears the strikes.
-const STEADY: Duration = Duration::from_secs(60);
-/// Strikes before the subscriptions are withheld, and for how long.
-const STRIKES: u32 = 2;
-const WITHHOLD: Duration = Duration::from_secs(600);
-
-/// One hostile message (a retained 10 MB payload on a request topic) would otherwise break
-/// every connection right after it subscribes, and with it the delivery of every record. After
-/// [`STRIKES`] such connections in a row, connect without subscribing for [`WITHHOLD`]: records
-/// flow, commands are not heard, and the log says which message to clear.
-fn strike(st: &mut State, oversized: bool) {
-    let steady = st.up_since.take().is_some_and(|t| t.elapsed() >= STEADY);
-    if !oversized || steady {
-        st.oversize_strikes = 0;
-        return;
-    }
-    st.oversize_strikes += 1;
-    if st.oversize_strikes >= STRIKES && st.withhold_until.is_none() {
-        tracing::error!(
-            "the broker sends a message larger than {} bytes on a subscribed topic (a retained request or discovery topic?), which breaks the connection; subscribing again in {}. Clear it with `mosquitto_pub -r -n -t <topic>`",
-            super::MAX_INCOMING,
-            humantime::format_duration(WITHHOLD)
-        );
-        st.withhold_until = Some(Instant::now() + WITHHOLD);
-        st.oversize_strikes = 0;
-    }
 }
 
 impl<F: Feed> Session<F> {
@@ -152,16 +117,11 @@ impl<F: Feed> Session<F> {
         let mut st = State {
             connected: false,
             tracker: AckTracker::default(),
-            availability: self.terminals.iter().map(|t| (t.clone(), false)).collect(),
-            states: BTreeMap::new(),
+            retained: Retained::new(&self.base, &self.terminals),
             outbound_open: true,
-            oversize_strikes: 0,
-            withhold_until: None,
-            up_since: None,
+            strikes: Strikes::default(),
             desynced: false,
-            refused_topics: Default::default(),
-            retry_at: None,
-            retry_wait: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            refusals: Refusals::default(),
             subscribing: Default::default(),
             taken_over: false,
         };
@@ -191,9 +151,9 @@ impl<F: Feed> Session<F> {
                     None => break, // the driver ended: nothing more can be published
                 },
                 _ = self.feed.more() => {}
-                _ = sleep_until(st.retry_at) => {
+                _ = sleep_until(st.refusals.retry_at()) => {
                     // Refused entries are still spooled: send everything again from the oldest.
-                    st.retry_at = None;
+                    st.refusals.retried();
                     self.feed.reset();
                 }
                 out = self.outbound.recv(), if st.outbound_open => match out {
@@ -238,14 +198,13 @@ impl<F: Feed> Session<F> {
                 pkid,
                 refused: None,
             }) => {
-                if !st.refused_topics.is_empty() {
+                if st.refusals.any() {
                     if let Some(topic) = st.tracker.topic(pkid) {
-                        if st.refused_topics.remove(topic) {
+                        if st.refusals.accepted(topic) {
                             tracing::info!(
                                 topic,
                                 "the broker accepts publishes on this topic again"
                             );
-                            st.retry_wait.reset();
                         }
                     }
                 }
@@ -292,12 +251,10 @@ impl<F: Feed> Session<F> {
         st.desynced = false;
         st.tracker.reset();
         self.feed.reset();
-        st.up_since = Some(Instant::now());
         st.subscribing.clear();
-        if st.withhold_until.is_some_and(|t| Instant::now() < t) {
+        if !st.strikes.connected(Instant::now()) {
             tracing::warn!("not subscribing (commands and Home Assistant's status are not heard) while a message too large to read sits on a subscribed topic");
         } else {
-            st.withhold_until = None;
             for filter in self.inbox.subscriptions() {
                 match self.client.try_subscribe(&filter) {
                     Ok(()) => st.subscribing.push_back(filter),
@@ -306,7 +263,9 @@ impl<F: Feed> Session<F> {
             }
         }
         self.inbox.connected();
-        self.publish_status(st);
+        for (topic, payload) in st.retained.after_connack() {
+            self.sink(st).submit(&topic, payload, true, Tag::Other);
+        }
     }
 
     /// A publish the broker said no to (an ACL that forgot a topic, say). A spool entry stays
@@ -316,18 +275,22 @@ impl<F: Feed> Session<F> {
         let topic = st.tracker.topic(pkid).unwrap_or("?").to_string();
         let tag = st.tracker.refused(pkid);
         self.stats.refusals.fetch_add(1, Ordering::Relaxed);
-        if st.refused_topics.insert(topic.clone()) {
+        let entry = matches!(tag, Some(Tag::Entry(_)));
+        if st.refusals.refused(&topic, entry, Instant::now()) {
             tracing::error!(topic, reason = %r, "the broker refused a publish on {topic}: {r}; records stay spooled and are sent again until it accepts them (check the broker's ACL: the bridge needs to write there)");
         } else {
             tracing::debug!(topic, reason = %r, "refused again");
         }
-        if matches!(tag, Some(Tag::Entry(_))) && st.retry_at.is_none() {
-            st.retry_at = Some(Instant::now() + st.retry_wait.next_delay());
-        }
     }
 
     fn on_down(&mut self, st: &mut State, down: &Down) {
-        strike(st, down.oversized);
+        if st.strikes.down(down.oversized, Instant::now()) {
+            tracing::error!(
+                "the broker sends a message larger than {} bytes on a subscribed topic (a retained request or discovery topic?), which breaks the connection; subscribing again in {}. Clear it with `mosquitto_pub -r -n -t <topic>`",
+                super::MAX_INCOMING,
+                humantime::format_duration(WITHHOLD)
+            );
+        }
         let reason = &down.reason;
         if down.taken_over {
             self.stats.takeovers.fetch_add(1, Ordering::Relaxed);
@@ -349,11 +312,10 @@ impl<F: Feed> Session<F> {
     fn on_outbound(&self, st: &mut State, out: Outbound) {
         match out {
             Outbound::Availability { terminal, online } => {
-                st.availability.insert(terminal.clone(), online);
-                let up = st.availability.values().filter(|v| **v).count();
+                let ((topic, payload), up) = st.retained.availability(&terminal, online);
                 self.stats.links_up.store(up as u64, Ordering::Relaxed);
                 if st.connected {
-                    self.publish_availability(st, &terminal, online);
+                    self.sink(st).submit(&topic, payload, true, Tag::Other);
                 }
             }
             Outbound::State { topic, payload } => {
@@ -361,7 +323,7 @@ impl<F: Feed> Session<F> {
                     self.sink(st)
                         .submit(&topic, payload.clone(), true, Tag::Other);
                 }
-                st.states.insert(topic, payload);
+                st.retained.state(topic, payload);
             }
             Outbound::Message {
                 topic,
@@ -377,39 +339,6 @@ impl<F: Feed> Session<F> {
         }
     }
 
-    fn publish_availability(&self, st: &mut State, terminal: &str, online: bool) {
-        let topic = topics::availability(&self.base, terminal);
-        let payload = if online { "online" } else { "offline" };
-        self.sink(st)
-            .submit(&topic, payload.as_bytes().to_vec(), true, Tag::Other);
-    }
-
-    /// After every CONNACK: the broker may have restarted and lost retained state.
-    fn publish_status(&self, st: &mut State) {
-        self.sink(st).submit(
-            &topics::bridge_state(&self.base),
-            br#"{"state":"online"}"#.to_vec(),
-            true,
-            Tag::Other,
-        );
-        let all: Vec<(String, bool)> = st
-            .availability
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        for (terminal, online) in all {
-            self.publish_availability(st, &terminal, online);
-        }
-        let states: Vec<(String, Vec<u8>)> = st
-            .states
-            .iter()
-            .map(|(t, p)| (t.clone(), p.clone()))
-            .collect();
-        for (topic, payload) in states {
-            self.sink(st).submit(&topic, payload, true, Tag::Other);
-        }
-    }
-
     /// Waits a little for in-flight publishes, says `offline`, disconnects.
     async fn shut_down(mut self, mut st: State) {
         let deadline = Instant::now() + self.drain;
@@ -420,15 +349,9 @@ impl<F: Feed> Session<F> {
             }
         }
         if st.connected {
-            for t in self.terminals.clone() {
-                self.publish_availability(&mut st, &t, false);
+            for (topic, payload) in st.retained.at_shutdown() {
+                self.sink(&mut st).submit(&topic, payload, true, Tag::Other);
             }
-            self.sink(&mut st).submit(
-                &topics::bridge_state(&self.base),
-                br#"{"state":"offline"}"#.to_vec(),
-                true,
-                Tag::Other,
-            );
             let deadline = Instant::now() + Duration::from_millis(500);
             while st.connected && !st.tracker.is_idle() {
                 match tokio::time::timeout_at(deadline, self.events.recv()).await {
