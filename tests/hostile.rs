@@ -437,3 +437,78 @@ async fn a_transaction_is_echoed_exactly_as_sent() {
         .await;
     assert_eq!(resp["reason"], "bad_request", "{resp}");
 }
+
+/// A terminal that answers every `/api/user/list` with the same page of ten users, each with a
+/// photo, and says there are `pages` pages. Keeps each connection open for the next request.
+async fn roster_terminal(pages: u64) -> u16 {
+    let users: Vec<Value> = (0..10)
+        .map(|i| json!({"userId": format!("v{i}"), "userType": 2, "name": "Ann", "photo": "/9j/".repeat(1_000)}))
+        .collect();
+    let body = json!({"code": 200, "message": "OK", "desc": "", "data": {
+        "total": pages * 10, "pageNum": 1, "pageSize": 10, "totalPage": pages, "data": users,
+    }})
+    .to_string();
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                loop {
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+                    got.drain(..end);
+                    if s.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The visitors sensor reads the terminal's whole roster every `people.refresh`: a terminal
+/// that always says there is another page must not make that read endless (or its memory
+/// unbounded), and the roster is kept without its ~43 KB photos.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roster_is_read_without_photos_and_a_terminal_that_always_has_another_page_is_an_error() {
+    use face2mqtt::integrations::terminal::{Endpoint, TerminalClient, MAX_USERS};
+    let client = |port| {
+        TerminalClient::new(Endpoint {
+            host: "127.0.0.1".into(),
+            http_port: port,
+            ws_port: port,
+            password: face2mqtt::secret::Secret::new(PASSWORD),
+            timeout: Duration::from_secs(20),
+        })
+    };
+    let users = client(roster_terminal(3).await)
+        .all_users(Some(2))
+        .await
+        .expect("three pages");
+    assert_eq!(users.len(), 30);
+    assert!(users.iter().all(|u| u.photo.is_none() && u.name == "Ann"));
+    let e = client(roster_terminal(1_000_000_000).await)
+        .all_users(Some(2))
+        .await
+        .expect_err("endless");
+    assert!(
+        e.to_string()
+            .contains(&format!("more than {MAX_USERS} users")),
+        "{e}"
+    );
+}

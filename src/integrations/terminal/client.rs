@@ -168,6 +168,10 @@ pub struct UserQuery {
     pub size: u64,
 }
 
+/// The most users [`TerminalClient::all_users`] reads (the largest terminals hold tens of
+/// thousands of faces; past this, a terminal that keeps saying there is another page is wrong).
+pub const MAX_USERS: usize = 50_000;
+
 #[derive(Clone)]
 pub struct TerminalClient {
     endpoint: Endpoint,
@@ -584,7 +588,10 @@ impl TerminalClient {
         })
     }
 
-    /// Every user, page after page.
+    /// Every user, page after page, without their photos: a registered photo is ~43 KB, and a
+    /// roster of a thousand with them would take a Pi's memory (the visitors sensor reads it
+    /// every `people.refresh`). The pages are the terminal's word, so the roster is read up to
+    /// [`MAX_USERS`] and an error past it, never without end.
     pub async fn all_users(&self, person_type: Option<i64>) -> Result<Vec<User>, TerminalError> {
         let mut out = Vec::new();
         let mut q = UserQuery {
@@ -596,7 +603,15 @@ impl TerminalClient {
         loop {
             let page = self.list_users(&q).await?;
             let n = page.items.len();
-            out.extend(page.items);
+            out.extend(page.items.into_iter().map(|u| User { photo: None, ..u }));
+            if out.len() > MAX_USERS {
+                return Err(TerminalError::Protocol {
+                    endpoint: "/api/user/list".into(),
+                    reason: format!(
+                        "more than {MAX_USERS} users: the roster is read whole only up to that"
+                    ),
+                });
+            }
             if n == 0 || q.page >= page.total_pages {
                 return Ok(out);
             }
