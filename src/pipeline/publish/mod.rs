@@ -7,7 +7,9 @@
 //! spool. Each record that goes out is also handed to the consumers that follow records (the Home
 //! Assistant task: the retained last record and the fresh-event rule).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+mod plan;
+
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -20,6 +22,7 @@ use crate::messages::{Published, RouterMsg};
 use crate::pipeline::record::{self, size};
 use crate::pipeline::spool::writer::SpoolCmd;
 use crate::pipeline::spool::{Entry, Spool};
+use plan::{Plan, Room, Snapshots};
 
 pub struct Publisher {
     pub spool: Arc<Spool>,
@@ -37,7 +40,7 @@ pub struct Publisher {
     /// Last spool sequence submitted on this connection.
     cursor: Option<u64>,
     /// Newest capture time whose photo went to the retained snapshot topic, per terminal.
-    snapshot_time: HashMap<String, u64>,
+    snapshots: Snapshots,
     /// Entries read after `cursor` and not yet submitted (see [`READ_AHEAD`]).
     ahead: VecDeque<(u64, Read)>,
     /// Acknowledged entries not yet handed to the writer (see [`Feed::settled`]).
@@ -71,7 +74,7 @@ impl Publisher {
             captures: None,
             durable_open: true,
             cursor: None,
-            snapshot_time: HashMap::new(),
+            snapshots: Snapshots::default(),
             ahead: VecDeque::new(),
             acks: Vec::new(),
         }
@@ -141,57 +144,54 @@ impl Publisher {
         &mut self,
         sink: &mut Sink<'_>,
         seq: u64,
-        entry: Entry,
+        mut entry: Entry,
         photo: Option<Vec<u8>>,
     ) -> bool {
-        // A photo spooled but gone now (size cap, torn file, too large to publish): the record
-        // must not promise a snapshot that never comes.
-        let mut photo_lost = entry.photo.is_some() && photo.is_none();
         if let Some(photo) = &photo {
             self.offer_capture(&entry, photo);
         }
-        if let Some(photo) = photo {
-            let topic = topics::snapshot(&self.base, &entry.terminal);
-            let newest = self
-                .snapshot_time
-                .get(&entry.terminal)
-                .is_none_or(|t| entry.sign_time >= *t);
-            if photo.len() + topic.len() + 16 > MAX_PACKET {
-                tracing::warn!(terminal = %entry.terminal, event_id = %entry.event_id, size = photo.len(), "capture photo larger than the MQTT packet limit; not published");
-                photo_lost = true;
-            } else if newest {
-                if !sink.submit(&topic, photo, true, Tag::Entry(seq)) {
-                    return false;
-                }
-                self.snapshot_time
-                    .insert(entry.terminal.clone(), entry.sign_time);
-            }
-        }
+        let snapshot_topic = topics::snapshot(&self.base, &entry.terminal);
         let topic = topics::record(&self.base, &entry.terminal);
+        let room = Room {
+            snapshot: MAX_PACKET.saturating_sub(snapshot_topic.len() + 16),
+            record: MAX_PACKET.saturating_sub(topic.len() + 16),
+        };
+        let newest = self.snapshots.is_newest(&entry.terminal, entry.sign_time);
+        let Plan {
+            snapshot,
+            photo_too_large,
+            record,
+            refitted,
+        } = plan::plan(
+            std::mem::take(&mut entry.json),
+            entry.photo.is_some(),
+            photo,
+            newest,
+            room,
+        );
+        if photo_too_large {
+            tracing::warn!(terminal = %entry.terminal, event_id = %entry.event_id, "capture photo larger than the MQTT packet limit; not published");
+        }
+        if let Some(photo) = snapshot {
+            if !sink.submit(&snapshot_topic, photo, true, Tag::Entry(seq)) {
+                return false;
+            }
+            self.snapshots.sent(&entry.terminal, entry.sign_time);
+        }
         tracing::trace!(seq, event_id = %entry.event_id, "publishing");
         // Records are fitted to the size policy before they are spooled; an entry an older
-        // version spooled may still be over the packet limit: it is fitted now, or goes into
-        // quarantine, loudly. Either way it never blocks the records behind it.
-        let json = match photo_lost
-            .then(|| record::without_snapshot(&entry.json))
-            .flatten()
-        {
-            Some(json) => json,
-            None => entry.json,
+        // version spooled over the limit is fitted now, or goes into quarantine, loudly. Either
+        // way it never blocks the records behind it.
+        let json = match record {
+            Ok(json) => json,
+            Err(reason) => {
+                self.quarantine(seq, reason);
+                return true;
+            }
         };
-        let json = if json.len() + topic.len() + 16 <= MAX_PACKET {
-            json
-        } else if let Some(fitted) = size::refit(&json, size::MAX_JSON) {
-            tracing::warn!(terminal = %entry.terminal, event_id = %entry.event_id, size = json.len(), "spooled record larger than the MQTT packet limit; published reduced (\"truncated\": true)");
-            fitted
-        } else {
-            let reason = format!(
-                "record JSON of {} bytes does not fit the {MAX_PACKET} byte MQTT packet limit even reduced",
-                json.len()
-            );
-            self.quarantine(seq, reason);
-            return true;
-        };
+        if refitted {
+            tracing::warn!(terminal = %entry.terminal, event_id = %entry.event_id, "spooled record larger than the MQTT packet limit; published reduced (\"truncated\": true)");
+        }
         if !sink.submit(&topic, json.clone().into_bytes(), false, Tag::Entry(seq)) {
             return false;
         }
