@@ -263,6 +263,22 @@ async fn backfilled_records_whose_photo_was_dropped_say_snapshot_false() {
     }
 }
 
+/// Reads the next request's head from `s` (what follows it stays in `got`); `false` once the
+/// client hangs up.
+async fn request_head(s: &mut tokio::net::TcpStream, got: &mut Vec<u8>) -> bool {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            got.drain(..at + 4);
+            return true;
+        }
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
 /// Something in a terminal's place that answers every HTTP call with `head` and then `chunk`
 /// over and over, 50 MB in all.
 async fn fake_terminal(head: &'static str, chunk: Vec<u8>) -> u16 {
@@ -274,13 +290,9 @@ async fn fake_terminal(head: &'static str, chunk: Vec<u8>) -> u16 {
         while let Ok((mut s, _)) = listener.accept().await {
             let chunk = chunk.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
                 let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
+                if !request_head(&mut s, &mut got).await {
+                    return;
                 }
                 if s.write_all(head.as_bytes()).await.is_err() {
                     return;
@@ -460,17 +472,8 @@ async fn roster_terminal(pages: u64) -> u16 {
         while let Ok((mut s, _)) = listener.accept().await {
             let answer = answer.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
                 let mut got = Vec::new();
-                loop {
-                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => got.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
-                    got.drain(..end);
+                while request_head(&mut s, &mut got).await {
                     if s.write_all(answer.as_bytes()).await.is_err() {
                         return;
                     }
