@@ -300,10 +300,6 @@ impl Simulator {
         self.shared.pushes.len()
     }
 
-    pub fn set_password(&self, password: Secret) {
-        self.shared.state().password = password;
-    }
-
     /// Counters, calls received and faults in force, as the control API reports them.
     pub fn status(&self) -> Value {
         let mut v = self.shared.state().status();
