@@ -457,6 +457,21 @@ mod tests {
     }
 
     #[test]
+    fn a_text_transaction_of_255_characters_is_echoed_and_one_more_is_refused() {
+        // Characters, not bytes: `é` is two bytes.
+        let at_limit = format!(r#""{}""#, "é".repeat(255));
+        let p = parse_payload(
+            Cmd::Open,
+            format!(r#"{{"transaction":{at_limit}}}"#).as_bytes(),
+        )
+        .expect("255 characters fit");
+        assert_eq!(p.transaction.as_deref(), Some(at_limit.as_str()));
+        let over = format!(r#"{{"transaction":"{}"}}"#, "é".repeat(256));
+        let p = parse_payload(Cmd::Open, over.as_bytes());
+        assert!(p.is_err_and(|e| e.contains("`transaction` is longer than 255")));
+    }
+
+    #[test]
     fn a_transaction_that_is_not_text_or_a_number_is_refused() {
         for sent in ["true", "[1]", "{\"a\":1}"] {
             let p = parse_payload(Cmd::Open, format!("{{\"transaction\":{sent}}}").as_bytes());
