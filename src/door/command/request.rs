@@ -469,6 +469,20 @@ mod tests {
         let over = format!(r#"{{"transaction":"{}"}}"#, "é".repeat(256));
         let p = parse_payload(Cmd::Open, over.as_bytes());
         assert!(p.is_err_and(|e| e.contains("`transaction` is longer than 255")));
+        // A number: its digits count.
+        let digits = "9".repeat(255);
+        let p = parse_payload(
+            Cmd::Open,
+            format!(r#"{{"transaction":{digits}}}"#).as_bytes(),
+        )
+        .expect("255 digits fit");
+        assert_eq!(p.transaction, Some(digits));
+        let digits = "9".repeat(256);
+        let p = parse_payload(
+            Cmd::Open,
+            format!(r#"{{"transaction":{digits}}}"#).as_bytes(),
+        );
+        assert!(p.is_err_and(|e| e.contains("`transaction` is longer than 255")));
     }
 
     #[test]
