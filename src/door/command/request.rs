@@ -530,6 +530,9 @@ mod tests {
             "2020-09-13T13:26:40+24:00",
             "2020-09-13T13:26:40+0a:00",
             "2020-09-13T13:26:40+01:0é",
+            // Digits without the colon, and a colon where a digit belongs (`:` is `0` + 10).
+            "2020-09-13T13:26:40+01000",
+            "2020-09-13T13:26:40+00:0:",
             "+01:00",
         ] {
             assert_eq!(parse_time(&Value::String(text.into())), None, "{text}");
