@@ -306,9 +306,10 @@ async fn discovery_has_what_home_assistant_requires_and_names_only_topics_the_br
     // Make every state topic carry something: a record (record, snapshot, event), a button
     // press; diagnostics, bridge state and availability are published on connect.
     let pushed = s.sim.push(Some(PersonType::Staff));
-    pins.level(17, false);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    pins.level(17, true);
+    // A 100 ms press, its edges stamped as the GPIO driver stamps them (no sleep).
+    let pressed = std::time::Instant::now();
+    pins.level_at(17, false, pressed);
+    pins.level_at(17, true, pressed + Duration::from_millis(100));
     let mut traffic = Vec::new();
     let wanted: BTreeSet<String> = all
         .values()
