@@ -701,10 +701,10 @@ mod tests {
         );
         assert_eq!(v.extra["interviewee"], json!("Lee"));
         assert_eq!(v.photo.as_deref(), Some("/9j/"));
-        assert_eq!(
-            blacklisted("b1".into(), "X".into(), b"\xFF\xD8\xFF").user_type,
-            3
-        );
+        // Marked as the bridge's, for whoever reads the terminal's roster.
+        assert_eq!(v.remark, "face2mqtt");
+        let b = blacklisted("b1".into(), "X".into(), b"\xFF\xD8\xFF");
+        assert_eq!((b.user_type, b.remark.as_str()), (3, "face2mqtt"));
         assert!(
             blocked_name(UNIX_EPOCH + Duration::from_secs(1_800_000_000))
                 .chars()
