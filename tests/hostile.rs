@@ -282,28 +282,40 @@ async fn request_head(s: &mut tokio::net::TcpStream, got: &mut Vec<u8>) -> bool 
 /// Something in a terminal's place that answers every HTTP call with `head` and then `chunk`
 /// over and over, 50 MB in all.
 async fn fake_terminal(head: &'static str, chunk: Vec<u8>) -> u16 {
+    serve(move |mut s| {
+        let chunk = chunk.clone();
+        async move {
+            let mut got = Vec::new();
+            if !request_head(&mut s, &mut got).await {
+                return;
+            }
+            if s.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            // 50 MB, or until the client hangs up.
+            for _ in 0..(50 << 20) / chunk.len() {
+                if s.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// Listens on 127.0.0.1:0 and runs `handle` on each connection; returns the port.
+async fn serve<F, Fut>(handle: F) -> u16
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let chunk = chunk.clone();
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                if !request_head(&mut s, &mut got).await {
-                    return;
-                }
-                if s.write_all(head.as_bytes()).await.is_err() {
-                    return;
-                }
-                // 50 MB, or until the client hangs up.
-                for _ in 0..(50 << 20) / chunk.len() {
-                    if s.write_all(&chunk).await.is_err() {
-                        return;
-                    }
-                }
-            });
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(handle(s));
         }
     });
     port
@@ -451,10 +463,10 @@ async fn a_transaction_is_echoed_exactly_as_sent() {
 }
 
 /// A terminal that answers every `/api/user/list` with the same page of ten users, each with a
-/// photo, and says there are `pages` pages. Keeps each connection open for the next request.
-async fn roster_terminal(pages: u64) -> u16 {
+/// photo and a `note` of `note` bytes, and says there are `pages` pages. Keeps each connection open for the next request.
+async fn roster_terminal(pages: u64, note: usize) -> u16 {
     let users: Vec<Value> = (0..10)
-        .map(|i| json!({"userId": format!("v{i}"), "userType": 2, "name": "Ann", "photo": "/9j/".repeat(1_000)}))
+        .map(|i| json!({"userId": format!("v{i}"), "userType": 2, "name": "Ann", "photo": "/9j/".repeat(1_000), "note": "n".repeat(note)}))
         .collect();
     let body = json!({"code": 200, "message": "OK", "desc": "", "data": {
         "total": pages * 10, "pageNum": 1, "pageSize": 10, "totalPage": pages, "data": users,
@@ -464,24 +476,18 @@ async fn roster_terminal(pages: u64) -> u16 {
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let answer = answer.clone();
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                while request_head(&mut s, &mut got).await {
-                    if s.write_all(answer.as_bytes()).await.is_err() {
-                        return;
-                    }
+    serve(move |mut s| {
+        let answer = answer.clone();
+        async move {
+            let mut got = Vec::new();
+            while request_head(&mut s, &mut got).await {
+                if s.write_all(answer.as_bytes()).await.is_err() {
+                    return;
                 }
-            });
+            }
         }
-    });
-    port
+    })
+    .await
 }
 
 /// The visitors sensor reads the terminal's whole roster every `people.refresh`: a terminal
@@ -489,7 +495,9 @@ async fn roster_terminal(pages: u64) -> u16 {
 /// unbounded), and the roster is kept without its ~43 KB photos.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_roster_is_read_without_photos_and_a_terminal_that_always_has_another_page_is_an_error() {
-    use face2mqtt::integrations::terminal::{Endpoint, TerminalClient, MAX_USERS};
+    use face2mqtt::integrations::terminal::{
+        Endpoint, TerminalClient, MAX_ROSTER_BYTES, MAX_USERS,
+    };
     let client = |port| {
         TerminalClient::new(Endpoint {
             host: "127.0.0.1".into(),
@@ -499,13 +507,13 @@ async fn a_roster_is_read_without_photos_and_a_terminal_that_always_has_another_
             timeout: Duration::from_secs(20),
         })
     };
-    let users = client(roster_terminal(3).await)
+    let users = client(roster_terminal(3, 0).await)
         .all_users(Some(2))
         .await
         .expect("three pages");
     assert_eq!(users.len(), 30);
     assert!(users.iter().all(|u| u.photo.is_none() && u.name == "Ann"));
-    let e = client(roster_terminal(1_000_000_000).await)
+    let e = client(roster_terminal(1_000_000_000, 0).await)
         .all_users(Some(2))
         .await
         .expect_err("endless");
@@ -514,4 +522,11 @@ async fn a_roster_is_read_without_photos_and_a_terminal_that_always_has_another_
             .contains(&format!("more than {MAX_USERS} users")),
         "{e}"
     );
+    // Fewer users, each with a large field the roster keeps: bounded in bytes, not only in count.
+    let e = client(roster_terminal(1_000_000_000, 100_000).await)
+        .all_users(Some(2))
+        .await
+        .expect_err("endless and large");
+    assert!(e.to_string().contains("users of more than 32MiB"), "{e}");
+    assert_eq!(MAX_ROSTER_BYTES, 32 << 20);
 }

@@ -33,14 +33,19 @@ impl FreshEvents {
         }
     }
 
+    /// Whether a record the bridge took at `spooled_ms` is still fresh at `now_ms`: asked before
+    /// the record is read at all, so a drain after an outage reads none of its stale records.
+    pub fn in_time(&self, spooled_ms: u64, now_ms: u64) -> bool {
+        u128::from(now_ms.saturating_sub(spooled_ms)) <= self.max_age.as_millis()
+    }
+
     /// The event payload for this record, if it should fire: pushed live, and taken by the
     /// bridge (`spooled_ms`) no longer than the limit before `now_ms` (both Unix ms, ours).
     pub fn fire(&mut self, record: &Record, spooled_ms: u64, now_ms: u64) -> Option<Vec<u8>> {
         if record.source != Source::Live {
             return None;
         }
-        let held = u128::from(now_ms.saturating_sub(spooled_ms));
-        if held > self.max_age.as_millis() {
+        if !self.in_time(spooled_ms, now_ms) {
             return None;
         }
         let event_id = &record.event_id;

@@ -173,6 +173,11 @@ impl HomeAssistant {
         let Some(fresh) = records.fresh.as_mut() else {
             return;
         };
+        let now_ms = crate::integrations::terminal::sign::now_ms();
+        if !fresh.in_time(r.spooled_ms, now_ms) {
+            tracing::debug!(event_id = %r.event_id, "held too long: no Home Assistant event");
+            return;
+        }
         let record = match Record::from_json(&r.json) {
             Ok(record) => record,
             Err(e) => {
@@ -180,7 +185,6 @@ impl HomeAssistant {
                 return;
             }
         };
-        let now_ms = crate::integrations::terminal::sign::now_ms();
         match fresh.fire(&record, r.spooled_ms, now_ms) {
             Some(payload) => {
                 let topic = topics::event(&self.base, &r.terminal);

@@ -171,6 +171,9 @@ pub struct UserQuery {
 /// The most users [`TerminalClient::all_users`] reads (the largest terminals hold tens of
 /// thousands of faces; past this, a terminal that keeps saying there is another page is wrong).
 pub const MAX_USERS: usize = 50_000;
+/// The most bytes of users (as JSON, photos dropped) it keeps: a page may hold [`MAX_BODY`] of
+/// fields the roster keeps (`extra`), so a count alone does not bound its memory.
+pub const MAX_ROSTER_BYTES: usize = 32 << 20;
 
 #[derive(Clone)]
 pub struct TerminalClient {
@@ -594,6 +597,7 @@ impl TerminalClient {
     /// [`MAX_USERS`] and an error past it, never without end.
     pub async fn all_users(&self, person_type: Option<i64>) -> Result<Vec<User>, TerminalError> {
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         let mut q = UserQuery {
             person_type,
             page: 1,
@@ -603,13 +607,26 @@ impl TerminalClient {
         loop {
             let page = self.list_users(&q).await?;
             let n = page.items.len();
-            out.extend(page.items.into_iter().map(|u| User { photo: None, ..u }));
-            if out.len() > MAX_USERS {
+            for user in page.items {
+                let user = User {
+                    photo: None,
+                    ..user
+                };
+                bytes += serde_json::to_vec(&user).map_or(0, |v| v.len());
+                out.push(user);
+            }
+            let over = if out.len() > MAX_USERS {
+                Some(format!("more than {MAX_USERS} users"))
+            } else if bytes > MAX_ROSTER_BYTES {
+                let limit = crate::config::ByteSize(MAX_ROSTER_BYTES as u64);
+                Some(format!("users of more than {limit}"))
+            } else {
+                None
+            };
+            if let Some(over) = over {
                 return Err(TerminalError::Protocol {
                     endpoint: "/api/user/list".into(),
-                    reason: format!(
-                        "more than {MAX_USERS} users: the roster is read whole only up to that"
-                    ),
+                    reason: format!("{over}: the roster is read whole only up to that"),
                 });
             }
             if n == 0 || q.page >= page.total_pages {

@@ -6,5 +6,7 @@ pub mod model;
 pub mod push;
 pub mod sign;
 
-pub use client::{Endpoint, RecordQuery, TerminalClient, TerminalError, UserQuery, MAX_USERS};
+pub use client::{
+    Endpoint, RecordQuery, TerminalClient, TerminalError, UserQuery, MAX_ROSTER_BYTES, MAX_USERS,
+};
 pub use model::{ApiCode, DeviceInfo, PersonType, User};

@@ -150,10 +150,15 @@ impl Publisher {
         if let Some(photo) = &photo {
             self.offer_capture(&entry, photo);
         }
-        let snapshot_topic = topics::snapshot(&self.base, &entry.terminal);
+        // The snapshot topic only for an entry with a photo: most have none.
+        let snapshot_topic = photo
+            .is_some()
+            .then(|| topics::snapshot(&self.base, &entry.terminal));
         let topic = topics::record(&self.base, &entry.terminal);
         let room = Room {
-            snapshot: MAX_PACKET.saturating_sub(snapshot_topic.len() + 16),
+            snapshot: snapshot_topic
+                .as_ref()
+                .map_or(0, |t| MAX_PACKET.saturating_sub(t.len() + 16)),
             record: MAX_PACKET.saturating_sub(topic.len() + 16),
         };
         let newest = self.snapshots.is_newest(&entry.terminal, entry.sign_time);
@@ -172,8 +177,8 @@ impl Publisher {
         if photo_too_large {
             tracing::warn!(terminal = %entry.terminal, event_id = %entry.event_id, "capture photo larger than the MQTT packet limit; not published");
         }
-        if let Some(photo) = snapshot {
-            if !sink.submit(&snapshot_topic, photo, true, Tag::Entry(seq)) {
+        if let (Some(photo), Some(snapshot_topic)) = (snapshot, &snapshot_topic) {
+            if !sink.submit(snapshot_topic, photo, true, Tag::Entry(seq)) {
                 return false;
             }
             self.snapshots.sent(&entry.terminal, entry.sign_time);

@@ -26,15 +26,6 @@ pub enum Source {
     Backfill,
 }
 
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Live => "live",
-            Source::Backfill => "backfill",
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NormalizeError {
     #[error("record has no usable `signTime`")]
@@ -109,7 +100,7 @@ impl Normalized {
         }
     }
 
-    /// The published record as a JSON tree (for tests and the `records` command's output).
+    /// The published record as a JSON tree (for tests, which index it).
     pub fn json(&self) -> Value {
         serde_json::to_value(&self.record).unwrap_or_default()
     }

@@ -168,6 +168,7 @@ mod tests {
         for json in [
             r#"{"person":{"type":"staff"}}"#,
             r#"{"person":{}}"#,
+            r#"{"person":{"type":7}}"#,
             r#"{"person":null}"#,
             r#"{"event_id":"e"}"#,
             r#"{"person":{"type":"stranger"}"#,
