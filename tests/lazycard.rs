@@ -583,6 +583,12 @@ fn a_full_card_answers_enospc_and_statvfs_counts_what_is_used() {
     assert_eq!(errno(f.write_all(&vec![7; 600 << 10])), Some(libc::ENOSPC));
     drop(f);
     fs::remove_file(&path).expect("unlink");
+    // FUSE sends the file's RELEASE after close returns: its blocks are free once that arrives,
+    // which may be a moment after the unlink (seen once in CI-like runs). Waited on, with a bound.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while statvfs_free(card.path()) != (1 << 20) - PAGE && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert_eq!(statvfs_free(card.path()), (1 << 20) - PAGE);
 }
 
