@@ -120,6 +120,12 @@ pub struct TerminalArg {
     pub terminal: Option<String>,
 }
 
+impl TerminalArg {
+    pub async fn call(&self, call: cli::TerminalCall) -> Result<(), cli::Failure> {
+        cli::terminal(&self.config.config, self.terminal.as_deref(), call).await
+    }
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// The daemon: ingest, spool, publish, commands, buttons, Home Assistant discovery.

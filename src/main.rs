@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use args::{Cli, Command};
-use face2mqtt::cli;
+use face2mqtt::cli::{self, TerminalCall};
 
 fn main() -> ExitCode {
     face2mqtt::runtime::service::tune_malloc();
@@ -46,56 +46,20 @@ fn main() -> ExitCode {
             Command::Check(c) => cli::check(&c.config).await,
             Command::Setup(a) => cli::setup::setup(a).await,
             Command::Simulate(a) => cli::simulate(a).await,
-            Command::Open { t, remark } => {
-                cli::device(
-                    &t.config.config,
-                    t.terminal.as_deref(),
-                    cli::DeviceCall::Open(remark),
-                )
-                .await
-            }
-            Command::Reboot(t) => {
-                cli::device(
-                    &t.config.config,
-                    t.terminal.as_deref(),
-                    cli::DeviceCall::Reboot,
-                )
-                .await
-            }
-            Command::SyncTime(t) => {
-                cli::device(
-                    &t.config.config,
-                    t.terminal.as_deref(),
-                    cli::DeviceCall::SyncTime,
-                )
-                .await
-            }
-            Command::Info { t, all } => {
-                cli::device(
-                    &t.config.config,
-                    t.terminal.as_deref(),
-                    cli::DeviceCall::Info { all },
-                )
-                .await
-            }
-            Command::Users { t, action } => {
-                cli::users(&t.config.config, t.terminal.as_deref(), action).await
-            }
-            Command::Records { t, args } => {
-                cli::records(&t.config.config, t.terminal.as_deref(), args).await
-            }
-            Command::Settings { t, action } => {
-                cli::settings(&t.config.config, t.terminal.as_deref(), action).await
-            }
+            Command::Open { t, remark } => t.call(TerminalCall::Open(remark)).await,
+            Command::Reboot(t) => t.call(TerminalCall::Reboot).await,
+            Command::SyncTime(t) => t.call(TerminalCall::SyncTime).await,
+            Command::Info { t, all } => t.call(TerminalCall::Info { all }).await,
+            Command::Users { t, action } => t.call(TerminalCall::Users(action)).await,
+            Command::Records { t, args } => t.call(TerminalCall::Records(args)).await,
+            Command::Settings { t, action } => t.call(TerminalCall::Settings(action)).await,
+            Command::JsonCmd { t, json } => t.call(TerminalCall::JsonCmd(json)).await,
             Command::Spool { config, action } => {
                 // sled and the photo files block: not on the runtime's workers.
                 let path = config.config.clone();
                 tokio::task::spawn_blocking(move || cli::spool::spool(&path, action))
                     .await
                     .unwrap_or_else(|e| Err(cli::Failure::Runtime(format!("spool: {e}"))))
-            }
-            Command::JsonCmd { t, json } => {
-                cli::json_cmd(&t.config.config, t.terminal.as_deref(), &json).await
             }
             // Handled above, without a runtime.
             Command::GenerateDocs { .. } => Ok(()),

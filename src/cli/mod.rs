@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TerminalConfig};
 use crate::integrations::terminal::{
-    Endpoint, PersonType, RecordQuery, TerminalClient, User, UserQuery,
+    Endpoint, PersonType, RecordQuery, TerminalClient, TerminalError, User, UserQuery,
 };
 use crate::pipeline::record::{self, Source};
 pub use crate::runtime::exit::Failure;
@@ -142,40 +142,52 @@ fn fingerprint(config: &Config) -> u64 {
     h.finish()
 }
 
-// ---- one-shot device calls ------------------------------------------------------------------
+// ---- one-shot terminal calls -----------------------------------------------------------------
 
-pub enum DeviceCall {
+/// A one-shot call to one terminal of the config.
+pub enum TerminalCall {
     Open(Option<String>),
     Reboot,
     SyncTime,
     Info { all: bool },
+    Users(UsersAction),
+    Records(RecordsArgs),
+    Settings(SettingsAction),
+    JsonCmd(String),
 }
 
-pub async fn device(path: &Path, terminal: Option<&str>, call: DeviceCall) -> Result<(), Failure> {
+pub async fn terminal(
+    path: &Path,
+    terminal: Option<&str>,
+    call: TerminalCall,
+) -> Result<(), Failure> {
     let config = load(path)?;
     let t = pick(&config, terminal)?;
-    let c = client_for(t)?;
-    let fail = |e: crate::integrations::terminal::TerminalError| {
-        Failure::Runtime(format!("terminal {}: {e}", t.id))
-    };
+    let fail = failed(t);
     match call {
-        DeviceCall::Open(remark) => {
-            c.open(remark.as_deref()).await.map_err(fail)?;
+        // These two read their arguments before they need the terminal.
+        TerminalCall::Records(args) => return records(t, args).await,
+        TerminalCall::JsonCmd(json) => return json_cmd(t, &json).await,
+        TerminalCall::Users(action) => return users(t, &client_for(t)?, action).await,
+        TerminalCall::Settings(action) => return settings(t, &client_for(t)?, action).await,
+        TerminalCall::Open(remark) => {
+            client_for(t)?.open(remark.as_deref()).await.map_err(fail)?;
             println!("{}: door opened", t.id);
         }
-        DeviceCall::Reboot => {
-            c.reboot().await.map_err(fail)?;
+        TerminalCall::Reboot => {
+            client_for(t)?.reboot().await.map_err(fail)?;
             println!("{}: rebooting", t.id);
         }
-        DeviceCall::SyncTime => {
-            c.sync_time().await.map_err(fail)?;
+        TerminalCall::SyncTime => {
+            client_for(t)?.sync_time().await.map_err(fail)?;
             println!(
                 "{}: clock set to {}",
                 t.id,
                 humantime::format_rfc3339_seconds(SystemTime::now())
             );
         }
-        DeviceCall::Info { all } => {
+        TerminalCall::Info { all } => {
+            let c = client_for(t)?;
             let info = c.information().await.map_err(fail)?;
             if !all {
                 print_json(&info);
@@ -190,6 +202,11 @@ pub async fn device(path: &Path, terminal: Option<&str>, call: DeviceCall) -> Re
         }
     }
     Ok(())
+}
+
+/// A terminal's error as the command's failure, naming the terminal.
+fn failed(t: &TerminalConfig) -> impl Fn(TerminalError) -> Failure + Copy + '_ {
+    move |e| Failure::Runtime(format!("terminal {}: {e}", t.id))
 }
 
 // ---- users ----------------------------------------------------------------------------------
@@ -277,17 +294,8 @@ fn user_from(fields: &UserFields, base: User) -> Result<User, Failure> {
     Ok(u)
 }
 
-pub async fn users(
-    path: &Path,
-    terminal: Option<&str>,
-    action: UsersAction,
-) -> Result<(), Failure> {
-    let config = load(path)?;
-    let t = pick(&config, terminal)?;
-    let c = client_for(t)?;
-    let fail = |e: crate::integrations::terminal::TerminalError| {
-        Failure::Runtime(format!("terminal {}: {e}", t.id))
-    };
+async fn users(t: &TerminalConfig, c: &TerminalClient, action: UsersAction) -> Result<(), Failure> {
+    let fail = failed(t);
     match action {
         UsersAction::List { person_type, json } => {
             let users = c
@@ -397,13 +405,7 @@ pub fn parse_time(s: &str, now: u64) -> Result<u64, String> {
     ))
 }
 
-pub async fn records(
-    path: &Path,
-    terminal: Option<&str>,
-    args: RecordsArgs,
-) -> Result<(), Failure> {
-    let config = load(path)?;
-    let t = pick(&config, terminal)?;
+async fn records(t: &TerminalConfig, args: RecordsArgs) -> Result<(), Failure> {
     let now = crate::integrations::terminal::sign::now_ms() / 1000;
     let from = parse_time(&args.from, now).map_err(|e| Failure::Usage(format!("--from: {e}")))?;
     let to = parse_time(&args.to, now).map_err(|e| Failure::Usage(format!("--to: {e}")))?;
@@ -415,10 +417,7 @@ pub async fn records(
     q.person_type = args.person_type.map(PersonType::code).unwrap_or(0);
     let mut count = 0u64;
     loop {
-        let page = c
-            .records(&q)
-            .await
-            .map_err(|e| Failure::Runtime(format!("terminal {}: {e}", t.id)))?;
+        let page = c.records(&q).await.map_err(failed(t))?;
         let n = page.items.len();
         for item in page.items {
             count += 1;
@@ -475,17 +474,12 @@ fn read_json_arg(file: &Path) -> Result<Value, Failure> {
         .map_err(|e| Failure::Usage(format!("{}: not JSON: {e}", file.display())))
 }
 
-pub async fn settings(
-    path: &Path,
-    terminal: Option<&str>,
+async fn settings(
+    t: &TerminalConfig,
+    c: &TerminalClient,
     action: SettingsAction,
 ) -> Result<(), Failure> {
-    let config = load(path)?;
-    let t = pick(&config, terminal)?;
-    let c = client_for(t)?;
-    let fail = |e: crate::integrations::terminal::TerminalError| {
-        Failure::Runtime(format!("terminal {}: {e}", t.id))
-    };
+    let fail = failed(t);
     match action {
         SettingsAction::Get { object } => {
             let v = match object {
@@ -515,15 +509,10 @@ pub async fn settings(
     Ok(())
 }
 
-pub async fn json_cmd(path: &Path, terminal: Option<&str>, json: &str) -> Result<(), Failure> {
-    let config = load(path)?;
-    let t = pick(&config, terminal)?;
+async fn json_cmd(t: &TerminalConfig, json: &str) -> Result<(), Failure> {
     let cmd: Value = serde_json::from_str(json)
         .map_err(|e| Failure::Usage(format!("the command is not JSON: {e}")))?;
-    let answer = client_for(t)?
-        .json_cmd(&cmd)
-        .await
-        .map_err(|e| Failure::Runtime(format!("terminal {}: {e}", t.id)))?;
+    let answer = client_for(t)?.json_cmd(&cmd).await.map_err(failed(t))?;
     print_json(&answer);
     Ok(())
 }

@@ -97,7 +97,7 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     /// `object` is unique within this bridge; `fields` are the platform's own keys.
-    fn add(&mut self, component: &str, object: &str, device: &Value, fields: Value) {
+    fn add(&mut self, component: &str, object: &str, device: &Value, avail: &Value, fields: Value) {
         let mut p = Map::new();
         p.insert("unique_id".into(), json!(format!("{}_{object}", self.node)));
         p.insert(
@@ -107,8 +107,10 @@ impl Builder<'_> {
         p.insert("device".into(), device.clone());
         p.insert("origin".into(), origin());
         p.insert("qos".into(), json!(1));
-        if let Value::Object(f) = fields {
-            p.extend(f);
+        for part in [avail.clone(), fields] {
+            if let Value::Object(f) = part {
+                p.extend(f);
+            }
         }
         self.out.push(Entity {
             topic: format!("{}/{component}/{}/{object}/config", self.prefix, self.node),
@@ -169,85 +171,76 @@ pub fn entities(site: &Site<'_>, details: &dyn Fn(&str) -> Option<DeviceDetails>
     };
     let bridge = bridge_device(&b.node);
     let diag = diagnostics_topic(base);
+    let bridge_avail = bridge_availability(base);
     b.add(
         "sensor",
         "bridge_spool_records",
         &bridge,
-        merge(
-            bridge_availability(base),
-            json!({
-                "name": "Records queued",
-                "state_topic": diag,
-                "value_template": "{{ value_json.spool_records }}",
-                "state_class": "measurement",
-                "entity_category": "diagnostic",
-                "icon": "mdi:tray-full",
-            }),
-        ),
+        &bridge_avail,
+        json!({
+            "name": "Records queued",
+            "state_topic": diag,
+            "value_template": "{{ value_json.spool_records }}",
+            "state_class": "measurement",
+            "entity_category": "diagnostic",
+            "icon": "mdi:tray-full",
+        }),
     );
     b.add(
         "sensor",
         "bridge_oldest_queued_age",
         &bridge,
-        merge(
-            bridge_availability(base),
-            json!({
-                "name": "Oldest queued record age",
-                "state_topic": diag,
-                "value_template": "{{ value_json.oldest_queued_age_s }}",
-                "device_class": "duration",
-                "unit_of_measurement": "s",
-                "state_class": "measurement",
-                "entity_category": "diagnostic",
-            }),
-        ),
+        &bridge_avail,
+        json!({
+            "name": "Oldest queued record age",
+            "state_topic": diag,
+            "value_template": "{{ value_json.oldest_queued_age_s }}",
+            "device_class": "duration",
+            "unit_of_measurement": "s",
+            "state_class": "measurement",
+            "entity_category": "diagnostic",
+        }),
     );
     b.add(
         "sensor",
         "bridge_broker_reconnects",
         &bridge,
-        merge(
-            bridge_availability(base),
-            json!({
-                "name": "Broker reconnects",
-                "state_topic": diag,
-                "value_template": "{{ value_json.broker_reconnects }}",
-                "state_class": "total_increasing",
-                "entity_category": "diagnostic",
-                "icon": "mdi:lan-disconnect",
-            }),
-        ),
+        &bridge_avail,
+        json!({
+            "name": "Broker reconnects",
+            "state_topic": diag,
+            "value_template": "{{ value_json.broker_reconnects }}",
+            "state_class": "total_increasing",
+            "entity_category": "diagnostic",
+            "icon": "mdi:lan-disconnect",
+        }),
     );
     b.add(
         "sensor",
         "bridge_broker_refusals",
         &bridge,
-        merge(
-            bridge_availability(base),
-            json!({
-                "name": "Broker refusals",
-                "state_topic": diag,
-                "value_template": "{{ value_json.broker_refusals }}",
-                "state_class": "total_increasing",
-                "entity_category": "diagnostic",
-                "icon": "mdi:cancel",
-            }),
-        ),
+        &bridge_avail,
+        json!({
+            "name": "Broker refusals",
+            "state_topic": diag,
+            "value_template": "{{ value_json.broker_refusals }}",
+            "state_class": "total_increasing",
+            "entity_category": "diagnostic",
+            "icon": "mdi:cancel",
+        }),
     );
     for button in site.buttons {
         b.add(
             "event",
             &format!("bridge_button_{}", button.pin),
             &bridge,
-            merge(
-                bridge_availability(base),
-                json!({
-                    "name": format!("Exit button GPIO{}", button.pin),
-                    "state_topic": button_topic(base, button.pin),
-                    "event_types": ["press", "long_press"],
-                    "device_class": "button",
-                }),
-            ),
+            &bridge_avail,
+            json!({
+                "name": format!("Exit button GPIO{}", button.pin),
+                "state_topic": button_topic(base, button.pin),
+                "event_types": ["press", "long_press"],
+                "device_class": "button",
+            }),
         );
     }
 
@@ -256,7 +249,7 @@ pub fn entities(site: &Site<'_>, details: &dyn Fn(&str) -> Option<DeviceDetails>
         let details = details(id);
         let fahrenheit = details.as_ref().is_some_and(|d| d.fahrenheit);
         let dev = terminal_device(&b.node, t, details.as_ref());
-        let avail = || terminal_availability(base, id);
+        let avail = terminal_availability(base, id);
         // State sensors read the retained latest record: after an HA restart they show the last
         // person at once instead of "unknown" until the next recognition.
         let record = last_record_topic(base, id);
@@ -265,74 +258,64 @@ pub fn entities(site: &Site<'_>, details: &dyn Fn(&str) -> Option<DeviceDetails>
             "event",
             &format!("{id}_recognition"),
             &dev,
-            merge(
-                avail(),
-                json!({
-                    "name": "Recognition",
-                    "state_topic": event_topic(base, id),
-                    "event_types": ["staff", "visitor", "blacklist", "stranger"],
-                    "icon": "mdi:face-recognition",
-                }),
-            ),
+            &avail,
+            json!({
+                "name": "Recognition",
+                "state_topic": event_topic(base, id),
+                "event_types": ["staff", "visitor", "blacklist", "stranger"],
+                "icon": "mdi:face-recognition",
+            }),
         );
         b.add(
             "image",
             &format!("{id}_last_capture"),
             &dev,
-            merge(
-                avail(),
-                json!({
-                    "name": "Last capture",
-                    "image_topic": format!("{base}/{id}/snapshot"),
-                    "content_type": "image/jpeg",
-                }),
-            ),
+            &avail,
+            json!({
+                "name": "Last capture",
+                "image_topic": format!("{base}/{id}/snapshot"),
+                "content_type": "image/jpeg",
+            }),
         );
         b.add(
             "sensor",
             &format!("{id}_last_person"),
             &dev,
-            merge(
-                avail(),
-                json!({
-                    "name": "Last person",
-                    "state_topic": record,
-                    "value_template": "{{ value_json.person.name if value_json.person.name else value_json.person.type | capitalize }}",
-                    "json_attributes_topic": record,
-                    "icon": "mdi:account-check",
-                }),
-            ),
+            &avail,
+                        json!({
+                "name": "Last person",
+                "state_topic": record,
+                "value_template": "{{ value_json.person.name if value_json.person.name else value_json.person.type | capitalize }}",
+                "json_attributes_topic": record,
+                "icon": "mdi:account-check",
+            }),
         );
         b.add(
             "sensor",
             &format!("{id}_temperature"),
             &dev,
-            merge(
-                avail(),
-                json!({
-                    "name": "Body temperature",
-                    "state_topic": record,
-                    "value_template": temperature_template(fahrenheit),
-                    "device_class": "temperature",
-                    "state_class": "measurement",
-                    "unit_of_measurement": if fahrenheit { "°F" } else { "°C" },
-                    "suggested_display_precision": 1,
-                }),
-            ),
+            &avail,
+            json!({
+                "name": "Body temperature",
+                "state_topic": record,
+                "value_template": temperature_template(fahrenheit),
+                "device_class": "temperature",
+                "state_class": "measurement",
+                "unit_of_measurement": if fahrenheit { "°F" } else { "°C" },
+                "suggested_display_precision": 1,
+            }),
         );
         b.add(
             "binary_sensor",
             &format!("{id}_mask"),
             &dev,
-            merge(
-                avail(),
-                json!({
-                    "name": "Mask worn",
-                    "state_topic": record,
-                    "value_template": "{% if value_json.mask %}{{ 'ON' if value_json.mask.worn else 'OFF' }}{% else %}None{% endif %}",
-                    "icon": "mdi:face-mask",
-                }),
-            ),
+            &avail,
+                        json!({
+                "name": "Mask worn",
+                "state_topic": record,
+                "value_template": "{% if value_json.mask %}{{ 'ON' if value_json.mask.worn else 'OFF' }}{% else %}None{% endif %}",
+                "icon": "mdi:face-mask",
+            }),
         );
         let allowed = t.allowed_commands();
         let buttons = [
@@ -364,8 +347,9 @@ pub fn entities(site: &Site<'_>, details: &dyn Fn(&str) -> Option<DeviceDetails>
                 "button",
                 &format!("{id}_{object}"),
                 &dev,
+                &avail,
                 merge(
-                    merge(avail(), extra),
+                    extra,
                     json!({
                         "name": name,
                         "command_topic": request(cmd.as_str()),
@@ -381,7 +365,8 @@ pub fn entities(site: &Site<'_>, details: &dyn Fn(&str) -> Option<DeviceDetails>
                 "lock",
                 &format!("{id}_lock"),
                 &dev,
-                merge(avail(), super::lock::fields(base, id)),
+                &avail,
+                super::lock::fields(base, id),
             );
         }
         // Visitor passes valid now, on a terminal whose people commands can change them.
@@ -391,17 +376,15 @@ pub fn entities(site: &Site<'_>, details: &dyn Fn(&str) -> Option<DeviceDetails>
                 "sensor",
                 &format!("{id}_visitors"),
                 &dev,
-                merge(
-                    avail(),
-                    json!({
-                        "name": "Visitor passes",
-                        "state_topic": visitors,
-                        "value_template": "{{ value_json.count }}",
-                        "json_attributes_topic": visitors,
-                        "state_class": "measurement",
-                        "icon": "mdi:card-account-details-outline",
-                    }),
-                ),
+                &avail,
+                json!({
+                    "name": "Visitor passes",
+                    "state_topic": visitors,
+                    "value_template": "{{ value_json.count }}",
+                    "json_attributes_topic": visitors,
+                    "state_class": "measurement",
+                    "icon": "mdi:card-account-details-outline",
+                }),
             );
         }
         // The terminal's clock against this machine's: a clock that jumped shows here first.
@@ -410,36 +393,32 @@ pub fn entities(site: &Site<'_>, details: &dyn Fn(&str) -> Option<DeviceDetails>
             "sensor",
             &format!("{id}_clock_offset"),
             &dev,
-            merge(
-                bridge_availability(base),
-                json!({
-                    "name": "Clock offset",
-                    "state_topic": diagnostics_topic(base),
-                    "value_template": format!("{{{{ value_json.terminal_clock_offset_s[{key}] }}}}"),
-                    "device_class": "duration",
-                    "unit_of_measurement": "s",
-                    "state_class": "measurement",
-                    "entity_category": "diagnostic",
-                    "icon": "mdi:clock-alert-outline",
-                }),
-            ),
+            &bridge_avail,
+            json!({
+                "name": "Clock offset",
+                "state_topic": diagnostics_topic(base),
+                "value_template": format!("{{{{ value_json.terminal_clock_offset_s[{key}] }}}}"),
+                "device_class": "duration",
+                "unit_of_measurement": "s",
+                "state_class": "measurement",
+                "entity_category": "diagnostic",
+                "icon": "mdi:clock-alert-outline",
+            }),
         );
         // The link sensor must read "off" when the link is down, not "unavailable".
         b.add(
             "binary_sensor",
             &format!("{id}_link"),
             &dev,
-            merge(
-                bridge_availability(base),
-                json!({
-                    "name": "Link",
-                    "state_topic": topics::availability(base, id),
-                    "payload_on": "online",
-                    "payload_off": "offline",
-                    "device_class": "connectivity",
-                    "entity_category": "diagnostic",
-                }),
-            ),
+            &bridge_avail,
+            json!({
+                "name": "Link",
+                "state_topic": topics::availability(base, id),
+                "payload_on": "online",
+                "payload_off": "offline",
+                "device_class": "connectivity",
+                "entity_category": "diagnostic",
+            }),
         );
     }
     b.out
