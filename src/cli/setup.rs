@@ -115,6 +115,12 @@ fn terminal_password_file(id: &str) -> String {
     format!("terminal-{id}.password")
 }
 
+fn needed(flag: &str) -> Failure {
+    Failure::Usage(format!(
+        "setup: {flag} is needed (or run it on a terminal to be asked)"
+    ))
+}
+
 /// As `run` reads a `password_file` (a trailing LF or CRLF is not part of it).
 fn read_password(path: &Path, flag: &str) -> Result<Secret, Failure> {
     crate::config::read_secret(path).map_err(|e| Failure::Usage(format!("{flag}: {e}")))
@@ -150,9 +156,7 @@ pub async fn setup(mut args: SetupArgs) -> Result<(), Failure> {
             ),
         ] {
             if !given {
-                return Err(Failure::Usage(format!(
-                    "setup: {flag} is needed (or run it on a terminal to be asked)"
-                )));
+                return Err(needed(flag));
             }
         }
     }
@@ -186,13 +190,6 @@ pub async fn setup(mut args: SetupArgs) -> Result<(), Failure> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    let need = |v: Option<String>, flag: &str| {
-        v.ok_or_else(|| {
-            Failure::Usage(format!(
-                "setup: {flag} is needed (or run it on a terminal to be asked)"
-            ))
-        })
-    };
 
     let mut a = Answers {
         id: args.terminal_id.clone(),
@@ -234,14 +231,14 @@ pub async fn setup(mut args: SetupArgs) -> Result<(), Failure> {
             (a.host, a.http_port) = host_and_port(&answer, a.http_port);
         }
         if a.host.is_empty() {
-            return Err(need(None, "--terminal-host").unwrap_err());
+            return Err(needed("--terminal-host"));
         }
         let pw = match given_pw.take() {
             Some(p) => p,
             None if ask.interactive => {
                 ask.secret("The terminal's password (123456 from the factory)")?
             }
-            None => return Err(need(None, "--terminal-password-file").unwrap_err()),
+            None => return Err(needed("--terminal-password-file")),
         };
         let t = match terminal_of(&a, &dir, &pw) {
             Err(Failure::Usage(why)) if ask.interactive => {
@@ -286,11 +283,11 @@ pub async fn setup(mut args: SetupArgs) -> Result<(), Failure> {
         }
         first = false;
         if a.broker.is_empty() {
-            return Err(need(None, "--broker").unwrap_err());
+            return Err(needed("--broker"));
         }
         if a.broker_username.is_some() && broker_pw.is_none() {
             if !ask.interactive {
-                return Err(need(None, "--broker-password-file").unwrap_err());
+                return Err(needed("--broker-password-file"));
             }
             broker_pw = Some(ask.secret("Its password")?);
         }
@@ -415,20 +412,19 @@ fn write_files(
         Failure::Runtime(format!("writing {}: {e}", path.display()))
     };
     // 0750 whatever the umask (a world-writable directory would let anyone swap the files).
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(dir)
-        .map_err(|e| fail(dir, e))?;
+    let mkdir = |d: &Path| {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(d)
+            .map_err(|e| fail(d, e))
+    };
+    mkdir(dir)?;
     let user = owner(SERVICE_USER);
     if let Some(spool) = &a.spool_dir {
         // The default (/var/lib/face2mqtt) is the unit's StateDirectory, made by systemd; one
         // of the site's own must exist, and be the service's.
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o750)
-            .create(spool)
-            .map_err(|e| fail(spool, e))?;
+        mkdir(spool)?;
         if let Some((uid, gid)) = user.filter(|_| is_root()) {
             std::os::unix::fs::chown(spool, Some(uid), Some(gid)).map_err(|e| fail(spool, e))?;
         }
