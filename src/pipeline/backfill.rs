@@ -74,10 +74,9 @@ impl Backfill {
                         if n > 0 {
                             tracing::info!(terminal = %t.id, records = n, "backfill fetched records missed during the gap");
                         }
-                        if self.trigger.has_changed().unwrap_or(false) {
-                            continue;
+                        if !self.trigger.has_changed().unwrap_or(false) {
+                            break;
                         }
-                        break;
                     }
                     Ok(None) => return, // shutdown
                     Err(e) => {
@@ -183,9 +182,9 @@ impl Backfill {
                 return Ok(Some(Slice::TooBig));
             }
             let n = page.items.len();
-            for held in self.normalize(page.items, newest && out.is_empty()) {
-                bytes = bytes.saturating_add(held.size);
-                out.push(held);
+            for rec in self.normalize(page.items, newest && out.is_empty()) {
+                bytes = bytes.saturating_add(rec.size());
+                out.push(rec);
             }
             if splittable && (bytes > SLICE_BYTES || out.len() as u64 > SLICE_RECORDS) {
                 return Ok(Some(Slice::TooBig));
@@ -237,9 +236,9 @@ impl Backfill {
         }
     }
 
-    /// The page's records the bridge can read, each with its size (measured once: it bounds the
-    /// slice and is the record's ticket); `keep_first_photo` keeps the first one's photo.
-    fn normalize(&self, items: Vec<Map<String, Value>>, keep_first_photo: bool) -> Vec<Held> {
+    /// The page's records the bridge can read (their size bounds the slice and is each one's
+    /// ticket); `keep_first_photo` keeps the first one's photo.
+    fn normalize(&self, items: Vec<Map<String, Value>>, keep_first_photo: bool) -> Vec<Incoming> {
         let t = &self.terminal;
         let now = sign::now_ms() / 1000;
         let mut out = Vec::with_capacity(items.len());
@@ -253,9 +252,7 @@ impl Backfill {
                     if !(keep_first_photo && out.is_empty()) {
                         rec.drop_photo();
                     }
-                    let rec = Incoming::from(rec);
-                    let size = rec.size();
-                    out.push(Held { rec, size });
+                    out.push(Incoming::from(rec));
                 }
                 Err(e) => {
                     let mut noise = self.noise.lock().unwrap_or_else(|p| p.into_inner());
@@ -277,16 +274,16 @@ impl Backfill {
     /// channel, so it lands only once they are spooled). False on shutdown.
     async fn spool_oldest_first(
         &self,
-        newest_first: Vec<Held>,
+        newest_first: Vec<Incoming>,
         shutdown: &CancellationToken,
     ) -> bool {
         let t = &self.terminal;
-        let high = newest_first.iter().map(|h| h.rec.sign_time).max();
-        for Held { rec, size } in newest_first.into_iter().rev() {
+        let high = newest_first.iter().map(|rec| rec.sign_time).max();
+        for rec in newest_first.into_iter().rev() {
             // A full spool may never give room: the stop must not wait for it.
             let ticket = tokio::select! {
                 _ = shutdown.cancelled() => return false,
-                ticket = self.budget.take(size) => ticket,
+                ticket = self.budget.take(rec.size()) => ticket,
             };
             let cmd = SpoolCmd::Record {
                 terminal: t.id.clone(),
@@ -324,14 +321,8 @@ async fn send(
 
 /// What [`Backfill::gather`] found in a slice.
 enum Slice {
-    Records(Vec<Held>),
+    Records(Vec<Incoming>),
     TooBig,
-}
-
-/// A record read by backfill, and what holding it costs.
-struct Held {
-    rec: Incoming,
-    size: usize,
 }
 
 /// `[a, b]` as two slices that overlap on their middle second, or `None` when it cannot shrink.

@@ -168,19 +168,11 @@ impl Ingest {
                     tracing::info!(terminal = %t.id, "record push link up");
                     self.backfill.send_modify(|g| *g += 1);
                     let generation = *self.backfill.borrow();
-                    let up = Outbound::Availability {
-                        terminal: t.id.clone(),
-                        online: true,
-                    };
-                    if self.outbound.send(up).await.is_err() {
+                    if !self.available(true).await {
                         return;
                     }
                     let reason = self.read(ws, generation, &shutdown).await;
-                    let down = Outbound::Availability {
-                        terminal: t.id.clone(),
-                        online: false,
-                    };
-                    if self.outbound.send(down).await.is_err() {
+                    if !self.available(false).await {
                         return;
                     }
                     match reason {
@@ -236,19 +228,13 @@ impl Ingest {
                 }
                 msg = rx.next() => {
                     match msg {
-                        None => return Some("closed by the terminal".into()),
+                        None | Some(Ok(Message::Close(_))) => return Some("closed by the terminal".into()),
                         Some(Err(e)) => return Some(e.to_string()),
-                        Some(Ok(Message::Text(text))) => {
-                            if let Err(why) = self.frame(text.as_bytes(), generation, shutdown).await? {
+                        Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
+                            if let Err(why) = self.frame(&m.into_data(), generation, shutdown).await? {
                                 return Some(why);
                             }
                         }
-                        Some(Ok(Message::Binary(bytes))) => {
-                            if let Err(why) = self.frame(&bytes, generation, shutdown).await? {
-                                return Some(why);
-                            }
-                        }
-                        Some(Ok(Message::Close(_))) => return Some("closed by the terminal".into()),
                         Some(Ok(_)) => {} // ping (answered by tungstenite) or pong: liveness only
                     }
                     // Measured from after our own handling: time spent waiting on a busy spool is
@@ -279,14 +265,13 @@ impl Ingest {
         shutdown: &CancellationToken,
     ) -> Option<Result<(), String>> {
         let t = &self.terminal;
-        let mut dropped = Vec::new();
-        let frame = match classify(bytes) {
-            Frame::Reduced { data, dropped: d } => {
+        let (data, dropped) = match classify(bytes) {
+            Frame::Record(data) => (data, Vec::new()),
+            Frame::Reduced { data, dropped } => {
                 if let Some(n) = self.noisy("push frames over the size limit") {
-                    tracing::warn!(terminal = %t.id, size = bytes.len(), fields = ?d, "a push frame over the size limit: its record goes on without these fields{}", more(n));
+                    tracing::warn!(terminal = %t.id, size = bytes.len(), fields = ?dropped, "a push frame over the size limit: its record goes on without these fields{}", more(n));
                 }
-                dropped = d;
-                Frame::Record(data)
+                (data, dropped)
             }
             Frame::Lost(reason) => {
                 // A new link generation makes the backfill task fetch the gap, and holds the
@@ -297,72 +282,75 @@ impl Ingest {
                 self.backfill.send_modify(|g| *g += 1);
                 return Some(Ok(()));
             }
-            f => f,
-        };
-        match frame {
-            Frame::Record(data) => match record::normalize(&t.id, &data, Source::Live) {
-                Ok(mut rec) => {
-                    rec.mark_truncated(&dropped);
-                    if let Some(problem) = &rec.photo_problem {
-                        if let Some(n) = self.noisy("capture photos dropped") {
-                            tracing::warn!(terminal = %t.id, event_id = %rec.event_id(), "capture photo dropped: {problem}{}", more(n));
-                        }
-                    }
-                    tracing::debug!(terminal = %t.id, event_id = %rec.event_id(), "record received");
-                    self.judge_clock(rec.sign_time());
-                    let current = generation.max(*self.backfill.borrow());
-                    let advance = self.caught_up.load(Ordering::SeqCst) >= current;
-                    // Serialized now: what waits is what its bytes say (see `Incoming`). The
-                    // frame's size stands for it (its photo in base64 is a third larger).
-                    let rec = Incoming::from(rec);
-                    let waited = Instant::now();
-                    let ticket = tokio::select! {
-                        _ = shutdown.cancelled() => return None,
-                        ticket = self.budget.take(bytes.len().max(rec.size())) => ticket,
-                    };
-                    let cmd = SpoolCmd::Record {
-                        terminal: t.id.clone(),
-                        record: rec,
-                        advance_watermark: advance,
-                        ticket,
-                    };
-                    // Not taken before the stop: still on the terminal, fetched by backfill.
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return None,
-                        sent = self.spool.send(cmd) => if sent.is_err() { return None },
-                    }
-                    // The spool held us back (full, or the budget used up): meanwhile the
-                    // terminal may have given up on pushes. A new link-up makes backfill fetch
-                    // whatever we missed.
-                    if waited.elapsed() > t.dead_after {
-                        return Some(Err(format!(
-                            "the spool had no room for {}; reconnecting so that backfill covers the gap",
-                            humantime::format_duration(waited.elapsed())
-                        )));
-                    }
-                }
-                Err(e) => {
-                    if let Some(n) = self.noisy("records skipped") {
-                        tracing::warn!(terminal = %t.id, size = bytes.len(), prefix = %preview(bytes), "skipped a record: {e}{}", more(n))
-                    }
-                }
-            },
-            Frame::Other(20000) => {}
+            Frame::Other(20000) => return Some(Ok(())),
             Frame::Other(code) => {
-                tracing::debug!(terminal = %t.id, code, "frame with code {code} ignored")
+                tracing::debug!(terminal = %t.id, code, "frame with code {code} ignored");
+                return Some(Ok(()));
             }
             Frame::Invalid(reason) => {
                 if let Some(n) = self.noisy("frames skipped") {
                     tracing::warn!(terminal = %t.id, size = bytes.len(), prefix = %preview(bytes), "skipped a frame: {reason}{}", more(n))
                 }
+                return Some(Ok(()));
             }
-            Frame::Reduced { .. } | Frame::Lost(_) => {} // handled above
+        };
+        let mut rec = match record::normalize(&t.id, &data, Source::Live) {
+            Ok(rec) => rec,
+            Err(e) => {
+                if let Some(n) = self.noisy("records skipped") {
+                    tracing::warn!(terminal = %t.id, size = bytes.len(), prefix = %preview(bytes), "skipped a record: {e}{}", more(n))
+                }
+                return Some(Ok(()));
+            }
+        };
+        rec.mark_truncated(&dropped);
+        if let Some(problem) = &rec.photo_problem {
+            if let Some(n) = self.noisy("capture photos dropped") {
+                tracing::warn!(terminal = %t.id, event_id = %rec.event_id(), "capture photo dropped: {problem}{}", more(n));
+            }
+        }
+        tracing::debug!(terminal = %t.id, event_id = %rec.event_id(), "record received");
+        self.judge_clock(rec.sign_time());
+        let current = generation.max(*self.backfill.borrow());
+        let advance = self.caught_up.load(Ordering::SeqCst) >= current;
+        // Serialized now: what waits is what its bytes say (see `Incoming`). The
+        // frame's size stands for it (its photo in base64 is a third larger).
+        let rec = Incoming::from(rec);
+        let waited = Instant::now();
+        let ticket = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            ticket = self.budget.take(bytes.len().max(rec.size())) => ticket,
+        };
+        let cmd = SpoolCmd::Record {
+            terminal: t.id.clone(),
+            record: rec,
+            advance_watermark: advance,
+            ticket,
+        };
+        // Not taken before the stop: still on the terminal, fetched by backfill.
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            sent = self.spool.send(cmd) => if sent.is_err() { return None },
+        }
+        // The spool held us back (full, or the budget used up): meanwhile the
+        // terminal may have given up on pushes. A new link-up makes backfill fetch
+        // whatever we missed.
+        if waited.elapsed() > t.dead_after {
+            return Some(Err(format!(
+                "the spool had no room for {}; reconnecting so that backfill covers the gap",
+                humantime::format_duration(waited.elapsed())
+            )));
         }
         Some(Ok(()))
     }
-}
 
-impl Ingest {
+    /// Says whether the terminal is online; false once the session has ended.
+    async fn available(&self, online: bool) -> bool {
+        let terminal = self.terminal.id.clone();
+        let msg = Outbound::Availability { terminal, online };
+        self.outbound.send(msg).await.is_ok()
+    }
+
     /// `Some(held back)` when a warning of `kind` may be written now (see [`Throttle`]).
     fn noisy(&self, kind: &'static str) -> Option<u64> {
         let mut t = self.noise.lock().unwrap_or_else(|p| p.into_inner());

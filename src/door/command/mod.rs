@@ -252,22 +252,19 @@ impl Executor {
                 tracing::warn!(terminal = %terminal, "cannot tell whether this machine's clock is synchronized ({e}); not syncing the terminal");
                 false
             });
-            match synced {
-                true => {}
-                false => {
-                    if job.origin.by_a_person() {
-                        self.responder
-                            .refuse(
-                                job.cmd,
-                                &Refusal::ClockUnsynchronized,
-                                transaction.as_deref(),
-                            )
-                            .await;
-                        return false;
-                    }
-                    tracing::warn!(terminal = %terminal, origin = job.origin.label(), "{}", Refusal::ClockUnsynchronized.text(job.cmd));
+            if !synced {
+                if job.origin.by_a_person() {
+                    self.responder
+                        .refuse(
+                            job.cmd,
+                            &Refusal::ClockUnsynchronized,
+                            transaction.as_deref(),
+                        )
+                        .await;
                     return false;
                 }
+                tracing::warn!(terminal = %terminal, origin = job.origin.label(), "{}", Refusal::ClockUnsynchronized.text(job.cmd));
+                return false;
             }
         }
         let result = match job.cmd {

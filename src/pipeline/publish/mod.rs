@@ -257,12 +257,11 @@ async fn read_ahead(
         Ok::<_, crate::pipeline::spool::SpoolError>(out)
     })
     .await;
-    match read {
-        Ok(Ok(b)) => Some(b),
-        Ok(Err(e)) => {
-            tracing::error!("cannot read the spool: {e}");
-            None
-        }
+    match read
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
+        Ok(b) => Some(b),
         Err(e) => {
             tracing::error!("cannot read the spool: {e}");
             None

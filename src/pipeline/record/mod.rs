@@ -90,13 +90,12 @@ impl Normalized {
     /// one place a record is serialized.
     pub fn published(&self) -> String {
         match size::fit(&self.record, size::MAX_JSON) {
-            size::Fitted::Whole(text) => text,
             size::Fitted::Reduced(text) => {
                 tracing::warn!(event_id = %self.record.event_id, "record larger than the size limit; spooled reduced (\"truncated\": true)");
                 text
             }
-            // The publisher quarantines such an entry, loudly.
-            size::Fitted::Over(text) => text,
+            // The publisher quarantines an entry still `Over`, loudly.
+            size::Fitted::Whole(text) | size::Fitted::Over(text) => text,
         }
     }
 
@@ -225,10 +224,7 @@ pub fn event_id(
         "wearMask",
         "wearMaskAlarm",
     ] {
-        key.push_str(k);
-        key.push('=');
-        key.push_str(&field(k).unwrap_or_default());
-        key.push(';');
+        key.push_str(&format!("{k}={};", field(k).unwrap_or_default()));
     }
     if let Some(p) = photo {
         key.push_str(&format!("photo={:016x};", stable_hash(p)));

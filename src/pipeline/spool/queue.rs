@@ -401,11 +401,6 @@ impl Spool {
         Ok(None)
     }
 
-    /// Drops an entry that can never be published (unreadable); counted like a trimmed record.
-    pub fn discard(&self, seq: u64) -> Result<(), SpoolError> {
-        self.ack(seq)
-    }
-
     /// Removes the entry's photo file, if any; whether there was one.
     pub(super) fn remove_photo(&self, seq: u64) -> Result<bool, SpoolError> {
         let len = self.photos.remove(seq).map_err(|e| self.photo_err(e))?;
@@ -775,7 +770,7 @@ mod tests {
             s.append("t", &rec("t-1", 1), Some(&[0xFF, 0xD8, 1, 2]), true)
                 .expect("append"),
         );
-        s.discard(seq).expect("discard");
+        s.ack(seq).expect("ack");
         s.flush().expect("flush");
         assert!(s.is_empty());
         assert_eq!(s.photo_disk.load(Ordering::SeqCst), 0);
