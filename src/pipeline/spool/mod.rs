@@ -220,6 +220,13 @@ pub struct Spool {
     failing: std::sync::atomic::AtomicBool,
 }
 
+/// Takes `n` off a counter, stopping at zero.
+fn sub_saturating(counter: &AtomicU64, n: u64) {
+    let _ = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+        Some(c.saturating_sub(n))
+    });
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

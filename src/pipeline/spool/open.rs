@@ -3,11 +3,6 @@
 
 use super::*;
 
-/// What sled's `open` creates on its own, before anything is written (a new spool).
-fn is_new(trees: &[&sled::Tree]) -> bool {
-    trees.iter().all(|t| t.is_empty())
-}
-
 impl Spool {
     /// Opens (or creates) the spool. A spool sled cannot open is moved aside with a loud log
     /// line and a fresh one started: crash-looping under systemd would lose every new record.
@@ -77,10 +72,11 @@ impl Spool {
         )?;
         let sled_file = std::fs::File::open(dir.join("db")).map_err(|e| err(sled::Error::Io(e)))?;
         let photo_dir = dir.join("photos");
-        let photos = photos::Photos::open(&photo_dir).map_err(|source| SpoolError::Photos {
+        let photo_err = |source| SpoolError::Photos {
             dir: photo_dir.clone(),
             source,
-        })?;
+        };
+        let photos = photos::Photos::open(&photo_dir).map_err(photo_err)?;
         let log_dir = dir.join("log");
         let log_err = |source| SpoolError::Log {
             dir: log_dir.clone(),
@@ -100,10 +96,7 @@ impl Spool {
         };
         // Taken first: whatever happens below, it must not be read again.
         let mut clean_count = clean::take(&db, &meta, &records).map_err(err)?;
-        let on_disk = photos.list().map_err(|source| SpoolError::Photos {
-            dir: photo_dir.clone(),
-            source,
-        })?;
+        let on_disk = photos.list().map_err(photo_err)?;
         if recovery::renew_from(dir, &trees, &bodies, &photos, &on_disk, synced)? > 0 {
             // A clean stop loses nothing, but a disk may: the count no longer holds.
             clean_count = None;
@@ -187,7 +180,8 @@ fn check_format(
             Ok(other) => refuse(format!("it is in spool format {other}")),
             Err(_) => refuse("its format number is damaged".into()),
         },
-        None if is_new(trees) => {
+        // What sled's `open` creates on its own, before anything is written: a new spool.
+        None if trees.iter().all(|t| t.is_empty()) => {
             meta.insert(FORMAT_KEY, &FORMAT.to_be_bytes())
                 .map_err(err)?;
             db.flush().map_err(err)?;

@@ -61,10 +61,7 @@ impl Photos {
             let _ = fs::remove_file(&path);
             return Err(e);
         }
-        self.unsynced
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(path);
+        self.unsynced().push(path);
         Ok(())
     }
 
@@ -78,7 +75,7 @@ impl Photos {
     /// but gives up what one file per photo buys (unlinked on PUBACK, dropped alone to make room,
     /// orphans found by name). On an SD card fewer journal commits also mean less wear.
     pub fn sync(&self) -> io::Result<()> {
-        let files = std::mem::take(&mut *self.unsynced.lock().unwrap_or_else(|e| e.into_inner()));
+        let files = std::mem::take(&mut *self.unsynced());
         if files.is_empty() {
             return Ok(());
         }
@@ -111,20 +108,13 @@ impl Photos {
             .write(true)
             .open(&path)?
             .write_all_at(&bytes, 0)?;
-        self.unsynced
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(path);
+        self.unsynced().push(path);
         Ok(())
     }
 
-    /// Photos written and not yet synced, for tests of the group commit.
-    #[cfg(test)]
-    pub fn unsynced(&self) -> usize {
-        self.unsynced
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+    /// The photos written and not yet synced (tests of the group commit count them).
+    pub fn unsynced(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+        self.unsynced.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn get(&self, seq: u64) -> io::Result<Option<Vec<u8>>> {
@@ -203,14 +193,18 @@ mod tests {
         let aside = d.path().join("aside");
         fs::rename(&dir, &aside).expect("move away");
         assert!(p.sync().is_err());
-        assert_eq!(p.unsynced(), 0, "not kept: a retry would report success");
+        assert_eq!(
+            p.unsynced().len(),
+            0,
+            "not kept: a retry would report success"
+        );
         fs::rename(&aside, &dir).expect("move back");
         p.renew(1).expect("renew");
         p.renew(2).expect("a missing photo is fine");
-        assert_eq!(p.unsynced(), 1);
+        assert_eq!(p.unsynced().len(), 1);
         assert_eq!(p.get(1).expect("read"), Some(b"x".to_vec()));
         p.sync().expect("sync");
-        assert_eq!(p.unsynced(), 0);
+        assert_eq!(p.unsynced().len(), 0);
     }
 
     #[test]

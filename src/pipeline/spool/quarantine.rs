@@ -60,17 +60,18 @@ impl Spool {
 
     /// Every quarantined entry, oldest first.
     pub fn quarantined_entries(&self) -> Result<Vec<Quarantined>, SpoolError> {
-        let mut out = Vec::new();
-        for item in self.quarantine.iter() {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let (reason, entry) = parts(&v);
-            out.push(Quarantined {
-                seq: key_seq(&k),
-                reason,
-                entry,
-            });
-        }
-        Ok(out)
+        self.quarantine
+            .iter()
+            .map(|item| {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                let (reason, entry) = parts(&v);
+                Ok(Quarantined {
+                    seq: key_seq(&k),
+                    reason,
+                    entry,
+                })
+            })
+            .collect()
     }
 
     /// Puts quarantined entry `seq` back at the end of the queue, as a new entry (published
@@ -106,11 +107,7 @@ impl Spool {
             .map_err(|e| self.err(e))?
             .is_some();
         if was {
-            let _ = self
-                .quarantined
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                    Some(n.saturating_sub(1))
-                });
+            sub_saturating(&self.quarantined, 1);
         }
         Ok(was)
     }

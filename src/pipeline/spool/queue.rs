@@ -192,11 +192,7 @@ impl Spool {
         files?;
         index?;
         self.log_synced.fetch_max(upto, Ordering::SeqCst);
-        let _ = self
-            .unflushed
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
-                Some(u.saturating_sub(flushed))
-            });
+        sub_saturating(&self.unflushed, flushed);
         // Failures here lose nothing: what is not unlinked now is found again at the next open.
         for first in segments {
             if let Err(e) = self.bodies.remove(first) {
@@ -366,11 +362,7 @@ impl Spool {
                 }
             }
         }
-        let _ = self
-            .count
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
-                Some(c.saturating_sub(removed))
-            });
+        sub_saturating(&self.count, removed);
         self.doom_dead_segments()
     }
 
@@ -404,12 +396,7 @@ impl Spool {
     /// Removes the entry's photo file, if any; whether there was one.
     pub(super) fn remove_photo(&self, seq: u64) -> Result<bool, SpoolError> {
         let len = self.photos.remove(seq).map_err(|e| self.photo_err(e))?;
-        let freed = photos::allocated(len);
-        let _ = self
-            .photo_disk
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
-                Some(b.saturating_sub(freed))
-            });
+        sub_saturating(&self.photo_disk, photos::allocated(len));
         Ok(len > 0)
     }
 
@@ -816,9 +803,9 @@ mod tests {
             .expect("append");
         s.append("t", &rec("t-2", 2), Some(&[0xFF, 0xD8, 3, 4]), true)
             .expect("append");
-        assert_eq!(s.photos.unsynced(), 2);
+        assert_eq!(s.photos.unsynced().len(), 2);
         s.flush().expect("flush");
-        assert_eq!(s.photos.unsynced(), 0);
+        assert_eq!(s.photos.unsynced().len(), 0);
     }
 
     /// A record whose frame takes 16 KiB of the log: four fill a segment of a 1 MiB spool.

@@ -136,7 +136,7 @@ impl Spool {
             if fits_now(self) {
                 return Ok(t);
             }
-            t.photos += self.shed_photo(seq)?;
+            t.photos += u64::from(self.remove_photo(seq)?);
         }
         t.room = fits_now(self);
         Ok(t)
@@ -155,13 +155,9 @@ impl Spool {
             if shed >= count {
                 break;
             }
-            shed += self.shed_photo(seq)?;
+            shed += u64::from(self.remove_photo(seq)?);
         }
         Ok(shed)
-    }
-
-    pub(super) fn shed_photo(&self, seq: u64) -> Result<u64, SpoolError> {
-        Ok(u64::from(self.remove_photo(seq)?))
     }
 }
 
