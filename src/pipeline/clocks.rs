@@ -239,8 +239,7 @@ impl Clocks {
 /// behind".
 pub fn describe(offset: i64) -> String {
     let way = if offset >= 0 { "ahead of" } else { "behind" };
-    let secs = offset.unsigned_abs();
-    let d = Duration::from_secs(secs);
+    let d = Duration::from_secs(offset.unsigned_abs());
     format!("{} {way}", humantime::format_duration(d))
 }
 

@@ -95,12 +95,12 @@ impl Executor {
         let _ = self.responder.out.send(message).await;
         let at_change = change.map(|c| later(Duration::from_secs(c.saturating_sub(wall))));
         let periodic = (!every.is_zero()).then(|| later(every));
-        match (at_change, periodic) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            // Nothing will change by itself: read again after the next people command.
-            (None, None) => later(Duration::from_secs(365 * 86_400)),
-        }
+        // Nothing will change by itself: read again after the next people command.
+        at_change
+            .into_iter()
+            .chain(periodic)
+            .min()
+            .unwrap_or_else(|| later(Duration::from_secs(365 * 86_400)))
     }
 }
 
@@ -213,13 +213,11 @@ pub fn visitors_state(users: &[User], now: u64) -> (Value, Option<u64>) {
     let mut soonest = |t: u64| next = Some(next.map_or(t, |n| n.min(t)));
     for u in users.iter().filter(|u| u.user_type == VISITOR) {
         let (start, end) = (bound(u, "startTime"), bound(u, "endTime"));
-        match start {
-            Some(s) if s > now => soonest(s),
-            _ => {}
+        if let Some(s) = start.filter(|s| *s > now) {
+            soonest(s);
         }
-        match end {
-            Some(e) if e >= now => soonest(e.saturating_add(1)),
-            _ => {}
+        if let Some(e) = end.filter(|e| *e >= now) {
+            soonest(e.saturating_add(1));
         }
         let valid = start.is_none_or(|s| now >= s) && end.is_none_or(|e| now <= e);
         if valid {

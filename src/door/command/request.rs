@@ -34,16 +34,6 @@ const MAX_TEXT: usize = 255;
 /// The latest `time` a request may carry: 9999-12-31T23:59:59Z (what RFC 3339 can write).
 const MAX_TIME_SECS: f64 = 253_402_300_799.0;
 
-/// Reads a request payload, strictly: a door must not open on a payload nobody meant as a
-/// request. Acted on are only
-/// - nothing (or only white space),
-/// - `PRESS`, Home Assistant's button payload, in any case,
-/// - the command's own name (`open` on `request/open`), in any case,
-/// - a JSON object with no members but `remark` (text), `transaction` (text or number) and `time`
-///   (Unix seconds or milliseconds, or RFC 3339). An unknown member is refused too: a misspelt
-///   `time` would otherwise quietly skip the staleness check.
-///
-/// Everything else is `Err` with the reason, to be answered `bad_request`.
 /// A request's `transaction` as the JSON text it was sent as (a string with its quotes, a number
 /// digit for digit: `1.50` stays `1.50`, 300 digits are not `1e+300`), to be echoed as is. Text
 /// or a number only, and at most [`MAX_TEXT`] characters: a string's, or a number's digits.
@@ -79,6 +69,16 @@ pub fn max_request(cmd: Cmd) -> usize {
     }
 }
 
+/// Reads a request payload, strictly: a door must not open on a payload nobody meant as a
+/// request. Acted on are only
+/// - nothing (or only white space),
+/// - `PRESS`, Home Assistant's button payload, in any case,
+/// - the command's own name (`open` on `request/open`), in any case,
+/// - a JSON object with no members but `remark` (text), `transaction` (text or number) and `time`
+///   (Unix seconds or milliseconds, or RFC 3339). An unknown member is refused too: a misspelt
+///   `time` would otherwise quietly skip the staleness check.
+///
+/// Everything else is `Err` with the reason, to be answered `bad_request`.
 pub fn parse_payload(cmd: Cmd, bytes: &[u8]) -> Result<Payload, String> {
     let limit = max_request(cmd);
     if bytes.len() > limit {

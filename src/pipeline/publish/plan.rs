@@ -48,13 +48,10 @@ pub fn plan(
         _ => None,
     };
     // A record must not promise a snapshot that never comes.
-    let json = match photo_lost
+    let json = photo_lost
         .then(|| record::without_snapshot(&json))
         .flatten()
-    {
-        Some(rewritten) => rewritten,
-        None => json,
-    };
+        .unwrap_or(json);
     let (record, refitted) = if json.len() <= room.record {
         (Ok(json), false)
     } else {

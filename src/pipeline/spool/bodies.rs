@@ -156,12 +156,11 @@ impl Bodies {
                 },
             );
         }
-        let bodies = Bodies {
+        Ok(Bodies {
             dir: dir.into(),
             roll_at: (max_bytes / 16).clamp(64 << 10, SEGMENT_BYTES),
             inner: Mutex::new(inner),
-        };
-        Ok(bodies)
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
