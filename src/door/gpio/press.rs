@@ -88,17 +88,11 @@ impl ButtonLogic {
             .pending
             .and(self.last_accepted)
             .map(|t| t + self.debounce);
-        let long = match (
-            self.pressed && self.long_enabled && !self.long_fired,
-            self.pressed_at,
-        ) {
-            (true, Some(t0)) => Some(t0 + self.long_after),
-            _ => None,
-        };
-        match (lockout, long) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let long = self
+            .pressed_at
+            .filter(|_| self.pressed && self.long_enabled && !self.long_fired)
+            .map(|t0| t0 + self.long_after);
+        lockout.into_iter().chain(long).min()
     }
 
     fn accept(&mut self, level: bool, at: Instant) -> Option<Press> {
