@@ -234,26 +234,41 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// An error of the spool in `dir`'s index (sled).
+fn db_err(dir: &Path, source: sled::Error) -> SpoolError {
+    SpoolError::Db {
+        dir: dir.into(),
+        source,
+    }
+}
+
+/// An error of the spool in `dir`'s log (`<dir>/log`).
+fn log_err(dir: &Path, source: std::io::Error) -> SpoolError {
+    SpoolError::Log {
+        dir: dir.join("log"),
+        source,
+    }
+}
+
+/// An error of the spool in `dir`'s photos (`<dir>/photos`).
+fn photo_err(dir: &Path, source: std::io::Error) -> SpoolError {
+    SpoolError::Photos {
+        dir: dir.join("photos"),
+        source,
+    }
+}
+
 impl Spool {
     fn err(&self, source: sled::Error) -> SpoolError {
-        SpoolError::Db {
-            dir: self.dir.clone(),
-            source,
-        }
+        db_err(&self.dir, source)
     }
 
     fn log_err(&self, source: std::io::Error) -> SpoolError {
-        SpoolError::Log {
-            dir: self.dir.join("log"),
-            source,
-        }
+        log_err(&self.dir, source)
     }
 
     fn photo_err(&self, source: std::io::Error) -> SpoolError {
-        SpoolError::Photos {
-            dir: self.dir.join("photos"),
-            source,
-        }
+        photo_err(&self.dir, source)
     }
 
     pub fn len(&self) -> u64 {

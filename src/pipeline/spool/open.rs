@@ -39,20 +39,14 @@ impl Spool {
                     spool = %dir.display(), moved_to = %aside.display(), error = %e,
                     "the spool cannot be opened; moving it aside and starting an empty one (backfill fetches its records again from the terminal, from the low-water mark)"
                 );
-                std::fs::rename(dir, &aside).map_err(|io| SpoolError::Db {
-                    dir: dir.into(),
-                    source: sled::Error::Io(io),
-                })?;
+                std::fs::rename(dir, &aside).map_err(|io| db_err(dir, sled::Error::Io(io)))?;
                 Spool::open_once(dir, max_bytes)
             }
         }
     }
 
     fn open_once(dir: &Path, max_bytes: u64) -> Result<Spool, SpoolError> {
-        let err = |source| SpoolError::Db {
-            dir: dir.into(),
-            source,
-        };
+        let err = |source| db_err(dir, source);
         recovery::renew_index_files(dir).map_err(|e| err(sled::Error::Io(e)))?;
         let db = sled::Config::new()
             .path(dir)
@@ -71,18 +65,9 @@ impl Spool {
             &[&records, &seen, &meta, &quarantine, &pending],
         )?;
         let sled_file = std::fs::File::open(dir.join("db")).map_err(|e| err(sled::Error::Io(e)))?;
-        let photo_dir = dir.join("photos");
-        let photo_err = |source| SpoolError::Photos {
-            dir: photo_dir.clone(),
-            source,
-        };
-        let photos = photos::Photos::open(&photo_dir).map_err(photo_err)?;
-        let log_dir = dir.join("log");
-        let log_err = |source| SpoolError::Log {
-            dir: log_dir.clone(),
-            source,
-        };
-        let bodies = bodies::Bodies::open(&log_dir, max_bytes).map_err(log_err)?;
+        let photos = photos::Photos::open(&dir.join("photos")).map_err(|e| photo_err(dir, e))?;
+        let bodies =
+            bodies::Bodies::open(&dir.join("log"), max_bytes).map_err(|e| log_err(dir, e))?;
         // Missing (a new spool) or damaged: every entry is checked rather than any trusted.
         let synced = match meta.get(LOG_SYNCED).map_err(err)? {
             Some(v) if key_seq(&v) <= MAX_SEQ => key_seq(&v),
@@ -96,7 +81,7 @@ impl Spool {
         };
         // Taken first: whatever happens below, it must not be read again.
         let mut clean_count = clean::take(&db, &meta, &records).map_err(err)?;
-        let on_disk = photos.list().map_err(photo_err)?;
+        let on_disk = photos.list().map_err(|e| photo_err(dir, e))?;
         if recovery::renew_from(dir, &trees, &bodies, &photos, &on_disk, synced)? > 0 {
             // A clean stop loses nothing, but a disk may: the count no longer holds.
             clean_count = None;
@@ -114,7 +99,7 @@ impl Spool {
         // removal was lost in a crash (or it held only frames that never reached the disk).
         for (first, end) in bodies.ranges() {
             if records.range(seq_key(first)..seq_key(end)).next().is_none() {
-                bodies.remove(first).map_err(log_err)?;
+                bodies.remove(first).map_err(|e| log_err(dir, e))?;
             }
         }
         // Never below where the log was synced: an entry numbered again could be taken for one
@@ -162,10 +147,7 @@ fn check_format(
     meta: &sled::Tree,
     trees: &[&sled::Tree],
 ) -> Result<(), SpoolError> {
-    let err = |source| SpoolError::Db {
-        dir: dir.into(),
-        source,
-    };
+    let err = |source| db_err(dir, source);
     let refuse = |why: String| {
         Err(SpoolError::Format {
             dir: dir.into(),

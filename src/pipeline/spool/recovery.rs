@@ -90,18 +90,9 @@ pub(super) fn renew_from(
     on_disk: &[(u64, u64)],
     synced: u64,
 ) -> Result<usize, SpoolError> {
-    let err = |source| SpoolError::Db {
-        dir: dir.into(),
-        source,
-    };
-    let log_err = |source| SpoolError::Log {
-        dir: dir.join("log"),
-        source,
-    };
-    let photo_err = |source| SpoolError::Photos {
-        dir: dir.join("photos"),
-        source,
-    };
+    let err = |source| super::db_err(dir, source);
+    let log_err = |source| super::log_err(dir, source);
+    let photo_err = |source| super::photo_err(dir, source);
     let mut lost = Vec::new();
     for item in t.records.range(seq_key(synced)..) {
         let (k, v) = item.map_err(err)?;
@@ -185,10 +176,7 @@ pub(super) fn count_by_walking(
     photos: &photos::Photos,
     on_disk: Vec<(u64, u64)>,
 ) -> Result<(u64, u64), SpoolError> {
-    let err = |source| SpoolError::Db {
-        dir: dir.into(),
-        source,
-    };
+    let err = |source| super::db_err(dir, source);
     let mut keyed = Vec::new();
     for item in t.pending.iter().keys() {
         let key = item.map_err(err)?;
