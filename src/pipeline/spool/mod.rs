@@ -40,8 +40,9 @@
 //!   published only once a flush covered it. A flush that fails stops the spool: a failed fsync
 //!   is never retried (Linux would report the next one a success), the bridge starts again and
 //!   [`recovery`] writes again what came after the last good flush.
-//! - Each entry's keys change in one sled transaction (records, pending, seen, the watermark): a
-//!   crash keeps all of them or none. sled may keep an entry whose frame the card lost: the open
+//! - Each entry's keys are written in order (records, pending, seen, the watermark), each once
+//!   the ones before it are: sled replays its log in order, so a crash keeps a prefix, never a
+//!   `seen` key without its entry, and the open mends the rest. sled may keep an entry whose frame the card lost: the open
 //!   forgets it and lowers the watermark below it, so backfill fetches it again.
 //! - Files an acknowledgement frees (segments, photos) are unlinked only after the flush that
 //!   makes the acknowledgement durable: never an index naming a frame that is gone.
