@@ -30,11 +30,7 @@ pub fn jpeg(seed: u64, grain: u8) -> Vec<u8> {
                 skin
             } else {
                 let shade = (y as f32 / n as f32 * 40.0) as u8;
-                [
-                    bg[0].saturating_sub(shade),
-                    bg[1].saturating_sub(shade),
-                    bg[2].saturating_sub(shade),
-                ]
+                bg.map(|c| c.saturating_sub(shade))
             };
             let i = (y * n + x) * 3;
             for c in 0..3 {

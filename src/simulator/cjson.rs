@@ -16,9 +16,7 @@ pub fn print(value: &Value) -> String {
 
 fn print_value(value: &Value, depth: usize, out: &mut String) {
     match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
+        Value::Null | Value::Bool(_) => out.push_str(&value.to_string()),
         Value::Number(n) => out.push_str(&number(n)),
         Value::String(s) => string(s, out),
         Value::Array(items) => {
@@ -51,18 +49,14 @@ fn print_value(value: &Value, depth: usize, out: &mut String) {
 }
 
 fn push_tabs(n: usize, out: &mut String) {
-    for _ in 0..n {
-        out.push('\t');
-    }
+    out.extend(std::iter::repeat_n('\t', n));
 }
 
 /// cJSON 1.x `print_number`: integral values within int range as `%d`, other integral values
 /// as `%.0f`, tiny or huge as `%e`, the rest as `%f`.
 fn number(n: &Number) -> String {
-    if let Some(i) = n.as_i64() {
-        if i >= i64::from(i32::MIN) && i <= i64::from(i32::MAX) {
-            return i.to_string();
-        }
+    if let Some(i) = n.as_i64().and_then(|i| i32::try_from(i).ok()) {
+        return i.to_string();
     }
     let d = n.as_f64().unwrap_or(0.0);
     if d.fract() == 0.0 && d.abs() < 1.0e60 {
@@ -80,16 +74,11 @@ fn number(n: &Number) -> String {
 /// C's `%e`: `1.000000e-07` (Rust prints `1.000000e-7`).
 fn c_exponent(d: f64) -> String {
     let s = format!("{d:.6e}");
-    match s.split_once('e') {
-        Some((mantissa, exp)) => {
-            let (sign, digits) = match exp.strip_prefix('-') {
-                Some(rest) => ('-', rest),
-                None => ('+', exp),
-            };
-            format!("{mantissa}e{sign}{digits:0>2}")
-        }
-        None => s,
-    }
+    let Some((mantissa, exp)) = s.split_once('e') else {
+        return s;
+    };
+    let (sign, digits) = exp.strip_prefix('-').map_or(('+', exp), |rest| ('-', rest));
+    format!("{mantissa}e{sign}{digits:0>2}")
 }
 
 fn string(s: &str, out: &mut String) {

@@ -7,10 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -25,13 +22,11 @@ use crate::integrations::terminal::PersonType;
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct PushRequest {
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     kind: Option<String>,
-    #[serde(default)]
     count: Option<u32>,
     /// Someone shows this face: `"last"` (the person of the newest record comes back) or a
     /// base64 JPEG. Whom the terminal recognizes follows from its users (`faces.rs`).
-    #[serde(default)]
     face: Option<String>,
 }
 
@@ -62,10 +57,8 @@ struct RateBody {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBody {
-    #[serde(default)]
     text: Option<String>,
     /// Repeat `text` to this many bytes (oversized-frame tests).
-    #[serde(default)]
     pad_to: Option<usize>,
     #[serde(default)]
     binary: bool,
@@ -80,16 +73,10 @@ const MAX_PAD: usize = 64 << 20;
 /// `text` repeated to exactly `n` bytes, cut on a character boundary (so possibly a little
 /// short of `n` when the text is not ASCII).
 fn pad(text: String, n: usize) -> String {
-    let unit = if text.is_empty() {
-        "x".to_string()
-    } else {
-        text.clone()
-    };
-    let mut out = text;
-    while out.len() < n {
-        out.push_str(&unit);
-    }
-    let mut cut = n.min(out.len());
+    let unit = if text.is_empty() { "x" } else { &text };
+    // One repetition more than fits, so the cut below is always inside the text.
+    let mut out = unit.repeat(n / unit.len() + 1);
+    let mut cut = n;
     while !out.is_char_boundary(cut) {
         cut -= 1;
     }
@@ -113,17 +100,13 @@ fn parse_skew(s: &str) -> Result<i64, String> {
 }
 
 fn reply(code: StatusCode, body: Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut r = super::http::json_response(body.to_string());
     *r.status_mut() = code;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
     r
 }
 
-fn bad(msg: impl Into<String>) -> Response<Full<Bytes>> {
-    reply(StatusCode::BAD_REQUEST, json!({"error": msg.into()}))
+fn bad(msg: String) -> Response<Full<Bytes>> {
+    reply(StatusCode::BAD_REQUEST, json!({"error": msg}))
 }
 
 fn parse<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, String> {
@@ -144,40 +127,43 @@ async fn handle(
         .await
     {
         Ok(b) => b.to_bytes(),
-        Err(_) => return Ok(bad("body too large")),
+        Err(_) => return Ok(bad("body too large".into())),
     };
-    Ok(match (method, path.as_str()) {
+    Ok(route(&sim, method, &path, &body).unwrap_or_else(bad))
+}
+
+/// The answer to one control call; `Err` is a 400 with that error.
+fn route(
+    sim: &Simulator,
+    method: Method,
+    path: &str,
+    body: &[u8],
+) -> Result<Response<Full<Bytes>>, String> {
+    Ok(match (method, path) {
         (Method::GET, "/sim/status") => reply(StatusCode::OK, sim.status()),
         (Method::POST, "/sim/push") => {
-            let req: PushRequest = match parse(&body) {
-                Ok(r) => r,
-                Err(e) => return Ok(bad(e)),
-            };
+            let req: PushRequest = parse(body)?;
             let kind = match req.kind.as_deref() {
                 None | Some("random") => None,
-                Some(k) => match PersonType::parse(k) {
-                    Some(t) => Some(t),
-                    None => {
-                        return Ok(bad(format!(
-                            "type: `{k}` is not staff, visitor, blacklist, stranger or random"
-                        )))
-                    }
-                },
+                Some(k) => Some(PersonType::parse(k).ok_or_else(|| {
+                    format!("type: `{k}` is not staff, visitor, blacklist, stranger or random")
+                })?),
             };
             let face = match req.face.as_deref() {
                 None => None,
                 Some(_) if kind.is_some() => {
-                    return Ok(bad(
-                        "type: a face is recognized as whoever it is enrolled as; leave type out",
-                    ))
+                    return Err(
+                        "type: a face is recognized as whoever it is enrolled as; leave type out"
+                            .into(),
+                    )
                 }
-                Some("last") => match sim.newest_capture() {
-                    Some(jpeg) => Some(jpeg),
-                    None => return Ok(bad("face: \"last\": the newest record has no capture")),
-                },
+                Some("last") => Some(
+                    sim.newest_capture()
+                        .ok_or("face: \"last\": the newest record has no capture")?,
+                ),
                 Some(b64) => match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
                     Ok(jpeg) if super::faces::key(&jpeg).is_some() => Some(jpeg.into()),
-                    _ => return Ok(bad("face: not \"last\" nor a base64 JPEG")),
+                    _ => return Err("face: not \"last\" nor a base64 JPEG".into()),
                 },
             };
             let mut pushed = Vec::new();
@@ -191,14 +177,11 @@ async fn handle(
             reply(StatusCode::OK, json!({"pushed": pushed}))
         }
         (Method::POST, "/sim/raw") => {
-            let req: RawBody = match serde_json::from_slice(&body) {
-                Ok(r) => r,
-                Err(e) => return Ok(bad(e.to_string())),
-            };
+            let req: RawBody = serde_json::from_slice(body).map_err(|e| e.to_string())?;
             let mut text = req.text.unwrap_or_default();
             if let Some(n) = req.pad_to {
                 if n > MAX_PAD {
-                    return Ok(bad(format!("pad_to: at most {MAX_PAD} bytes")));
+                    return Err(format!("pad_to: at most {MAX_PAD} bytes"));
                 }
                 text = pad(text, n);
             }
@@ -210,14 +193,8 @@ async fn handle(
             reply(StatusCode::OK, json!({"sent": true}))
         }
         (Method::POST, "/sim/faults") => {
-            let req: FaultsRequest = match parse(&body) {
-                Ok(r) => r,
-                Err(e) => return Ok(bad(e)),
-            };
-            let skew = match req.clock_skew.as_deref().map(parse_skew).transpose() {
-                Ok(s) => s,
-                Err(e) => return Ok(bad(e)),
-            };
+            let req: FaultsRequest = parse(body)?;
+            let skew = req.clock_skew.as_deref().map(parse_skew).transpose()?;
             if let Some(s) = req.silent {
                 sim.set_silent(s);
             }
@@ -225,7 +202,7 @@ async fn handle(
                 sim.set_refuse_auth(r);
             }
             if req.http_delay.is_some_and(|d| d > MAX_WAIT) {
-                return Ok(bad("http_delay: at most 24h"));
+                return Err("http_delay: at most 24h".into());
             }
             if let Some(d) = req.http_delay {
                 sim.set_http_delay(d);
@@ -246,22 +223,22 @@ async fn handle(
             sim.close_links();
             reply(StatusCode::OK, json!({"closed": true}))
         }
-        (Method::POST, "/sim/reboot") => match serde_json::from_slice::<RebootBody>(&body) {
-            Ok(r) if r.down > MAX_WAIT => bad("down: at most 24h"),
-            Ok(r) => {
-                sim.reboot(r.down);
-                reply(StatusCode::OK, json!({"rebooting": true}))
+        (Method::POST, "/sim/reboot") => {
+            let r: RebootBody = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+            if r.down > MAX_WAIT {
+                return Err("down: at most 24h".into());
             }
-            Err(e) => bad(e.to_string()),
-        },
-        (Method::POST, "/sim/rate") => match serde_json::from_slice::<RateBody>(&body) {
-            Ok(r) if r.per_second.is_finite() && r.per_second >= 0.0 => {
-                sim.set_rate(r.per_second);
-                reply(StatusCode::OK, json!({"per_second": r.per_second}))
+            sim.reboot(r.down);
+            reply(StatusCode::OK, json!({"rebooting": true}))
+        }
+        (Method::POST, "/sim/rate") => {
+            let r: RateBody = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+            if !(r.per_second.is_finite() && r.per_second >= 0.0) {
+                return Err("per_second must be a number >= 0".into());
             }
-            Ok(_) => bad("per_second must be a number >= 0"),
-            Err(e) => bad(e.to_string()),
-        },
+            sim.set_rate(r.per_second);
+            reply(StatusCode::OK, json!({"per_second": r.per_second}))
+        }
         _ => reply(
             StatusCode::NOT_FOUND,
             json!({"error": format!("no such control endpoint: {path}")}),
@@ -271,25 +248,7 @@ async fn handle(
 
 /// Serves the control API until `shutdown`.
 pub async fn serve(sim: Simulator, listener: TcpListener, shutdown: CancellationToken) {
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(_) => continue,
-            },
-        };
-        let sim = sim.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| handle(sim.clone(), req));
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = conn => {}
-                _ = shutdown.cancelled() => {}
-            }
-        });
-    }
+    super::serve_http(listener, shutdown, move |req| handle(sim.clone(), req)).await
 }
 
 #[cfg(test)]

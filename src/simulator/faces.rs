@@ -17,7 +17,6 @@
 //! - a blacklisted user is recognized, named, and recorded with type 3.
 
 use base64::Engine;
-use serde_json::Value;
 
 use crate::integrations::terminal::model::{lenient_i64, PersonType, User};
 
@@ -124,7 +123,7 @@ pub fn check_photo(photo: Option<&str>, min_face: u16) -> Result<(), i64> {
 }
 
 fn bound(user: &User, field: &str) -> Option<u64> {
-    let v = user.extra.get(field).and_then(|v: &Value| lenient_i64(v))?;
+    let v = user.extra.get(field).and_then(lenient_i64)?;
     u64::try_from(v).ok().filter(|&s| s > 0)
 }
 

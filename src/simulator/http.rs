@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::state::AuthError;
+use super::state::{HttpErrorFault, State};
 use super::{cjson, Shared};
 use crate::integrations::terminal::model::User;
 
@@ -39,7 +39,12 @@ pub fn envelope(
     if let Some((k, v)) = extra {
         m.insert(k.into(), v);
     }
-    let mut resp = Response::new(Full::new(Bytes::from(cjson::print(&Value::Object(m)))));
+    json_response(cjson::print(&Value::Object(m)))
+}
+
+/// A 200 with this JSON text.
+pub fn json_response(json: String) -> HttpResponse {
+    let mut resp = Response::new(Full::new(Bytes::from(json)));
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
@@ -86,18 +91,14 @@ pub async fn handle(
 
     let (delay, injected) = {
         let mut st = shared.state();
-        let delay = st.faults.http_delay;
-        let injected = match &mut st.faults.http_error {
-            Some(f) if f.count > 0 => {
-                f.count -= 1;
-                Some(f.code)
-            }
-            _ => None,
-        };
-        if matches!(st.faults.http_error, Some(f) if f.count == 0) {
-            st.faults.http_error = None;
-        }
-        (delay, injected)
+        let injected = st.faults.http_error.filter(|f| f.count > 0);
+        st.faults.http_error = injected
+            .map(|f| HttpErrorFault {
+                count: f.count - 1,
+                ..f
+            })
+            .filter(|f| f.count > 0);
+        (st.faults.http_delay, injected.map(|f| f.code))
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -119,23 +120,12 @@ pub async fn handle(
     // document is silent, docs/terminal-dialect.md).
     let sync = path.trim_end_matches('/') == "/api/device/syncTime";
     let auth = shared.state().check_auth(&query, !sync);
-    match auth {
-        Ok(()) => {}
-        Err(AuthError::Missing) => return Ok(api_error(30003)),
-        Err(AuthError::Expired) => return Ok(api_error(10003)),
-        Err(AuthError::BadSignature) => return Ok(api_error(10005)),
+    if let Err(code) = auth {
+        return Ok(api_error(code));
     }
 
     let form = form_fields(&content_type, &body);
-    Ok(route(
-        &shared,
-        &method,
-        &path,
-        &query,
-        &form,
-        &content_type,
-        &body,
-    ))
+    Ok(route(&shared, &method, &path, &query, &form, &body))
 }
 
 fn route(
@@ -144,17 +134,13 @@ fn route(
     path: &str,
     query: &BTreeMap<String, String>,
     form: &BTreeMap<String, String>,
-    content_type: &str,
     body: &Bytes,
 ) -> HttpResponse {
     let post = method == Method::POST;
     let get = method == Method::GET;
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["api", "device", action] if !post => {
-            let _ = action;
-            api_error(50004)
-        }
+        ["api", "device", _] if !post => api_error(50004),
         ["api", "device", "open"] => {
             let remark = query.get("remark").or_else(|| form.get("remark")).cloned();
             let mut st = shared.state();
@@ -183,35 +169,26 @@ fn route(
             ok(None)
         }
         ["api", "device", "jsonCmd"] => {
-            let cmd = json_body(content_type, body, form).unwrap_or(Value::Null);
+            let cmd = json_body(body, form).unwrap_or(Value::Null);
             shared.state().json_cmds.push(cmd);
             envelope(200, "OK", "", Some(("json", json!({}))))
         }
-        ["api", "device", "information"] => ok(Some(Value::Object(shared.state().device.clone()))),
-        ["api", "device", "network"] => ok(Some(Value::Object(shared.state().network.clone()))),
-        ["api", "device", "smartface"] => {
-            ok(Some(Value::Object(shared.state().smart_face.clone())))
-        }
-        ["api", "device", "perpara"] => ok(Some(Value::Object(shared.state().peripheral.clone()))),
+        ["api", "device", name @ ("information" | "network" | "smartface" | "perpara")] => ok(
+            Some(Value::Object(settings(&mut shared.state(), name).clone())),
+        ),
         ["api", "device", cfg @ ("networkcfg" | "smartfacecfg" | "perparacfg")] => {
-            let Some(Value::Object(update)) = json_body(content_type, body, form) else {
+            let Some(Value::Object(update)) = json_body(body, form) else {
                 return api_error(30001);
             };
-            let mut st = shared.state();
-            let target = match *cfg {
-                "networkcfg" => &mut st.network,
-                "smartfacecfg" => &mut st.smart_face,
-                _ => &mut st.peripheral,
-            };
             // Unknown fields are stored as sent: firmware spellings drift.
-            for (k, v) in update {
-                target.insert(k, v);
-            }
+            settings(&mut shared.state(), cfg.trim_end_matches("cfg")).extend(update);
             ok(None)
         }
         ["api", "device", _] => api_error(40001),
         ["api", "user"] if post => {
-            let Some(user) = user_body(content_type, body, form) else {
+            let Some(user) =
+                json_body(body, form).and_then(|v| serde_json::from_value::<User>(v).ok())
+            else {
                 return api_error(30001);
             };
             if user.user_id.is_empty() || user.name.is_empty() {
@@ -228,7 +205,7 @@ fn route(
             ok(Some(serde_json::to_value(&user).unwrap_or(Value::Null)))
         }
         ["api", "user", "update", id] if post => {
-            let Some(Value::Object(update)) = json_body(content_type, body, form) else {
+            let Some(Value::Object(update)) = json_body(body, form) else {
                 return api_error(30001);
             };
             let mut st = shared.state();
@@ -238,9 +215,7 @@ fn route(
             let Ok(Value::Object(mut merged)) = serde_json::to_value(existing) else {
                 return api_error(50002);
             };
-            for (k, v) in update {
-                merged.insert(k, v);
-            }
+            merged.extend(update);
             merged.insert("userId".into(), json!(id));
             let Ok(user) = serde_json::from_value::<User>(Value::Object(merged)) else {
                 return api_error(30001);
@@ -269,21 +244,27 @@ fn route(
     }
 }
 
-fn json_body(content_type: &str, body: &Bytes, form: &BTreeMap<String, String>) -> Option<Value> {
+/// The settings object `GET /api/device/<name>` reads and `POST /api/device/<name>cfg` merges
+/// into (`information` is the device's).
+fn settings<'a>(st: &'a mut State, name: &str) -> &'a mut Map<String, Value> {
+    match name {
+        "network" => &mut st.network,
+        "smartface" => &mut st.smart_face,
+        "perpara" => &mut st.peripheral,
+        _ => &mut st.device,
+    }
+}
+
+fn json_body(body: &Bytes, form: &BTreeMap<String, String>) -> Option<Value> {
     if let Ok(v) = serde_json::from_slice::<Value>(body) {
         return Some(v);
     }
     // form-data as the document says: the JSON object sits in some field.
-    let _ = content_type;
     form.values().find_map(|v| {
         serde_json::from_str::<Value>(v)
             .ok()
             .filter(Value::is_object)
     })
-}
-
-fn user_body(content_type: &str, body: &Bytes, form: &BTreeMap<String, String>) -> Option<User> {
-    json_body(content_type, body, form).and_then(|v| serde_json::from_value(v).ok())
 }
 
 /// Text fields of an `application/x-www-form-urlencoded` or `multipart/form-data` body.
@@ -297,8 +278,7 @@ pub fn form_fields(content_type: &str, body: &[u8]) -> BTreeMap<String, String> 
     }
     let Some(boundary) = content_type
         .split(';')
-        .filter_map(|p| p.trim().strip_prefix("boundary="))
-        .next()
+        .find_map(|p| p.trim().strip_prefix("boundary="))
         .map(|b| b.trim_matches('"').to_string())
     else {
         return BTreeMap::new();
@@ -312,8 +292,7 @@ pub fn form_fields(content_type: &str, body: &[u8]) -> BTreeMap<String, String> 
         };
         let name = headers
             .split(';')
-            .filter_map(|h| h.trim().strip_prefix("name="))
-            .next()
+            .find_map(|h| h.trim().strip_prefix("name="))
             .map(|n| n.trim_matches('"').to_string());
         if let Some(name) = name {
             out.insert(name, value.trim_end_matches("\r\n").to_string());

@@ -12,15 +12,21 @@ pub mod http;
 pub mod state;
 pub mod ws;
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -159,31 +165,32 @@ impl Simulator {
 
     /// Recognizes someone now: stores the record and pushes it to every link.
     pub fn push(&self, kind: Option<PersonType>) -> Value {
-        let (record, frame): (StoredRecord, String) = {
-            let mut st = self.shared.state();
+        self.emit(|st| {
             let kind = kind.unwrap_or_else(|| st.random_kind());
-            let record = st.recognize(kind);
+            st.recognize(kind)
+        })
+        .to_value()
+    }
+
+    /// Someone shows `jpeg` to the camera now (see [`State::recognize_face`]): the record is
+    /// stored and pushed like any other.
+    pub fn push_face(&self, jpeg: Arc<[u8]>) -> Value {
+        self.emit(|st| st.recognize_face(jpeg)).to_value()
+    }
+
+    /// Makes a record with `recognize` under the state lock, counts it and pushes its frame to
+    /// every link.
+    fn emit(&self, recognize: impl FnOnce(&mut State) -> StoredRecord) -> StoredRecord {
+        let (record, frame) = {
+            let mut st = self.shared.state();
+            let record = recognize(&mut st);
             st.pushed += 1;
             let frame = record.push_frame();
             (record, frame)
         };
         // No receivers is fine: the record is in the store for backfill.
         let _ = self.shared.pushes.send(Message::text(frame));
-        record.to_value()
-    }
-
-    /// Someone shows `jpeg` to the camera now (see [`State::recognize_face`]): the record is
-    /// stored and pushed like any other.
-    pub fn push_face(&self, jpeg: Arc<[u8]>) -> Value {
-        let (record, frame) = {
-            let mut st = self.shared.state();
-            let record = st.recognize_face(jpeg);
-            st.pushed += 1;
-            let frame = record.push_frame();
-            (record, frame)
-        };
-        let _ = self.shared.pushes.send(Message::text(frame));
-        record.to_value()
+        record
     }
 
     /// Every user the simulated terminal has, as stored.
@@ -203,16 +210,12 @@ impl Simulator {
         kind: PersonType,
         edit: impl FnOnce(&mut Map<String, Value>),
     ) -> Value {
-        let (mut record, frame) = {
-            let mut st = self.shared.state();
+        let mut record = self.emit(|st| {
             let mut record = st.recognize(kind);
-            st.pushed += 1;
             edit(&mut record.fields);
             st.replace_newest(record.clone());
-            let frame = record.push_frame();
-            (record, frame)
-        };
-        let _ = self.shared.pushes.send(Message::text(frame));
+            record
+        });
         record.capture = None;
         record.to_value()
     }
@@ -352,8 +355,18 @@ impl Simulator {
         loop {
             let gen = shutdown.child_token();
             let serving = TaskTracker::new();
-            serving.spawn(self.clone().accept_http(http, gen.clone()));
-            serving.spawn(self.clone().accept_ws(ws, gen.clone()));
+            let shared = self.shared.clone();
+            serving.spawn(serve_http(http, gen.clone(), move |req| {
+                http::handle(shared.clone(), req)
+            }));
+            let (shared, link_gen) = (self.shared.clone(), gen.clone());
+            serving.spawn(accept(ws, gen.clone(), move |stream| {
+                // Each push is one frame, written whole. With Nagle on, a small frame sent while
+                // the previous one is unacknowledged waits for the bridge's delayed ACK (up to
+                // 40 ms): that was the p99 of ~41 ms without photos in every benchmark run.
+                let _ = stream.set_nodelay(true);
+                ws::serve_link(shared.clone(), stream, link_gen.clone())
+            }));
             serving.close();
             self.shared.up.send_replace(true);
             // A reboot with no downtime configured is only counted (the HTTP layer did that).
@@ -392,53 +405,6 @@ impl Simulator {
         }
     }
 
-    async fn accept_http(self, listener: TcpListener, gen: CancellationToken) {
-        let conns = TaskTracker::new();
-        loop {
-            let stream = tokio::select! {
-                _ = gen.cancelled() => break,
-                r = listener.accept() => match r {
-                    Ok((s, _)) => s,
-                    Err(_) => continue,
-                },
-            };
-            let shared = self.shared.clone();
-            let gen = gen.clone();
-            conns.spawn(async move {
-                let service = service_fn(move |req| http::handle(shared.clone(), req));
-                let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-                tokio::select! {
-                    _ = conn => {}
-                    _ = gen.cancelled() => {}
-                }
-            });
-        }
-        drop(listener);
-        conns.close();
-        conns.wait().await;
-    }
-
-    async fn accept_ws(self, listener: TcpListener, gen: CancellationToken) {
-        let conns = TaskTracker::new();
-        loop {
-            let stream = tokio::select! {
-                _ = gen.cancelled() => break,
-                r = listener.accept() => match r {
-                    Ok((s, _)) => s,
-                    Err(_) => continue,
-                },
-            };
-            // Each push is one frame, written whole. With Nagle on, a small frame sent while the
-            // previous one is unacknowledged waits for the bridge's delayed ACK (up to 40 ms):
-            // that was the p99 of ~41 ms without photos in every benchmark run.
-            let _ = stream.set_nodelay(true);
-            conns.spawn(ws::serve_link(self.shared.clone(), stream, gen.clone()));
-        }
-        drop(listener);
-        conns.close();
-        conns.wait().await;
-    }
-
     /// Recognitions at the configured rate, with exponential gaps like people at a door.
     async fn generate(self, shutdown: CancellationToken) {
         let mut rate = self.shared.rate.subscribe();
@@ -464,6 +430,49 @@ impl Simulator {
             }
         }
     }
+}
+
+/// Accepts connections until `gen` is cancelled, each served by its own task, then waits for
+/// those to end.
+async fn accept<F>(listener: TcpListener, gen: CancellationToken, serve: impl Fn(TcpStream) -> F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let conns = TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            _ = gen.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(_) => continue,
+            },
+        };
+        conns.spawn(serve(stream));
+    }
+    drop(listener);
+    conns.close();
+    conns.wait().await;
+}
+
+/// Serves HTTP/1 with `handle` on every connection accepted until `gen` is cancelled, which
+/// also drops the connections still open.
+pub(crate) async fn serve_http<H, F>(listener: TcpListener, gen: CancellationToken, handle: H)
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
+    F: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+{
+    accept(listener, gen.clone(), move |stream| {
+        let conn = http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service_fn(handle.clone()));
+        let gen = gen.clone();
+        async move {
+            tokio::select! {
+                _ = conn => {}
+                _ = gen.cancelled() => {}
+            }
+        }
+    })
+    .await
 }
 
 async fn rebind(

@@ -15,39 +15,6 @@ use crate::integrations::terminal::model::{lenient_i64, PersonType, User};
 use crate::integrations::terminal::sign;
 use crate::secret::Secret;
 
-/// Settings the terminal answers with when asked (documented fields, plus the firmware's own
-/// spellings so clients see the real drift).
-fn default_network() -> Map<String, Value> {
-    obj(
-        json!({"dhcpEnable": 0, "ipAddress": "192.168.1.50", "subMask": "255.255.255.0",
-               "DNS1": "192.168.1.1", "DNS2": "8.8.8.8", "defRout": "192.168.1.1"}),
-    )
-}
-
-fn default_smart_face() -> Map<String, Value> {
-    obj(
-        json!({"faceEnable": 1, "faceCmpEnable": 1, "faceThre": 6, "faceMinsize": 80,
-               "faceMaxsize": 400, "faceInterval": 6, "imgType": 0, "maskDetecEnable": 1,
-               "tempDetecEnable": 1, "TempUnit": 0, "tempWarnThre": 37.3, "ftpPutImgEnable": 0,
-               "faceFrame": 1, "StrTempCkEnable": 1, "Hacknessenble": 0}),
-    )
-}
-
-fn default_peripheral() -> Map<String, Value> {
-    obj(
-        json!({"detecTemMod": 1, "alarmType": 0, "voiceProswitch": 1, "tempNormal": 1,
-               "maskNormal": 1, "cmpNormal": 1, "RecordOpen": 1, "unlockControl": 1,
-               "unlockOuttime": 100}),
-    )
-}
-
-fn default_device() -> Map<String, Value> {
-    obj(
-        json!({"deviceID": "SIM0000000000001", "deviceName": "face2mqtt simulator",
-               "appVer": "V2.1.7-sim", "webVer": "V1.0.3-sim", "deviceMoel": "AATSS V2 PRO"}),
-    )
-}
-
 fn obj(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
@@ -60,6 +27,32 @@ const FIRST_NAMES: &[&str] = &[
     "Alan", "Hedy", "Niklaus", "Karen", "Tim", "Sophie",
 ];
 const DEPARTMENTS: &[&str] = &["R&D", "Sales", "Operations", "Support"];
+
+/// A record's UserObject fields in the terminal's order, with what a stranger, or a user without
+/// the field, carries: the number, or (`None`) the empty string.
+const USER_FIELDS: [(&str, Option<i64>); 21] = [
+    ("startTime", Some(0)),
+    ("userId", None),
+    ("gender", Some(0)),
+    ("jobNumber", None),
+    ("position", None),
+    ("userType", Some(-1)),
+    ("purpose", None),
+    ("birthday", Some(0)),
+    ("department", None),
+    ("prompt", None),
+    ("description", None),
+    ("mobile", None),
+    ("remark", None),
+    ("entryTime", Some(0)),
+    ("title", None),
+    ("endTime", Some(0)),
+    ("name", None),
+    ("mail", None),
+    ("icNumber", None),
+    ("idNumber", None),
+    ("comeFrom", None),
+];
 
 /// A person's face: the JPEG, and its base64 for the `photo` field, drawn once and shared.
 #[derive(Debug, Clone)]
@@ -144,14 +137,6 @@ pub struct HttpErrorFault {
     pub count: u32,
 }
 
-/// Why a signed request was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthError {
-    Missing,
-    Expired,
-    BadSignature,
-}
-
 pub struct State {
     pub password: Secret,
     pub users: BTreeMap<String, User>,
@@ -209,10 +194,29 @@ impl State {
             reboots: 0,
             sync_times: Vec::new(),
             json_cmds: Vec::new(),
-            network: default_network(),
-            smart_face: default_smart_face(),
-            peripheral: default_peripheral(),
-            device: default_device(),
+            // Settings the terminal answers with when asked (documented fields, plus the
+            // firmware's own spellings so clients see the real drift).
+            network: obj(
+                json!({"dhcpEnable": 0, "ipAddress": "192.168.1.50", "subMask": "255.255.255.0",
+                       "DNS1": "192.168.1.1", "DNS2": "8.8.8.8", "defRout": "192.168.1.1"}),
+            ),
+            smart_face: obj(
+                json!({"faceEnable": 1, "faceCmpEnable": 1, "faceThre": 6, "faceMinsize": 80,
+                       "faceMaxsize": 400, "faceInterval": 6, "imgType": 0, "maskDetecEnable": 1,
+                       "tempDetecEnable": 1, "TempUnit": 0, "tempWarnThre": 37.3,
+                       "ftpPutImgEnable": 0, "faceFrame": 1, "StrTempCkEnable": 1,
+                       "Hacknessenble": 0}),
+            ),
+            peripheral: obj(
+                json!({"detecTemMod": 1, "alarmType": 0, "voiceProswitch": 1, "tempNormal": 1,
+                       "maskNormal": 1, "cmpNormal": 1, "RecordOpen": 1, "unlockControl": 1,
+                       "unlockOuttime": 100}),
+            ),
+            device: obj(
+                json!({"deviceID": "SIM0000000000001", "deviceName": "face2mqtt simulator",
+                       "appVer": "V2.1.7-sim", "webVer": "V1.0.3-sim",
+                       "deviceMoel": "AATSS V2 PRO"}),
+            ),
             clock_skew_ms: 0,
             faults: Faults::default(),
             rng: fastrand::Rng::with_seed(seed),
@@ -287,24 +291,20 @@ impl State {
     }
 
     /// The terminal's checks on `timestamp` and `sign`: the 5-minute window (when `window`),
-    /// then the signature.
-    pub fn check_auth(
-        &self,
-        query: &BTreeMap<String, String>,
-        window: bool,
-    ) -> Result<(), AuthError> {
-        let (Some(ts), Some(presented)) = (query.get("timestamp"), query.get("sign")) else {
-            return Err(AuthError::Missing);
+    /// then the signature. A refusal is the terminal's error code: 30003 for a missing or
+    /// unreadable pair, 10003 outside the window, 10005 for a wrong signature.
+    pub fn check_auth(&self, query: &BTreeMap<String, String>, window: bool) -> Result<(), i64> {
+        let (Some(Ok(ts)), Some(presented)) = (
+            query.get("timestamp").map(|t| t.parse::<u64>()),
+            query.get("sign"),
+        ) else {
+            return Err(30003);
         };
-        let Ok(ts) = ts.parse::<u64>() else {
-            return Err(AuthError::Missing);
-        };
-        let now = self.terminal_now_ms();
-        if window && now.abs_diff(ts) > 5 * 60 * 1000 {
-            return Err(AuthError::Expired);
+        if window && self.terminal_now_ms().abs_diff(ts) > 5 * 60 * 1000 {
+            return Err(10003);
         }
         if self.faults.refuse_auth || !sign::verify(ts, presented, &self.password) {
-            return Err(AuthError::BadSignature);
+            return Err(10005);
         }
         Ok(())
     }
@@ -433,85 +433,57 @@ impl State {
         };
         let mask = self.rng.bool();
 
-        let mut m = Map::new();
-        let text =
-            |u: &Option<User>, f: &dyn Fn(&User) -> String| u.as_ref().map(f).unwrap_or_default();
-        let extra_str = |u: &Option<User>, k: &str| {
-            u.as_ref()
-                .and_then(|u| u.extra.get(k).cloned())
-                .unwrap_or_else(|| json!(""))
+        let known = user.is_some();
+        // A known user's fields as the terminal stores them, the photo left out (it is filled
+        // in when the record is sent, see `to_value`).
+        let mut stored = match user.map(|u| serde_json::to_value(User { photo: None, ..u })) {
+            Some(Ok(Value::Object(m))) => m,
+            _ => Map::new(),
         };
-        let extra_num = |u: &Option<User>, k: &str| {
-            u.as_ref()
-                .and_then(|u| u.extra.get(k).cloned())
-                .unwrap_or_else(|| json!(0))
-        };
-        m.insert("startTime".into(), extra_num(&user, "startTime"));
-        m.insert("userId".into(), json!(text(&user, &|u| u.user_id.clone())));
-        m.insert("gender".into(), extra_num(&user, "gender"));
-        m.insert(
-            "jobNumber".into(),
-            json!(text(&user, &|u| u.job_number.clone())),
-        );
-        m.insert("position".into(), extra_str(&user, "position"));
-        m.insert(
-            "userType".into(),
-            json!(user.as_ref().map(|u| u.user_type).unwrap_or(-1)),
-        );
-        m.insert("purpose".into(), extra_str(&user, "purpose"));
-        m.insert("birthday".into(), extra_num(&user, "birthday"));
-        m.insert(
-            "department".into(),
-            json!(text(&user, &|u| u.department.clone().unwrap_or_default())),
-        );
-        m.insert("prompt".into(), extra_str(&user, "prompt"));
-        m.insert("description".into(), extra_str(&user, "description"));
-        m.insert("mobile".into(), json!(text(&user, &|u| u.mobile.clone())));
-        m.insert("remark".into(), json!(text(&user, &|u| u.remark.clone())));
-        m.insert("entryTime".into(), extra_num(&user, "entryTime"));
-        m.insert("title".into(), extra_str(&user, "title"));
-        m.insert("endTime".into(), extra_num(&user, "endTime"));
-        m.insert("name".into(), json!(text(&user, &|u| u.name.clone())));
-        m.insert("mail".into(), extra_str(&user, "mail"));
-        m.insert(
-            "icNumber".into(),
-            json!(text(&user, &|u| u.ic_number.clone())),
-        );
-        m.insert("idNumber".into(), extra_str(&user, "idNumber"));
-        m.insert("comeFrom".into(), extra_str(&user, "comeFrom"));
-        // Strangers carry the *string* "null"; known users their registered photo (filled in
-        // when the record is sent, see `to_value`).
+        let mut m: Map<String, Value> = USER_FIELDS
+            .iter()
+            .map(|&(k, default)| {
+                let v = stored
+                    .remove(k)
+                    .unwrap_or_else(|| default.map_or_else(|| json!(""), Value::from));
+                (k.to_string(), v)
+            })
+            .collect();
+        // Strangers carry the *string* "null"; known users their registered photo.
         m.insert("photo".into(), json!("null"));
-        let id = if user.is_some() {
+        let id = if known {
             let id = self.next_record_id;
             self.next_record_id += 1;
             id
         } else {
             0 // strangers have record id 0 on real units
         };
-        m.insert("id".into(), json!(id));
-        m.insert("signTime".into(), json!(sign_time));
-        m.insert("type".into(), json!(kind.code()));
+        // Drawn for strangers too: the seeded sequence of records stays the same.
         let input_type = match self.rng.u8(0..20) {
-            0 => 3,
-            1 => 2,
+            0 if known => 3,
+            1 if known => 2,
             _ => 1,
         };
-        m.insert(
-            "inputType".into(),
-            json!(if user.is_none() { 1 } else { input_type }),
-        );
-        let similarity = if user.is_some() {
+        let similarity = if known {
             self.rng.u8(78..99)
         } else {
             self.rng.u8(20..60)
         };
-        m.insert("similarity".into(), json!(similarity));
-        m.insert("temperatureState".into(), json!(state));
-        m.insert("wearMask".into(), json!(mask as i64));
-        m.insert("wearMaskAlarm".into(), json!(0));
-        m.insert("temperature".into(), cjson::float32(temperature));
-        m.insert("Temperatureunit".into(), json!(fahrenheit as i64));
+        m.extend(
+            [
+                ("id", json!(id)),
+                ("signTime", json!(sign_time)),
+                ("type", json!(kind.code())),
+                ("inputType", json!(input_type)),
+                ("similarity", json!(similarity)),
+                ("temperatureState", json!(state)),
+                ("wearMask", json!(mask as i64)),
+                ("wearMaskAlarm", json!(0)),
+                ("temperature", cjson::float32(temperature)),
+                ("Temperatureunit", json!(fahrenheit as i64)),
+            ]
+            .map(|(k, v)| (k.to_string(), v)),
+        );
 
         self.captures += 1;
         let rec = StoredRecord {
@@ -556,34 +528,18 @@ impl State {
         let size = usize::try_from(num("size", 20).clamp(1, 1000)).unwrap_or(1000);
         let user_id = q.get("userId").filter(|s| !s.is_empty() && *s != "0");
         let username = q.get("username").filter(|s| !s.is_empty());
+        let is = |r: &StoredRecord, k: &str, want: Option<&String>| {
+            want.is_none_or(|w| r.fields.get(k).and_then(Value::as_str) == Some(w.as_str()))
+        };
         let matching: Vec<&StoredRecord> = self
             .records
             .iter()
             .rev()
             .filter(|r| (r.sign_time as i64) >= start && (r.sign_time as i64) <= end)
             .filter(|r| ty == 0 || r.person_type == ty)
-            .filter(|r| {
-                user_id.is_none_or(|id| {
-                    r.fields.get("userId").and_then(Value::as_str) == Some(id.as_str())
-                })
-            })
-            .filter(|r| {
-                username.is_none_or(|n| {
-                    r.fields.get("name").and_then(Value::as_str) == Some(n.as_str())
-                })
-            })
+            .filter(|r| is(r, "userId", user_id) && is(r, "name", username))
             .collect();
-        paged(
-            matching.len(),
-            page,
-            size,
-            matching
-                .iter()
-                .skip((page - 1).saturating_mul(size))
-                .take(size)
-                .map(|r| r.to_value())
-                .collect(),
-        )
+        paged(&matching, page, size, |r| r.to_value())
     }
 
     /// `GET /api/user/list`.
@@ -607,13 +563,9 @@ impl State {
             .filter(|u| by("userId").is_none_or(|id| &u.user_id == id))
             .filter(|u| by("name").is_none_or(|n| &u.name == n))
             .collect();
-        let items = matching
-            .iter()
-            .skip((page - 1).saturating_mul(size))
-            .take(size)
-            .map(|u| serde_json::to_value(u).unwrap_or(Value::Null))
-            .collect();
-        paged(matching.len(), page, size, items)
+        paged(&matching, page, size, |u| {
+            serde_json::to_value(u).unwrap_or(Value::Null)
+        })
     }
 
     pub fn status(&self) -> Value {
@@ -632,7 +584,15 @@ impl State {
     }
 }
 
-fn paged(total: usize, page: usize, size: usize, items: Vec<Value>) -> Value {
+/// Page `page` (from 1) of `size` of `matching`, in the terminal's page envelope.
+fn paged<T>(matching: &[T], page: usize, size: usize, item: impl Fn(&T) -> Value) -> Value {
+    let items: Vec<Value> = matching
+        .iter()
+        .skip((page - 1).saturating_mul(size))
+        .take(size)
+        .map(item)
+        .collect();
+    let total = matching.len();
     json!({
         "total": total,
         "pageNum": page,
@@ -877,7 +837,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        assert_eq!(s.check_auth(&q, true), Err(AuthError::Expired));
+        assert_eq!(s.check_auth(&q, true), Err(10003), "expired");
         assert_eq!(
             s.check_auth(&q, false),
             Ok(()),
@@ -895,6 +855,6 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        assert_eq!(s.check_auth(&q, true), Err(AuthError::BadSignature));
+        assert_eq!(s.check_auth(&q, true), Err(10005), "a bad signature");
     }
 }

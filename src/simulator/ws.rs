@@ -14,6 +14,7 @@ use tokio::sync::{broadcast, oneshot};
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use super::{cjson, http::query_map, Shared};
@@ -24,6 +25,14 @@ fn answer(code: i64, message: &str, desc: &str) -> Message {
     Message::text(cjson::print(
         &json!({"code": code, "message": message, "desc": desc}),
     ))
+}
+
+/// Sends within [`SEND_TIMEOUT`]: false when the link failed or is stuck.
+async fn send(ws: &mut WebSocketStream<TcpStream>, msg: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, ws.send(msg)).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Keeps the client count right however the link ends.
@@ -70,9 +79,9 @@ pub async fn serve_link(shared: Arc<Shared>, stream: TcpStream, down: Cancellati
     };
     let query = query_map(uri_rx.await.ok().flatten().as_deref());
     if shared.state().check_auth(&query, true).is_err() {
-        let _ = tokio::time::timeout(
-            SEND_TIMEOUT,
-            ws.send(answer(20002, "Permission Denied!", "app key not exist")),
+        send(
+            &mut ws,
+            answer(20002, "Permission Denied!", "app key not exist"),
         )
         .await;
         let _ = tokio::time::timeout(SEND_TIMEOUT, ws.close(None)).await;
@@ -81,14 +90,7 @@ pub async fn serve_link(shared: Arc<Shared>, stream: TcpStream, down: Cancellati
     let mut pushes = shared.pushes.subscribe();
     let mut close = shared.close_links.subscribe();
     close.borrow_and_update();
-    if !matches!(
-        tokio::time::timeout(
-            SEND_TIMEOUT,
-            ws.send(answer(20000, "Connected!", "Connected!"))
-        )
-        .await,
-        Ok(Ok(()))
-    ) {
+    if !send(&mut ws, answer(20000, "Connected!", "Connected!")).await {
         return;
     }
     let _guard = ClientGuard::new(shared.clone());
@@ -104,11 +106,9 @@ pub async fn serve_link(shared: Arc<Shared>, stream: TcpStream, down: Cancellati
             }
             _ = silent.changed() => continue,
             frame = pushes.recv() => match frame {
-                Ok(msg) if !is_silent => {
-                    if !matches!(tokio::time::timeout(SEND_TIMEOUT, ws.send(msg)).await, Ok(Ok(()))) {
-                        return;
-                    }
-                }
+                Ok(msg) if !is_silent => if !send(&mut ws, msg).await {
+                    return;
+                },
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,
             },
