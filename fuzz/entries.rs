@@ -118,7 +118,7 @@ pub fn http(bytes: &[u8]) {
             return;
         };
         walk(&Value::Object(env.body.clone()));
-        if let Some(data) = env.data() {
+        if let Some(data) = env.into_data() {
             let _ = serde_json::from_value::<DeviceInfo>(data.clone());
             let _ = serde_json::from_value::<User>(data.clone());
             if let Ok(page) = Page::from_data(data.clone()) {

@@ -241,7 +241,7 @@ proptest! {
         let Ok(env) = Envelope::parse(&body) else {
             return Ok(());
         };
-        if let Some(data) = env.data() {
+        if let Some(data) = env.into_data() {
             let _ = serde_json::from_value::<DeviceInfo>(data.clone());
             let _ = serde_json::from_value::<User>(data.clone());
             if let Ok(page) = Page::from_data(data.clone()) {

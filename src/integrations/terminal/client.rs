@@ -73,11 +73,19 @@ pub enum TerminalError {
     TooLarge { endpoint: String, limit: usize },
 }
 
-fn desc_suffix(desc: &str) -> String {
+pub(super) fn desc_suffix(desc: &str) -> String {
     if desc.is_empty() {
         String::new()
     } else {
         format!(" [terminal says: {desc}]")
+    }
+}
+
+/// An answer this client cannot use, from `endpoint`.
+fn protocol(endpoint: &str, reason: impl ToString) -> TerminalError {
+    TerminalError::Protocol {
+        endpoint: endpoint.to_string(),
+        reason: reason.to_string(),
     }
 }
 
@@ -199,10 +207,6 @@ impl TerminalClient {
         TerminalClient { endpoint, http }
     }
 
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
-    }
-
     /// `host:port` of the HTTP API, for messages.
     pub fn http_addr(&self) -> String {
         host_port(&self.endpoint.host, self.endpoint.http_port)
@@ -231,21 +235,15 @@ impl TerminalClient {
         } else {
             1
         };
-        let mut last = None;
-        for attempt in 0..attempts {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-            }
+        for attempt in 1..attempts {
             match self.attempt(&method, path, params, &body).await {
-                Ok(env) => return Ok(env),
-                Err(e) if e.is_transient() => last = Some(e),
-                Err(e) => return Err(e),
+                Err(e) if e.is_transient() => {
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await
+                }
+                done => return done,
             }
         }
-        Err(last.unwrap_or_else(|| TerminalError::Protocol {
-            endpoint: path.to_string(),
-            reason: "no attempt made".into(),
-        }))
+        self.attempt(&method, path, params, &body).await
     }
 
     async fn attempt(
@@ -257,14 +255,10 @@ impl TerminalClient {
     ) -> Result<Envelope, TerminalError> {
         // Signed here, inside the attempt, so a retry carries a fresh timestamp.
         let (_, signed) = sign::signed_query(&self.endpoint.password);
-        // Built in a block: the serializer is not `Send` and must not live across an await.
-        let extra = {
-            let mut query = form_urlencoded::Serializer::new(String::new());
-            for (k, v) in params {
-                query.append_pair(k, v);
-            }
-            query.finish()
-        };
+        // A temporary: the serializer is not `Send` and must not live across an await.
+        let extra = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
         let sep = if extra.is_empty() { "" } else { "&" };
         let uri = format!("http://{}{path}?{signed}{sep}{extra}", self.http_addr());
 
@@ -278,10 +272,7 @@ impl TerminalClient {
         };
         let req = req
             .body(Full::new(payload))
-            .map_err(|e| TerminalError::Protocol {
-                endpoint: path.to_string(),
-                reason: format!("cannot build request: {e}"),
-            })?;
+            .map_err(|e| protocol(path, format!("cannot build request: {e}")))?;
 
         let timeout = self.endpoint.timeout;
         let exchange = async {
@@ -311,10 +302,7 @@ impl TerminalClient {
                     if e.is::<LengthLimitError>() {
                         too_large()
                     } else {
-                        TerminalError::Protocol {
-                            endpoint: path.to_string(),
-                            reason: format!("answer cut off: {e}"),
-                        }
+                        protocol(path, format!("answer cut off: {e}"))
                     }
                 })?
                 .to_bytes();
@@ -335,12 +323,7 @@ impl TerminalClient {
                     status: status.as_u16(),
                 })
             }
-            Err(reason) => {
-                return Err(TerminalError::Protocol {
-                    endpoint: path.to_string(),
-                    reason,
-                })
-            }
+            Err(reason) => return Err(protocol(path, reason)),
         };
         if env.code != 200 {
             return Err(TerminalError::Api {
@@ -355,12 +338,10 @@ impl TerminalClient {
     fn transport_error(&self, path: &str, e: &hyper_util::client::legacy::Error) -> TerminalError {
         // The chain's innermost cause is the useful part ("Connection refused (os error 111)").
         // hyper's own Display of the outer error never includes the URI, and neither does this.
-        let mut reason = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            reason = s.to_string();
-            source = s.source();
-        }
+        let reason = std::iter::successors(Some(e as &dyn std::error::Error), |s| s.source())
+            .last()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         if e.is_connect() {
             TerminalError::Unreachable {
                 endpoint: path.to_string(),
@@ -368,19 +349,20 @@ impl TerminalClient {
                 reason,
             }
         } else {
-            TerminalError::Protocol {
-                endpoint: path.to_string(),
-                reason,
-            }
+            protocol(path, reason)
         }
     }
 
-    /// The answer's `data`, taken out of it (pages are large: not copied).
-    fn data(&self, path: &str, env: Envelope) -> Result<Value, TerminalError> {
-        env.into_data().ok_or_else(|| TerminalError::Protocol {
-            endpoint: path.to_string(),
-            reason: "answer has no `data`".into(),
-        })
+    /// A call whose answer says nothing beyond success.
+    async fn act(
+        &self,
+        method: Method,
+        path: &str,
+        params: &[(&str, String)],
+        body: Body,
+    ) -> Result<(), TerminalError> {
+        self.call(method, path, params, body, Retry::Never).await?;
+        Ok(())
     }
 
     // ---- device -----------------------------------------------------------------------------
@@ -391,40 +373,19 @@ impl TerminalClient {
             .map(|r| ("remark", r.to_string()))
             .into_iter()
             .collect();
-        self.call(
-            Method::POST,
-            "/api/device/open",
-            &params,
-            Body::Empty,
-            Retry::Never,
-        )
-        .await?;
-        Ok(())
+        self.act(Method::POST, "/api/device/open", &params, Body::Empty)
+            .await
     }
 
     /// Sets the terminal's clock to this machine's (the signed timestamp is the time to set).
     pub async fn sync_time(&self) -> Result<(), TerminalError> {
-        self.call(
-            Method::POST,
-            "/api/device/syncTime",
-            &[],
-            Body::Empty,
-            Retry::Never,
-        )
-        .await?;
-        Ok(())
+        self.act(Method::POST, "/api/device/syncTime", &[], Body::Empty)
+            .await
     }
 
     pub async fn reboot(&self) -> Result<(), TerminalError> {
-        self.call(
-            Method::POST,
-            "/api/device/reboot",
-            &[],
-            Body::Empty,
-            Retry::Never,
-        )
-        .await?;
-        Ok(())
+        self.act(Method::POST, "/api/device/reboot", &[], Body::Empty)
+            .await
     }
 
     /// A vendor JSON command; returns the `json` member of the answer (or `null`).
@@ -446,35 +407,22 @@ impl TerminalClient {
         let env = self
             .call(Method::POST, path, &[], Body::Empty, Retry::Idempotent)
             .await?;
-        serde_json::from_value(self.data(path, env)?).map_err(|e| TerminalError::Protocol {
-            endpoint: path.into(),
-            reason: e.to_string(),
-        })
+        serde_json::from_value(data(path, env)?).map_err(|e| protocol(path, e))
     }
 
     async fn get_object(&self, path: &str) -> Result<ConfigObject, TerminalError> {
         let env = self
             .call(Method::POST, path, &[], Body::Empty, Retry::Idempotent)
             .await?;
-        match self.data(path, env)? {
+        match data(path, env)? {
             Value::Object(m) => Ok(m),
-            _ => Err(TerminalError::Protocol {
-                endpoint: path.into(),
-                reason: "`data` is not an object".into(),
-            }),
+            _ => Err(protocol(path, "`data` is not an object")),
         }
     }
 
     async fn set_object(&self, path: &str, object: &ConfigObject) -> Result<(), TerminalError> {
-        self.call(
-            Method::POST,
-            path,
-            &[],
-            Body::Json(Value::Object(object.clone())),
-            Retry::Never,
-        )
-        .await?;
-        Ok(())
+        let body = Body::Json(Value::Object(object.clone()));
+        self.act(Method::POST, path, &[], body).await
     }
 
     pub async fn network(&self) -> Result<ConfigObject, TerminalError> {
@@ -513,21 +461,13 @@ impl TerminalClient {
     }
 
     async fn write_user(&self, path: &str, user: &User) -> Result<User, TerminalError> {
-        let body = serde_json::to_value(user).map_err(|e| TerminalError::Protocol {
-            endpoint: path.into(),
-            reason: e.to_string(),
-        })?;
+        let body = serde_json::to_value(user).map_err(|e| protocol(path, e))?;
         let env = self
             .call(Method::POST, path, &[], Body::Json(body), Retry::Never)
             .await?;
         // Some firmware answers without `data`; the user we sent is then what was stored.
         match env.into_data() {
-            Some(d @ Value::Object(_)) => {
-                serde_json::from_value(d).map_err(|e| TerminalError::Protocol {
-                    endpoint: path.into(),
-                    reason: e.to_string(),
-                })
-            }
+            Some(d @ Value::Object(_)) => serde_json::from_value(d).map_err(|e| protocol(path, e)),
             _ => Ok(user.clone()),
         }
     }
@@ -535,15 +475,8 @@ impl TerminalClient {
     /// Deletes one user; `"all"` clears every user (the document's convention).
     pub async fn delete_user(&self, user_id: &str) -> Result<(), TerminalError> {
         let path = format!("/api/user/delete/{}", path_segment(user_id));
-        self.call(
-            Method::GET,
-            &path,
-            &[("id", user_id.to_string())],
-            Body::Empty,
-            Retry::Never,
-        )
-        .await?;
-        Ok(())
+        let params = [("id", user_id.to_string())];
+        self.act(Method::GET, &path, &params, Body::Empty).await
     }
 
     pub async fn list_users(&self, q: &UserQuery) -> Result<Page<User>, TerminalError> {
@@ -564,30 +497,11 @@ impl TerminalClient {
         let env = self
             .call(Method::GET, path, &params, Body::Empty, Retry::Idempotent)
             .await?;
-        let page = match Page::from_data(self.data(path, env)?) {
-            Ok(p) => p,
-            Err(reason) => {
-                return Err(TerminalError::Protocol {
-                    endpoint: path.into(),
-                    reason,
-                })
-            }
-        };
-        let mut users = Vec::with_capacity(page.items.len());
-        for item in page.items {
-            users.push(
-                serde_json::from_value(item).map_err(|e| TerminalError::Protocol {
-                    endpoint: path.into(),
-                    reason: e.to_string(),
-                })?,
-            );
-        }
-        Ok(Page {
-            total: page.total,
-            page: page.page,
-            page_size: page.page_size,
-            total_pages: page.total_pages,
-            items: users,
+        page(path, env)?.try_map(|items| {
+            items
+                .into_iter()
+                .map(|item| serde_json::from_value(item).map_err(|e| protocol(path, e)))
+                .collect()
         })
     }
 
@@ -624,10 +538,8 @@ impl TerminalClient {
                 None
             };
             if let Some(over) = over {
-                return Err(TerminalError::Protocol {
-                    endpoint: "/api/user/list".into(),
-                    reason: format!("{over}: the roster is read whole only up to that"),
-                });
+                let reason = format!("{over}: the roster is read whole only up to that");
+                return Err(protocol("/api/user/list", reason));
             }
             if n == 0 || q.page >= page.total_pages {
                 return Ok(out);
@@ -728,27 +640,27 @@ impl TerminalClient {
             }) => return Ok(Page::default()),
             Err(e) => return Err(e),
         };
-        let page =
-            Page::from_data(self.data(path, env)?).map_err(|reason| TerminalError::Protocol {
-                endpoint: path.into(),
-                reason,
-            })?;
-        let items = page
-            .items
-            .into_iter()
-            .filter_map(|v| match v {
-                Value::Object(m) => Some(m),
-                _ => None,
-            })
-            .collect();
-        Ok(Page {
-            total: page.total,
-            page: page.page,
-            page_size: page.page_size,
-            total_pages: page.total_pages,
-            items,
+        page(path, env)?.try_map(|items| {
+            Ok(items
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::Object(m) => Some(m),
+                    _ => None,
+                })
+                .collect())
         })
     }
+}
+
+/// The answer's `data`, taken out of it (pages are large: not copied).
+fn data(path: &str, env: Envelope) -> Result<Value, TerminalError> {
+    env.into_data()
+        .ok_or_else(|| protocol(path, "answer has no `data`"))
+}
+
+/// The answer's `data` as a page of JSON items.
+fn page(path: &str, env: Envelope) -> Result<Page<Value>, TerminalError> {
+    Page::from_data(data(path, env)?).map_err(|reason| protocol(path, reason))
 }
 
 fn host_port(host: &str, port: u16) -> String {

@@ -67,13 +67,11 @@ struct Budget {
 impl Budget {
     /// Takes `n` bytes from the budget, or says no (and takes nothing).
     fn take(&self, n: usize) -> bool {
-        match self.left.get().checked_sub(n) {
-            Some(rest) => {
-                self.left.set(rest);
-                true
-            }
-            None => false,
-        }
+        self.left
+            .get()
+            .checked_sub(n)
+            .map(|rest| self.left.set(rest))
+            .is_some()
     }
 }
 
@@ -165,11 +163,8 @@ impl<'de> Visitor<'de> for DataSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DataOut, A::Error> {
         let mut out = Map::new();
         let mut dropped = Vec::new();
-        loop {
-            // The name is read in full first (to know whether it is the photo), then limited.
-            let Some(raw) = map.next_key_seed(RawKey)? else {
-                break;
-            };
+        // Each name is read in full first (to know whether it is the photo), then limited.
+        while let Some(raw) = map.next_key_seed(RawKey)? {
             if raw == USER_PHOTO {
                 map.next_value::<IgnoredAny>()?;
                 continue;
@@ -246,6 +241,7 @@ impl<'de> Visitor<'de> for RawKey {
 
 /// One value, or `None` when any text in it is longer than `limit` or the budget is spent. The
 /// value is always consumed whole, kept or not.
+#[derive(Clone, Copy)]
 struct ValueSeed<'a> {
     budget: &'a Budget,
     limit: usize,
@@ -284,10 +280,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<Value>, A::Error> {
         let mut items = Some(Vec::new());
-        while let Some(item) = seq.next_element_seed(ValueSeed {
-            budget: self.budget,
-            limit: self.limit,
-        })? {
+        while let Some(item) = seq.next_element_seed(self)? {
             match (item, items.as_mut()) {
                 (Some(v), Some(list)) => list.push(v),
                 // One element dropped drops the list, but the rest must still be read.
@@ -301,10 +294,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Value>, A::Error> {
         let mut members = Some(Map::new());
         while let Some(key) = map.next_key_seed(KeySeed(self.budget))? {
-            let value = map.next_value_seed(ValueSeed {
-                budget: self.budget,
-                limit: self.limit,
-            })?;
+            let value = map.next_value_seed(self)?;
             match (key, value, members.as_mut()) {
                 (Some(k), Some(v), Some(m)) => {
                     m.insert(k, v);

@@ -37,56 +37,46 @@ pub enum ApiCode {
     Other(i64),
 }
 
+/// Every documented code, with its number.
+const CODES: [(ApiCode, i64); 19] = {
+    use ApiCode::*;
+    [
+        (PasswordNotExist, 10001),
+        (PasswordExpired, 10002),
+        (RequestExpired, 10003),
+        (IpInvalid, 10004),
+        (SignatureFailed, 10005),
+        (UserNotExists, 20001),
+        (UserNotMatch, 20002),
+        (ParamInvalid, 30001),
+        (NoFaceDetected, 30002),
+        (MissingParam, 30003),
+        (AvatarFileIllegal, 30004),
+        (NotSupport, 40001),
+        (RpcFailed, 50001),
+        (InternalServerError, 50002),
+        (MultiRequestError, 50003),
+        (MethodNotAllowed, 50004),
+        (SearchListNull, 50008),
+        (DatabaseFull, 50009),
+        (UnknownError, 99999),
+    ]
+};
+
 impl ApiCode {
     pub fn from_code(code: i64) -> ApiCode {
-        use ApiCode::*;
-        match code {
-            10001 => PasswordNotExist,
-            10002 => PasswordExpired,
-            10003 => RequestExpired,
-            10004 => IpInvalid,
-            10005 => SignatureFailed,
-            20001 => UserNotExists,
-            20002 => UserNotMatch,
-            30001 => ParamInvalid,
-            30002 => NoFaceDetected,
-            30003 => MissingParam,
-            30004 => AvatarFileIllegal,
-            40001 => NotSupport,
-            50001 => RpcFailed,
-            50002 => InternalServerError,
-            50003 => MultiRequestError,
-            50004 => MethodNotAllowed,
-            50008 => SearchListNull,
-            50009 => DatabaseFull,
-            99999 => UnknownError,
-            other => Other(other),
-        }
+        let known = CODES.into_iter().find(|&(_, n)| n == code);
+        known.map_or(ApiCode::Other(code), |(c, _)| c)
     }
 
     pub fn code(self) -> i64 {
-        use ApiCode::*;
         match self {
-            PasswordNotExist => 10001,
-            PasswordExpired => 10002,
-            RequestExpired => 10003,
-            IpInvalid => 10004,
-            SignatureFailed => 10005,
-            UserNotExists => 20001,
-            UserNotMatch => 20002,
-            ParamInvalid => 30001,
-            NoFaceDetected => 30002,
-            MissingParam => 30003,
-            AvatarFileIllegal => 30004,
-            NotSupport => 40001,
-            RpcFailed => 50001,
-            InternalServerError => 50002,
-            MultiRequestError => 50003,
-            MethodNotAllowed => 50004,
-            SearchListNull => 50008,
-            DatabaseFull => 50009,
-            UnknownError => 99999,
-            Other(c) => c,
+            ApiCode::Other(n) => n,
+            // Every other variant is in the table.
+            c => CODES
+                .into_iter()
+                .find(|&(k, _)| k == c)
+                .map_or(0, |(_, n)| n),
         }
     }
 
@@ -236,10 +226,6 @@ impl Envelope {
         })
     }
 
-    pub fn data(&self) -> Option<&Value> {
-        self.body.get("data")
-    }
-
     /// The `data` field, taken out of the answer: a page of photo records is over a megabyte,
     /// and copying it held it twice (heaptrack of a backfill, BENCHMARKS.md).
     pub fn into_data(mut self) -> Option<Value> {
@@ -309,14 +295,15 @@ pub enum PersonType {
 }
 
 impl PersonType {
+    const ALL: [PersonType; 4] = [
+        PersonType::Staff,
+        PersonType::Visitor,
+        PersonType::Blacklist,
+        PersonType::Stranger,
+    ];
+
     pub fn from_code(code: i64) -> Option<PersonType> {
-        match code {
-            1 => Some(PersonType::Staff),
-            2 => Some(PersonType::Visitor),
-            3 => Some(PersonType::Blacklist),
-            -1 => Some(PersonType::Stranger),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|t| t.code() == code)
     }
 
     pub fn code(self) -> i64 {
@@ -337,14 +324,11 @@ impl PersonType {
         }
     }
 
+    /// By name or by code.
     pub fn parse(s: &str) -> Option<PersonType> {
-        match s {
-            "staff" | "1" => Some(PersonType::Staff),
-            "visitor" | "2" => Some(PersonType::Visitor),
-            "blacklist" | "3" => Some(PersonType::Blacklist),
-            "stranger" | "-1" => Some(PersonType::Stranger),
-            _ => None,
-        }
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s || t.code().to_string() == s)
     }
 }
 
@@ -356,6 +340,19 @@ pub struct Page<T> {
     pub page_size: u64,
     pub total_pages: u64,
     pub items: Vec<T>,
+}
+
+impl<T> Page<T> {
+    /// The same page with its items turned into others.
+    pub fn try_map<U, E>(self, f: impl FnOnce(Vec<T>) -> Result<Vec<U>, E>) -> Result<Page<U>, E> {
+        Ok(Page {
+            items: f(self.items)?,
+            total: self.total,
+            page: self.page,
+            page_size: self.page_size,
+            total_pages: self.total_pages,
+        })
+    }
 }
 
 impl Page<Value> {
@@ -390,31 +387,28 @@ impl Page<Value> {
 /// Device information (DeviceObject). `deviceMoel` is the document's spelling; newer firmware may
 /// fix it, so both are read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DeviceInfo {
     #[serde(
         rename = "deviceID",
-        default,
         deserialize_with = "de_opt_string",
         skip_serializing_if = "Option::is_none"
     )]
     pub device_id: Option<String>,
     #[serde(
         rename = "deviceName",
-        default,
         deserialize_with = "de_opt_string",
         skip_serializing_if = "Option::is_none"
     )]
     pub device_name: Option<String>,
     #[serde(
         rename = "appVer",
-        default,
         deserialize_with = "de_opt_string",
         skip_serializing_if = "Option::is_none"
     )]
     pub app_version: Option<String>,
     #[serde(
         rename = "webVer",
-        default,
         deserialize_with = "de_opt_string",
         skip_serializing_if = "Option::is_none"
     )]
@@ -422,7 +416,6 @@ pub struct DeviceInfo {
     #[serde(
         rename = "deviceMoel",
         alias = "deviceModel",
-        default,
         deserialize_with = "de_opt_string",
         skip_serializing_if = "Option::is_none"
     )]

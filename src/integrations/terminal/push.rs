@@ -30,7 +30,7 @@ pub enum PushError {
     Timeout { addr: String, after: Duration },
     #[error("record push: WebSocket handshake with {addr} failed: {reason}")]
     Handshake { addr: String, reason: String },
-    #[error("record push: terminal refused the link: {code}{}", if .desc.is_empty() { String::new() } else { format!(" [terminal says: {}]", .desc) })]
+    #[error("record push: terminal refused the link: {code}{}", super::client::desc_suffix(.desc))]
     Refused { code: ApiCode, desc: String },
     #[error("record push: unexpected first message: {reason}")]
     Protocol { reason: String },
@@ -42,80 +42,52 @@ impl PushError {
     }
 }
 
-pub fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(MAX_FRAME))
-        .max_frame_size(Some(MAX_FRAME))
-}
-
 /// Connects, signs, and waits for the terminal's `20000`. Each stage has the same deadline.
 pub async fn connect(client: &TerminalClient, deadline: Duration) -> Result<PushStream, PushError> {
     let addr = client.ws_addr();
-    let tcp = match tokio::time::timeout(deadline, TcpStream::connect(&addr)).await {
-        Err(_) => {
-            return Err(PushError::Timeout {
-                addr,
-                after: deadline,
-            })
-        }
-        Ok(Err(e)) => {
-            return Err(PushError::Unreachable {
-                addr,
-                reason: e.to_string(),
-            })
-        }
-        Ok(Ok(s)) => s,
+    let timeout = |_| PushError::Timeout {
+        addr: addr.clone(),
+        after: deadline,
     };
+    let protocol = |reason: String| PushError::Protocol { reason };
+    let tcp = tokio::time::timeout(deadline, TcpStream::connect(&addr))
+        .await
+        .map_err(timeout)?
+        .map_err(|e| PushError::Unreachable {
+            addr: addr.clone(),
+            reason: e.to_string(),
+        })?;
     let _ = tcp.set_nodelay(true);
-    let url = client.record_ws_url();
-    let handshake = tokio_tungstenite::client_async_with_config(url, tcp, Some(ws_config()));
-    let mut ws = match tokio::time::timeout(deadline, handshake).await {
-        Err(_) => {
-            return Err(PushError::Timeout {
-                addr,
-                after: deadline,
-            })
-        }
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME))
+        .max_frame_size(Some(MAX_FRAME));
+    let handshake =
+        tokio_tungstenite::client_async_with_config(client.record_ws_url(), tcp, Some(config));
+    let (mut ws, _response) = tokio::time::timeout(deadline, handshake)
+        .await
+        .map_err(timeout)?
         // tungstenite's errors describe the failure, not the request URL.
-        Ok(Err(e)) => {
-            return Err(PushError::Handshake {
-                addr,
-                reason: e.to_string(),
-            })
-        }
-        Ok(Ok((ws, _response))) => ws,
-    };
+        .map_err(|e| PushError::Handshake {
+            addr: addr.clone(),
+            reason: e.to_string(),
+        })?;
     loop {
-        let msg = match tokio::time::timeout(deadline, ws.next()).await {
-            Err(_) => {
-                return Err(PushError::Timeout {
-                    addr,
-                    after: deadline,
-                })
-            }
-            Ok(None) => {
-                return Err(PushError::Protocol {
-                    reason: "link closed before the terminal answered".into(),
-                })
-            }
-            Ok(Some(Err(e))) => {
-                return Err(PushError::Protocol {
-                    reason: e.to_string(),
-                })
-            }
-            Ok(Some(Ok(m))) => m,
-        };
+        let msg = tokio::time::timeout(deadline, ws.next())
+            .await
+            .map_err(timeout)?
+            .ok_or_else(|| protocol("link closed before the terminal answered".into()))?
+            .map_err(|e| protocol(e.to_string()))?;
         let text = match &msg {
             Message::Text(t) => t.as_bytes(),
             Message::Binary(b) => &b[..],
             Message::Close(_) => {
-                return Err(PushError::Protocol {
-                    reason: "terminal closed the link without answering".into(),
-                })
+                return Err(protocol(
+                    "terminal closed the link without answering".into(),
+                ))
             }
             _ => continue,
         };
-        let env = Envelope::parse(text).map_err(|reason| PushError::Protocol { reason })?;
+        let env = Envelope::parse(text).map_err(protocol)?;
         return match env.code {
             20000 => Ok(ws),
             code => Err(PushError::Refused {

@@ -24,17 +24,11 @@ pub fn sign(timestamp_ms: u64, password: &Secret) -> String {
     hasher.update(timestamp_ms.to_string().as_bytes());
     hasher.update(b"#");
     hasher.update(password.expose().as_bytes());
-    hex(&hasher.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 0x0f) as usize] as char);
-    }
-    out
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `timestamp=..&sign=..` for a URL, with fresh values.
