@@ -106,7 +106,9 @@ pub async fn serve_link(shared: Arc<Shared>, stream: TcpStream, down: Cancellati
             }
             _ = silent.changed() => continue,
             frame = pushes.recv() => match frame {
-                Ok(msg) if !is_silent => if !send(&mut ws, msg).await {
+                // Silence read again now, not at the top of the loop: when the link went silent
+                // just before this push, both branches were ready and either may have won.
+                Ok(msg) if !*silent.borrow() => if !send(&mut ws, msg).await {
                     return;
                 },
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
