@@ -41,6 +41,15 @@ pub struct Refusal {
     pub words: String,
 }
 
+impl Refusal {
+    fn new(code: u8, words: impl std::fmt::Debug) -> Refusal {
+        Refusal {
+            code,
+            words: format!("{words:?}"),
+        }
+    }
+}
+
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} (0x{:02X})", self.words, self.code)
@@ -75,7 +84,7 @@ pub enum Ev {
 }
 
 /// A failed connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Down {
     /// In words, for the log (never a password or key material).
     pub reason: String,
@@ -188,10 +197,7 @@ fn from_v5(ev: v5::Event) -> Ev {
         Incoming(Packet::PubAck(a)) => {
             let refused = match a.reason {
                 PubAckReason::Success | PubAckReason::NoMatchingSubscribers => None,
-                r => Some(Refusal {
-                    code: puback_code(&r),
-                    words: format!("{r:?}"),
-                }),
+                r => Some(Refusal::new(puback_code(&r), r)),
             };
             Ev::PubAck {
                 pkid: a.pkid,
@@ -205,26 +211,11 @@ fn from_v5(ev: v5::Event) -> Ev {
                 .iter()
                 .enumerate()
                 .filter(|(_, c)| !matches!(c, SubscribeReasonCode::Success(_)))
-                .map(|(i, c)| {
-                    (
-                        i,
-                        Refusal {
-                            code: suback_code(c),
-                            words: format!("{c:?}"),
-                        },
-                    )
-                })
+                .map(|(i, c)| (i, Refusal::new(suback_code(c), c)))
                 .collect(),
         },
-        Outgoing(o) => from_outgoing_v5(o),
-        Incoming(_) => Ev::Other,
-    }
-}
-
-fn from_outgoing_v5(o: rumqttc::Outgoing) -> Ev {
-    match o {
-        rumqttc::Outgoing::Publish(pkid) => Ev::Sent(pkid),
-        rumqttc::Outgoing::Disconnect => Ev::Disconnected,
+        Outgoing(rumqttc::Outgoing::Publish(pkid)) => Ev::Sent(pkid),
+        Outgoing(rumqttc::Outgoing::Disconnect) => Ev::Disconnected,
         _ => Ev::Other,
     }
 }
@@ -249,15 +240,7 @@ fn from_v311(ev: rumqttc::Event) -> Ev {
                 .iter()
                 .enumerate()
                 .filter(|(_, c)| matches!(c, SubscribeReasonCode::Failure))
-                .map(|(i, _)| {
-                    (
-                        i,
-                        Refusal {
-                            code: 0x80,
-                            words: "Failure".into(),
-                        },
-                    )
-                })
+                .map(|(i, c)| (i, Refusal::new(0x80, c)))
                 .collect(),
         },
         Event::Outgoing(Outgoing::Publish(pkid)) => Ev::Sent(pkid),
@@ -300,13 +283,7 @@ fn suback_code(c: &v5::mqttbytes::v5::SubscribeReasonCode) -> u8 {
 fn down_v5(e: &v5::ConnectionError, setup: Setup) -> Down {
     use v5::mqttbytes::v5::{ConnectReturnCode as C, DisconnectReasonCode as D};
     use v5::{ConnectionError as E, StateError as S};
-    let mut d = Down {
-        reason: String::new(),
-        oversized: false,
-        taken_over: false,
-        wrong_version: false,
-        version_refused: false,
-    };
+    let mut d = Down::default();
     if let Some(tls) = super::tls::find(e) {
         d.reason = super::tls::explain(tls, setup);
         return d;
@@ -353,8 +330,7 @@ fn down_v5(e: &v5::ConnectionError, setup: Setup) -> Down {
             (d.wrong_version, d.version_refused) = (true, true);
             format!("the broker answered the connect with {p:?}")
         }
-        E::Io(io) => format!("cannot reach the broker: {io}"),
-        E::Tls(v5::TlsError::Io(io)) => format!("cannot reach the broker: {io}"),
+        E::Io(io) | E::Tls(v5::TlsError::Io(io)) => format!("cannot reach the broker: {io}"),
         // Before a CONNACK this is also how a 3.1.1-only broker ends a v5 CONNECT (the driver
         // decides; after one it is just a closed connection).
         E::MqttState(S::ConnectionAborted) => {
@@ -393,9 +369,7 @@ fn down_v311(e: &rumqttc::ConnectionError, setup: Setup) -> Down {
                 rumqttc::Error::PayloadSizeLimitExceeded(_)
             ))
         ),
-        taken_over: false,
-        wrong_version: false,
-        version_refused: false,
+        ..Down::default()
     }
 }
 

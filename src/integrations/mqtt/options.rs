@@ -38,19 +38,37 @@ pub fn connect(
     })
 }
 
-/// The MQTT 5 options: the same settings as [`options`].
-fn options_v5(config: &MqttConfig) -> Result<v5::MqttOptions, String> {
-    let addr = config.url.addr().clone();
-    let client_id = config
+/// `mqtt.client_id`, or the default.
+fn client_id(config: &MqttConfig) -> String {
+    config
         .client_id
         .clone()
-        .unwrap_or_else(|| "face2mqtt".into());
-    let mut o = v5::MqttOptions::new(client_id, addr.host, addr.port);
-    if addr.tls {
-        let tls = tls::client_config(&config.tls).map_err(|e| format!("mqtt.url: TLS: {e}"))?;
-        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            Arc::new(tls),
-        )));
+        .unwrap_or_else(|| "face2mqtt".into())
+}
+
+/// The TLS transport for an `mqtts://` URL; an error names the config key.
+fn tls_transport(config: &MqttConfig) -> Result<Option<Transport>, String> {
+    if !config.url.addr().tls {
+        return Ok(None);
+    }
+    let tls = tls::client_config(&config.tls).map_err(|e| format!("mqtt.url: TLS: {e}"))?;
+    Ok(Some(Transport::tls_with_config(TlsConfiguration::Rustls(
+        Arc::new(tls),
+    ))))
+}
+
+/// The username and password, when there is a username.
+fn credentials(config: &MqttConfig) -> Option<(String, String)> {
+    let pw = config.password.as_ref().map(|p| p.expose().to_string());
+    Some((config.username.clone()?, pw.unwrap_or_default()))
+}
+
+/// The MQTT 5 options: the same settings as [`options`].
+fn options_v5(config: &MqttConfig) -> Result<v5::MqttOptions, String> {
+    let addr = config.url.addr();
+    let mut o = v5::MqttOptions::new(client_id(config), addr.host.clone(), addr.port);
+    if let Some(t) = tls_transport(config)? {
+        o.set_transport(t);
     }
     o.set_keep_alive(config.keep_alive.max(Duration::from_secs(1)));
     o.set_clean_start(true);
@@ -61,13 +79,8 @@ fn options_v5(config: &MqttConfig) -> Result<v5::MqttOptions, String> {
     let mut net = rumqttc::NetworkOptions::new();
     net.set_tcp_nodelay(true);
     o.set_network_options(net);
-    if let Some(user) = &config.username {
-        let pw = config
-            .password
-            .as_ref()
-            .map(|p| p.expose().to_string())
-            .unwrap_or_default();
-        o.set_credentials(user.clone(), pw);
+    if let Some((user, pw)) = credentials(config) {
+        o.set_credentials(user, pw);
     }
     o.set_last_will(v5::mqttbytes::v5::LastWill::new(
         topics::bridge_state(&config.base_topic),
@@ -81,31 +94,19 @@ fn options_v5(config: &MqttConfig) -> Result<v5::MqttOptions, String> {
 
 /// The MQTT 3.1.1 options; an error names the config key.
 pub fn options(config: &MqttConfig) -> Result<MqttOptions, String> {
-    let addr = config.url.addr().clone();
-    let client_id = config
-        .client_id
-        .clone()
-        .unwrap_or_else(|| "face2mqtt".into());
+    let addr = config.url.addr();
     // rumqttc checks the broker's certificate against this host: a DNS name or an IP address.
-    let mut o = MqttOptions::new(client_id, addr.host, addr.port);
-    if addr.tls {
-        let tls = tls::client_config(&config.tls).map_err(|e| format!("mqtt.url: TLS: {e}"))?;
-        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            Arc::new(tls),
-        )));
+    let mut o = MqttOptions::new(client_id(config), addr.host.clone(), addr.port);
+    if let Some(t) = tls_transport(config)? {
+        o.set_transport(t);
     }
     o.set_keep_alive(config.keep_alive.max(Duration::from_secs(1)));
     // The spool is the store of record: every reconnect starts a clean session and we resend.
     o.set_clean_session(true);
     o.set_max_packet_size(MAX_INCOMING, MAX_PACKET);
     o.set_inflight(CLIENT_INFLIGHT);
-    if let Some(user) = &config.username {
-        let pw = config
-            .password
-            .as_ref()
-            .map(|p| p.expose().to_string())
-            .unwrap_or_default();
-        o.set_credentials(user.clone(), pw);
+    if let Some((user, pw)) = credentials(config) {
+        o.set_credentials(user, pw);
     }
     o.set_last_will(LastWill::new(
         topics::bridge_state(&config.base_topic),
@@ -135,8 +136,9 @@ pub fn explain(e: &ConnectionError, setup: Setup) -> String {
             format!("broker refused the connection ({code:?})")
         }
         ConnectionError::NetworkTimeout => "no answer from the broker".into(),
-        ConnectionError::Io(io) => format!("cannot reach the broker: {io}"),
-        ConnectionError::Tls(TlsError::Io(io)) => format!("cannot reach the broker: {io}"),
+        ConnectionError::Io(io) | ConnectionError::Tls(TlsError::Io(io)) => {
+            format!("cannot reach the broker: {io}")
+        }
         other => other.to_string(),
     }
 }
@@ -159,27 +161,26 @@ pub async fn probe(config: &MqttConfig, deadline: Duration) -> Result<Version, S
     }
 }
 
+/// The config `face2mqtt check` connects with: a distinct client id, so checking does not kick
+/// the running daemon off the broker.
+fn checking(config: &MqttConfig) -> MqttConfig {
+    MqttConfig {
+        client_id: Some(format!("{}-check", client_id(config))),
+        ..config.clone()
+    }
+}
+
 async fn probe_as(
     config: &MqttConfig,
     version: Version,
     deadline: Duration,
 ) -> Result<Version, super::link::Down> {
     let setup = Setup::of(&config.tls);
-    // A distinct id, so checking does not kick the running daemon off the broker.
-    let mut checking = config.clone();
-    let id = config
-        .client_id
-        .clone()
-        .unwrap_or_else(|| "face2mqtt".into());
-    checking.client_id = Some(format!("{id}-check"));
     let down = |reason: String| super::link::Down {
         reason,
-        oversized: false,
-        taken_over: false,
-        wrong_version: false,
-        version_refused: false,
+        ..Default::default()
     };
-    let (client, mut eventloop) = connect(&checking, version, 10).map_err(down)?;
+    let (client, mut eventloop) = connect(&checking(config), version, 10).map_err(down)?;
     let result = tokio::time::timeout(deadline, async {
         loop {
             match eventloop.poll(setup).await {
@@ -211,13 +212,7 @@ pub async fn round_trip(
     deadline: Duration,
 ) -> Result<String, String> {
     let setup = Setup::of(&config.tls);
-    let id = config
-        .client_id
-        .clone()
-        .unwrap_or_else(|| "face2mqtt".into());
-    let mut checking = config.clone();
-    checking.client_id = Some(format!("{id}-check"));
-    let topic = format!("{}/bridge/check/{id}", config.base_topic);
+    let topic = format!("{}/bridge/check/{}", config.base_topic, client_id(config));
     let nonce = format!("check-{}", fastrand::u64(..));
     // What the daemon subscribes to, then our own topic: each SUBACK answers the oldest.
     let mut filters: std::collections::VecDeque<String> = [
@@ -226,7 +221,7 @@ pub async fn round_trip(
         topic.clone(),
     ]
     .into();
-    let (client, mut eventloop) = connect(&checking, version, 10)?;
+    let (client, mut eventloop) = connect(&checking(config), version, 10)?;
     let result = tokio::time::timeout(deadline, async {
         loop {
             match eventloop.poll(setup).await {
