@@ -184,10 +184,10 @@ impl<'a> Spki<'a> {
 
     /// The algorithm identifier's content (as webpki names algorithms) and the key's bits.
     pub fn parts(&self) -> Option<(&'a [u8], &'a [u8])> {
-        let (tag, alg, rest) = element(self.content)?;
+        let (alg, rest) = sequence(self.content)?;
         let (bits_tag, bits, _) = element(rest)?;
-        // SEQUENCE, then a BIT STRING whose first byte counts unused bits (0 for a key).
-        if tag != 0x30 || bits_tag != 0x03 || bits.first() != Some(&0) {
+        // A BIT STRING whose first byte counts unused bits (0 for a key).
+        if bits_tag != 0x03 || bits.first() != Some(&0) {
             return None;
         }
         Some((alg, &bits[1..]))
@@ -216,18 +216,17 @@ fn element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     Some((tag, &rest[..len], &rest[len..]))
 }
 
+/// A DER SEQUENCE at the start of `der`: its content and what follows it.
+fn sequence(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (tag, content, rest) = element(der)?;
+    (tag == 0x30).then_some((content, rest))
+}
+
 /// The SubjectPublicKeyInfo of an X.509 certificate of any version (RFC 5280, 4.1): the
 /// seventh element of tbsCertificate when it has a version, the sixth when not (version 1).
 pub fn subject_public_key_info(cert: &[u8]) -> Option<Spki<'_>> {
-    const SEQUENCE: u8 = 0x30;
-    let (tag, certificate, _) = element(cert)?;
-    if tag != SEQUENCE {
-        return None;
-    }
-    let (tag, mut tbs, _) = element(certificate)?;
-    if tag != SEQUENCE {
-        return None;
-    }
+    let (certificate, _) = sequence(cert)?;
+    let (mut tbs, _) = sequence(certificate)?;
     // [0] EXPLICIT version, absent in version 1.
     if tbs.first() == Some(&0xa0) {
         tbs = element(tbs)?.2;
@@ -236,10 +235,7 @@ pub fn subject_public_key_info(cert: &[u8]) -> Option<Spki<'_>> {
     for _ in 0..5 {
         tbs = element(tbs)?.2;
     }
-    let (tag, content, after) = element(tbs)?;
-    if tag != SEQUENCE {
-        return None;
-    }
+    let (content, after) = sequence(tbs)?;
     Some(Spki {
         whole: &tbs[..tbs.len() - after.len()],
         content,

@@ -37,13 +37,11 @@ impl AckTracker {
     /// rumqttc sent the oldest submitted publish with this packet id. `false` if nothing was
     /// waiting (a publish we did not submit): the mapping can no longer be trusted.
     pub fn sent(&mut self, pkid: u16) -> bool {
-        match self.submitted.pop_front() {
-            Some(sent) => {
-                self.sent.insert(pkid, sent);
-                true
-            }
-            None => false,
-        }
+        let Some(sent) = self.submitted.pop_front() else {
+            return false;
+        };
+        self.sent.insert(pkid, sent);
+        true
     }
 
     /// The topic of the publish sent as `pkid`, while it waits for its PUBACK.

@@ -9,25 +9,19 @@
 
 use std::sync::Arc;
 
+use ring::digest::{digest, SHA256};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, OtherError, SignatureScheme};
 
 /// A certificate whose SHA-256 is not the pinned one.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("the certificate's SHA-256 is {found}")]
 pub struct NotPinned {
     /// The certificate's SHA-256, as `openssl x509 -fingerprint -sha256` prints it.
     pub found: String,
 }
-
-impl std::fmt::Display for NotPinned {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the certificate's SHA-256 is {}", self.found)
-    }
-}
-
-impl std::error::Error for NotPinned {}
 
 #[derive(Debug)]
 pub struct Pinned {
@@ -50,10 +44,8 @@ impl Pinned {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
         let bad = || Error::InvalidCertificate(CertificateError::BadSignature);
-        let spki = crate::pem::subject_public_key_info(cert)
-            .ok_or(Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        let (alg_id, key) = spki
-            .parts()
+        let (alg_id, key) = crate::pem::subject_public_key_info(cert)
+            .and_then(|spki| spki.parts())
             .ok_or(Error::InvalidCertificate(CertificateError::BadEncoding))?;
         let (_, candidates) = self
             .algorithms
@@ -75,19 +67,12 @@ impl Pinned {
 
 /// Hex pairs with colons, as `openssl x509 -fingerprint -sha256` prints a fingerprint.
 pub fn fingerprint(der: &[u8]) -> String {
-    let digest = ring_sha256(der);
-    digest
+    digest(&SHA256, der)
+        .as_ref()
         .iter()
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-fn ring_sha256(der: &[u8]) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, der);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
 }
 
 impl ServerCertVerifier for Pinned {
@@ -99,7 +84,7 @@ impl ServerCertVerifier for Pinned {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        if ring_sha256(end_entity) == self.pin {
+        if digest(&SHA256, end_entity).as_ref() == self.pin {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(Error::InvalidCertificate(CertificateError::Other(

@@ -53,14 +53,9 @@ pub fn destination(topic: &str, retain: bool, ha_prefix: Option<&str>) -> Destin
 impl Inbox {
     /// Clean sessions: subscriptions are gone after every reconnect.
     pub fn subscriptions(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.commands.is_some() {
-            out.extend(self.command_filters.iter().cloned());
-        }
-        if let Some(ha) = &self.ha {
-            out.extend(ha.filters.iter().cloned());
-        }
-        out
+        let commands = self.commands.as_ref().map(|_| &self.command_filters);
+        let ha = self.ha.as_ref().map(|ha| &ha.filters);
+        commands.into_iter().chain(ha).flatten().cloned().collect()
     }
 
     /// The broker accepted a connection.
