@@ -218,12 +218,11 @@ impl Envelope {
             .get("code")
             .and_then(lenient_i64)
             .ok_or_else(|| "no numeric `code`".to_string())?;
-        let text = |k: &str| body.get(k).and_then(lenient_string).unwrap_or_default();
-        Ok(Envelope {
-            code,
-            desc: text("desc"),
-            body,
-        })
+        let desc = body
+            .get("desc")
+            .and_then(lenient_string)
+            .unwrap_or_default();
+        Ok(Envelope { code, desc, body })
     }
 
     /// The `data` field, taken out of the answer: a page of photo records is over a megabyte,
