@@ -477,6 +477,42 @@ mod tests {
     }
 
     #[test]
+    fn a_code_reads_as_the_documents_message_then_its_hint() {
+        let c = ApiCode::from_code(10005);
+        assert_eq!(c.message(), "Signature Failed");
+        assert_eq!(
+            ApiCode::from_code(30002).message(),
+            "No Face Detected In The Image"
+        );
+        assert_eq!(ApiCode::Other(7).message(), "Undocumented Error");
+        assert_eq!(
+            c.to_string(),
+            format!("10005 Signature Failed ({})", c.hint())
+        );
+    }
+
+    #[test]
+    fn a_person_type_is_read_by_its_name_or_its_code_and_nothing_else() {
+        for (text, want) in [
+            ("staff", PersonType::Staff),
+            ("1", PersonType::Staff),
+            ("visitor", PersonType::Visitor),
+            ("2", PersonType::Visitor),
+            ("blacklist", PersonType::Blacklist),
+            ("3", PersonType::Blacklist),
+            ("stranger", PersonType::Stranger),
+            ("-1", PersonType::Stranger),
+        ] {
+            assert_eq!(PersonType::parse(text), Some(want), "{text}");
+            assert_eq!(PersonType::from_code(want.code()), Some(want));
+        }
+        for text in ["Staff", "0", "4", "", "staff "] {
+            assert_eq!(PersonType::parse(text), None, "{text}");
+        }
+        assert_eq!(PersonType::from_code(0), None);
+    }
+
+    #[test]
     fn request_expired_says_the_clocks_differ() {
         let text = ApiCode::from_code(10003).to_string();
         assert!(
