@@ -8,33 +8,12 @@ pub(super) fn yes() -> bool {
 pub(super) fn default_base_topic() -> String {
     "face2mqtt".into()
 }
-pub(super) fn default_max_event_age() -> Duration {
-    Duration::from_secs(60)
-}
 pub(super) fn default_diagnostics_interval() -> Duration {
     Duration::from_secs(60)
-}
-pub(super) fn default_discovery_prefix() -> String {
-    "homeassistant".into()
 }
 /// `spool.dir` when the config says nothing: the unit's StateDirectory.
 pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/face2mqtt";
 
-pub(super) fn default_spool_dir() -> PathBuf {
-    PathBuf::from(DEFAULT_SPOOL_DIR)
-}
-pub(super) fn default_max_size() -> ByteSize {
-    ByteSize(512 << 20)
-}
-/// 2 MiB: ~45 photo records or ~3,000 without, enough for the spool writer's group commits. Side
-/// by side with 4 and 8 MiB (BENCHMARKS.md) it kept 4–5 MiB less resident under sustained load
-/// and in a burst, and the larger budgets bought no speed.
-pub(super) fn default_memory() -> ByteSize {
-    ByteSize(2 << 20)
-}
-pub(super) fn default_log_level() -> String {
-    "info".into()
-}
 pub(super) fn default_http_port() -> u16 {
     80
 }
@@ -68,23 +47,8 @@ pub(super) fn default_backfill_margin() -> Duration {
 pub(super) fn default_backfill_first() -> Duration {
     Duration::from_secs(3600)
 }
-pub(super) fn default_max_age() -> Duration {
-    Duration::from_secs(10)
-}
-pub(super) fn default_open_hold() -> Duration {
-    Duration::from_secs(3)
-}
 pub(super) fn default_commands() -> Vec<crate::messages::Cmd> {
     crate::messages::Cmd::DEFAULT.to_vec()
-}
-pub(super) fn default_admit_window() -> Duration {
-    Duration::from_secs(15 * 60)
-}
-pub(super) fn default_max_pass() -> Duration {
-    Duration::from_secs(7 * 24 * 3600)
-}
-pub(super) fn default_people_refresh() -> Duration {
-    Duration::from_secs(15 * 60)
 }
 pub(super) fn default_long_press() -> ButtonAction {
     ButtonAction::None
@@ -97,4 +61,55 @@ pub(super) fn default_debounce() -> Duration {
 }
 pub(super) fn default_long_press_after() -> Duration {
     Duration::from_secs(3)
+}
+
+impl Default for HomeAssistantConfig {
+    fn default() -> Self {
+        HomeAssistantConfig {
+            enabled: true,
+            discovery_prefix: "homeassistant".into(),
+            max_event_age: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: PathBuf::from(DEFAULT_SPOOL_DIR),
+            max_size: ByteSize(512 << 20),
+            // 2 MiB: ~45 photo records or ~3,000 without, enough for the spool writer's group
+            // commits. Side by side with 4 and 8 MiB (BENCHMARKS.md) it kept 4–5 MiB less
+            // resident under sustained load and in a burst, and the larger budgets bought no speed.
+            memory: ByteSize(2 << 20),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        CommandsConfig {
+            max_age: Duration::from_secs(10),
+            open_hold: Duration::from_secs(3),
+            require_synchronized_clock: true,
+        }
+    }
+}
+
+impl Default for PeopleConfig {
+    fn default() -> Self {
+        PeopleConfig {
+            admit_window: Duration::from_secs(15 * 60),
+            max_pass: Duration::from_secs(7 * 24 * 3600),
+            refresh: Duration::from_secs(15 * 60),
+        }
+    }
 }

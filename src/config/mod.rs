@@ -137,27 +137,16 @@ pub enum MqttProtocol {
     V311,
 }
 
+/// Every key may be left out: the table's `Default` (`defaults.rs`) fills in what is.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct HomeAssistantConfig {
-    #[serde(default = "yes")]
     pub enabled: bool,
-    #[serde(default = "default_discovery_prefix")]
     pub discovery_prefix: String,
     /// Records older than this (backfilled, or held back by an outage) still go to the record
     /// topic but do not fire the Home Assistant event entity.
-    #[serde(default = "default_max_event_age", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub max_event_age: Duration,
-}
-
-impl Default for HomeAssistantConfig {
-    fn default() -> Self {
-        HomeAssistantConfig {
-            enabled: true,
-            discovery_prefix: default_discovery_prefix(),
-            max_event_age: default_max_event_age(),
-        }
-    }
 }
 
 /// A LED on an output pin that shows the bridge's health.
@@ -172,93 +161,50 @@ pub struct StatusLedConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct SpoolConfig {
-    #[serde(default = "default_spool_dir")]
     pub dir: PathBuf,
-    #[serde(default = "default_max_size")]
     pub max_size: ByteSize,
     /// Bytes of records held in memory on their way to the spool (all terminals together). When
     /// used up, the bridge stops reading the terminals until the spool has caught up.
-    #[serde(default = "default_memory")]
     pub memory: ByteSize,
 }
 
-impl Default for SpoolConfig {
-    fn default() -> Self {
-        SpoolConfig {
-            dir: default_spool_dir(),
-            max_size: default_max_size(),
-            memory: default_memory(),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A tracing filter: `info`, `debug`, `face2mqtt=debug,info`. `RUST_LOG` wins when set.
-    #[serde(default = "default_log_level")]
     pub level: String,
 }
 
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            level: default_log_level(),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct CommandsConfig {
     /// A request older than this (by its `time`, or by how long it waited for a busy terminal)
     /// is refused.
-    #[serde(default = "default_max_age", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub max_age: Duration,
     /// A second `open` within this time of the last one runs once.
-    #[serde(default = "default_open_hold", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub open_hold: Duration,
     /// Push this machine's time to terminals only while the kernel says NTP synchronized it.
-    #[serde(default = "yes")]
     pub require_synchronized_clock: bool,
-}
-
-impl Default for CommandsConfig {
-    fn default() -> Self {
-        CommandsConfig {
-            max_age: default_max_age(),
-            open_hold: default_open_hold(),
-            require_synchronized_clock: true,
-        }
-    }
 }
 
 /// The people commands (`admit`, `pass`, `revoke`, `block`; README, "Visitors").
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct PeopleConfig {
     /// How long a stranger's capture photo is kept in memory for `admit` and `block`.
-    #[serde(default = "default_admit_window", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub admit_window: Duration,
     /// The longest visitor pass `admit` and `pass` may give, counted from now.
-    #[serde(default = "default_max_pass", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub max_pass: Duration,
     /// How often the visitor passes sensor reads the terminal's visitors ("0s": only after a
     /// change and when a pass starts or ends).
-    #[serde(default = "default_people_refresh", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub refresh: Duration,
-}
-
-impl Default for PeopleConfig {
-    fn default() -> Self {
-        PeopleConfig {
-            admit_window: default_admit_window(),
-            max_pass: default_max_pass(),
-            refresh: default_people_refresh(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -275,6 +221,7 @@ pub struct TerminalConfig {
     pub http_port: u16,
     #[serde(default = "default_ws_port")]
     pub ws_port: u16,
+    /// `Config::load` reads `password_file` into it, and refuses a terminal without either.
     #[serde(default)]
     pub password: Option<Secret>,
     #[serde(default)]
@@ -322,12 +269,6 @@ impl TerminalConfig {
 
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id)
-    }
-
-    /// The resolved password: `Config::load` reads `password_file` into it and refuses a
-    /// terminal without either, so `None` is only a config that was never loaded so.
-    pub fn secret(&self) -> Option<&Secret> {
-        self.password.as_ref()
     }
 }
 

@@ -437,7 +437,10 @@ fn a_password_file_is_read_without_its_trailing_newline() {
     )
     .expect("write");
     let c = Config::load(&cfg).expect("loads");
-    assert_eq!(c.terminals[0].secret().map(Secret::expose), Some("s3cret"));
+    assert_eq!(
+        c.terminals[0].password.as_ref().map(Secret::expose),
+        Some("s3cret")
+    );
 }
 
 #[test]

@@ -173,23 +173,18 @@ impl Config {
         if self.mqtt.diagnostics_interval < Duration::from_secs(1) {
             p.push("mqtt.diagnostics_interval: must be at least 1s".into());
         }
+        let not_a_pin = |key: &str, pin: u8| {
+            (pin > 27).then(|| {
+                format!("{key}: {pin} is not a BCM GPIO pin of a Raspberry Pi header (0-27)")
+            })
+        };
         let mut pins = BTreeSet::new();
         if let Some(led) = &self.status_led {
-            if led.pin > 27 {
-                p.push(format!(
-                    "status_led.pin: {} is not a BCM GPIO pin of a Raspberry Pi header (0-27)",
-                    led.pin
-                ));
-            }
+            p.extend(not_a_pin("status_led.pin", led.pin));
             pins.insert(led.pin);
         }
         for (i, b) in self.buttons.iter().enumerate() {
-            if b.pin > 27 {
-                p.push(format!(
-                    "button[{i}].pin: {} is not a BCM GPIO pin of a Raspberry Pi header (0-27)",
-                    b.pin
-                ));
-            }
+            p.extend(not_a_pin(&format!("button[{i}].pin"), b.pin));
             if !pins.insert(b.pin) {
                 p.push(format!(
                     "button[{i}].pin: pin {} is used by more than one button (or the status LED)",
@@ -252,25 +247,21 @@ impl Config {
 
     /// Every duration in the config, with its key, for the checks that hold for all of them.
     pub(super) fn durations(&self) -> Vec<(String, Duration)> {
-        let m = &self.mqtt;
-        let mut out = vec![
-            ("mqtt.keep_alive".to_string(), m.keep_alive),
-            ("mqtt.reconnect_min".to_string(), m.reconnect_min),
-            ("mqtt.reconnect_max".to_string(), m.reconnect_max),
-            (
-                "mqtt.diagnostics_interval".to_string(),
-                m.diagnostics_interval,
-            ),
-            (
-                "home_assistant.max_event_age".to_string(),
-                self.home_assistant.max_event_age,
-            ),
-            ("commands.max_age".to_string(), self.commands.max_age),
-            ("commands.open_hold".to_string(), self.commands.open_hold),
-            ("people.admit_window".to_string(), self.people.admit_window),
-            ("people.max_pass".to_string(), self.people.max_pass),
-            ("people.refresh".to_string(), self.people.refresh),
-        ];
+        let (m, ha, people) = (&self.mqtt, &self.home_assistant, &self.people);
+        let mut out: Vec<(String, Duration)> = [
+            ("mqtt.keep_alive", m.keep_alive),
+            ("mqtt.reconnect_min", m.reconnect_min),
+            ("mqtt.reconnect_max", m.reconnect_max),
+            ("mqtt.diagnostics_interval", m.diagnostics_interval),
+            ("home_assistant.max_event_age", ha.max_event_age),
+            ("commands.max_age", self.commands.max_age),
+            ("commands.open_hold", self.commands.open_hold),
+            ("people.admit_window", people.admit_window),
+            ("people.max_pass", people.max_pass),
+            ("people.refresh", people.refresh),
+        ]
+        .map(|(k, d)| (k.to_string(), d))
+        .into();
         for (i, t) in self.terminals.iter().enumerate() {
             for (k, d) in [
                 ("time_sync_interval", t.time_sync_interval),

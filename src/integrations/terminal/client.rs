@@ -33,7 +33,7 @@ impl Endpoint {
     /// Where a configured terminal is reached; an error for a terminal without a password
     /// (never an empty one: a sign made from "" is a wrong password the terminal locks out).
     pub fn of(t: &crate::config::TerminalConfig) -> Result<Endpoint, String> {
-        let password = t.secret().cloned().ok_or_else(|| {
+        let password = t.password.clone().ok_or_else(|| {
             format!(
                 "terminal `{}`: no password (give password or password_file)",
                 t.id
