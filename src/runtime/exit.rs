@@ -16,29 +16,20 @@ pub enum Failure {
     ReportedConfig,
 }
 
-pub const RUNTIME: u8 = 1;
-pub const USAGE: u8 = 2;
-/// sysexits' EX_CONFIG.
-pub const CONFIG: u8 = 78;
-
 impl Failure {
     /// The exit code, after printing the message for a person.
     pub fn report(self) -> ExitCode {
-        match self {
-            Failure::Config(msg) => {
-                eprintln!("face2mqtt: config error: {msg}");
-                ExitCode::from(CONFIG)
-            }
-            Failure::Usage(msg) => {
-                eprintln!("face2mqtt: {msg}");
-                ExitCode::from(USAGE)
-            }
-            Failure::Runtime(msg) => {
-                eprintln!("face2mqtt: {msg}");
-                ExitCode::from(RUNTIME)
-            }
-            Failure::Reported => ExitCode::from(RUNTIME),
-            Failure::ReportedConfig => ExitCode::from(CONFIG),
+        // 78 is sysexits' EX_CONFIG.
+        let (code, message) = match self {
+            Failure::Config(msg) => (78, Some(format!("config error: {msg}"))),
+            Failure::Usage(msg) => (2, Some(msg)),
+            Failure::Runtime(msg) => (1, Some(msg)),
+            Failure::Reported => (1, None),
+            Failure::ReportedConfig => (78, None),
+        };
+        if let Some(msg) = message {
+            eprintln!("face2mqtt: {msg}");
         }
+        ExitCode::from(code)
     }
 }

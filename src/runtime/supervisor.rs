@@ -124,14 +124,14 @@ impl Supervisor {
 }
 
 fn panic_text(e: JoinError) -> String {
-    let payload = e.into_panic();
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(no message)".into()
-    }
+    panic_message(&*e.into_panic()).unwrap_or_else(|| "(no message)".into())
+}
+
+/// A panic's message, when it has one (`panic!` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<String> {
+    let text = payload.downcast_ref::<&str>().copied();
+    text.or(payload.downcast_ref::<String>().map(String::as_str))
+        .map(str::to_string)
 }
 
 /// Logs a panic with the name of the supervised task it happened in. With `panic = "abort"`
@@ -146,13 +146,7 @@ pub fn install_panic_hook() {
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        let message = if let Some(s) = info.payload().downcast_ref::<&str>() {
-            (*s).to_string()
-        } else if let Some(s) = info.payload().downcast_ref::<String>() {
-            s.clone()
-        } else {
-            String::new()
-        };
+        let message = panic_message(info.payload()).unwrap_or_default();
         tracing::error!(task, location, "task `{task}` panicked: {message}");
         default(info);
     }));

@@ -25,19 +25,13 @@ use crate::runtime::supervisor::Lifetime;
 use crate::runtime::watchdog::Beats;
 
 /// A group of tasks and the token that stops them.
+#[derive(Default)]
 pub struct Stage {
     pub tasks: TaskTracker,
     pub stop: CancellationToken,
 }
 
 impl Stage {
-    pub fn new() -> Stage {
-        Stage {
-            tasks: TaskTracker::new(),
-            stop: CancellationToken::new(),
-        }
-    }
-
     /// Stops the group and waits until every task of it has ended.
     pub async fn stop(self) {
         self.stop.cancel();
@@ -60,7 +54,7 @@ pub fn spawn_mqtt(
     let (client, eventloop) =
         crate::integrations::mqtt::connect(&config.mqtt, version, 1024).map_err(Failure::Config)?;
     let (events_tx, events_rx) = mpsc::channel(1024);
-    let driver = Stage::new();
+    let driver = Stage::default();
     let backoff = Backoff::new(config.mqtt.reconnect_min, config.mqtt.reconnect_max);
     let setup = crate::integrations::mqtt::tls::Setup::of(&config.mqtt.tls);
     let drive = crate::integrations::mqtt::driver::drive(
@@ -117,7 +111,7 @@ pub fn spawn_mqtt(
         ),
         heartbeat: beats.register("publisher"),
     };
-    let stage = Stage::new();
+    let stage = Stage::default();
     let run = session.run(stage.stop.clone());
     w.sup
         .spawn(&stage.tasks, "mqtt session", Lifetime::UntilShutdown, run);

@@ -86,7 +86,7 @@ pub async fn run(
     let (records_tx, records_rx) = mpsc::channel(1024);
     let w = Wiring {
         sup: sup.clone(),
-        inputs: Stage::new(),
+        inputs: Stage::default(),
         spool: spool.clone(),
         writer: writer_tx,
         budget: Budget::new(config.spool.memory.0),
@@ -108,7 +108,7 @@ pub async fn run(
         beats.register("spool writer"),
         tokio::runtime::Handle::current(),
     );
-    let spool_stage = Stage::new();
+    let spool_stage = Stage::default();
     let inbox = writer::Inbox {
         inputs: writer_rx,
         acks: acks_rx,
@@ -160,7 +160,7 @@ pub async fn run(
         let task = led::run_led(pin, health, stop.clone());
         sup.spawn(&w.inputs.tasks, "status LED", Lifetime::UntilShutdown, task);
     }
-    let watchdog = Stage::new();
+    let watchdog = Stage::default();
     let period = sd_notify::watchdog_enabled();
     let feed = crate::runtime::watchdog::run(beats, sup.clone(), period, watchdog.stop.clone());
     watchdog.tasks.spawn(feed);
