@@ -55,9 +55,7 @@ pub async fn check(path: &Path) -> Result<(), Failure> {
     let mut all_ok = spool_ok;
     for (ok, lines) in terminals.into_iter().chain(std::iter::once(broker)) {
         all_ok &= ok;
-        for l in lines {
-            println!("{l}");
-        }
+        print_lines(&lines);
     }
     if !(spool_ok && gpio_ok) {
         Err(Failure::ReportedConfig)
@@ -128,5 +126,11 @@ pub(super) async fn broker(mqtt: &MqttConfig) -> (bool, Vec<String>) {
             (ok, lines)
         }
         Err(e) => (false, vec![format!("FAILED  broker {}: {e}", mqtt.url)]),
+    }
+}
+
+pub(super) fn print_lines(lines: &[String]) {
+    for l in lines {
+        println!("{l}");
     }
 }

@@ -122,8 +122,10 @@ fn needed(flag: &str) -> Failure {
 }
 
 /// As `run` reads a `password_file` (a trailing LF or CRLF is not part of it).
-fn read_password(path: &Path, flag: &str) -> Result<Secret, Failure> {
-    crate::config::read_secret(path).map_err(|e| Failure::Usage(format!("{flag}: {e}")))
+fn read_password(path: &Option<PathBuf>, flag: &str) -> Result<Option<Secret>, Failure> {
+    let read =
+        |p| crate::config::read_secret(p).map_err(|e| Failure::Usage(format!("{flag}: {e}")));
+    path.as_deref().map(read).transpose()
 }
 
 pub async fn setup(mut args: SetupArgs) -> Result<(), Failure> {
@@ -217,10 +219,7 @@ pub async fn setup(mut args: SetupArgs) -> Result<(), Failure> {
     probe.broker = "mqtt://127.0.0.1".into();
     parsed(&probe, &dir, false)?;
     // The terminal, until it answers (or the installer gives up). Flags answer the first round.
-    let mut given_pw = match &args.terminal_password_file {
-        Some(f) => Some(read_password(f, "--terminal-password-file")?),
-        None => None,
-    };
+    let mut given_pw = read_password(&args.terminal_password_file, "--terminal-password-file")?;
     let terminal_pw = loop {
         if ask.interactive && (a.host.is_empty() || given_pw.is_none()) {
             let now = (!a.host.is_empty()).then(|| a.host.clone());
@@ -250,7 +249,7 @@ pub async fn setup(mut args: SetupArgs) -> Result<(), Failure> {
             t => t?,
         };
         let (ok, lines) = check::terminal(&t).await;
-        print_lines(&lines);
+        check::print_lines(&lines);
         if ok {
             break pw;
         }
@@ -260,10 +259,7 @@ pub async fn setup(mut args: SetupArgs) -> Result<(), Failure> {
     };
 
     // The broker, likewise.
-    let mut broker_pw = match &args.broker_password_file {
-        Some(f) => Some(read_password(f, "--broker-password-file")?),
-        None => None,
-    };
+    let mut broker_pw = read_password(&args.broker_password_file, "--broker-password-file")?;
     let mut first = true;
     loop {
         let given = first && args.broker.is_some();
@@ -301,7 +297,7 @@ pub async fn setup(mut args: SetupArgs) -> Result<(), Failure> {
         mqtt.password = broker_pw.clone();
         mqtt.password_file = None;
         let (ok, lines) = check::broker(&mqtt).await;
-        print_lines(&lines);
+        check::print_lines(&lines);
         if ok {
             break;
         }
@@ -362,12 +358,6 @@ fn prefill(a: &mut Answers, args: &SetupArgs, before: &Config) {
     }
     if args.spool_dir.is_none() && before.spool.dir != Path::new(crate::config::DEFAULT_SPOOL_DIR) {
         a.spool_dir = Some(before.spool.dir.clone());
-    }
-}
-
-fn print_lines(lines: &[String]) {
-    for l in lines {
-        println!("{l}");
     }
 }
 
@@ -527,15 +517,13 @@ fn start_service() -> Result<(), Failure> {
                 .into(),
         ));
     }
-    let status = std::process::Command::new("systemctl")
-        .args(["enable", "--now", "face2mqtt"])
-        .status()
-        .map_err(|e| Failure::Runtime(format!("systemctl: {e}")))?;
+    let systemctl = |args: &[&str]| {
+        let status = std::process::Command::new("systemctl").args(args).status();
+        status.map_err(|e| Failure::Runtime(format!("systemctl: {e}")))
+    };
+    let status = systemctl(&["enable", "--now", "face2mqtt"])?;
     // A running bridge reads the new config on a reload (SIGHUP).
-    let reload = std::process::Command::new("systemctl")
-        .args(["reload-or-restart", "face2mqtt"])
-        .status()
-        .map_err(|e| Failure::Runtime(format!("systemctl: {e}")))?;
+    let reload = systemctl(&["reload-or-restart", "face2mqtt"])?;
     if status.success() && reload.success() {
         println!(
             "ok      face2mqtt started: systemctl status face2mqtt, journalctl -u face2mqtt -f"

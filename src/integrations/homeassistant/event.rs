@@ -42,18 +42,13 @@ impl FreshEvents {
     /// The event payload for this record, if it should fire: pushed live, and taken by the
     /// bridge (`spooled_ms`) no longer than the limit before `now_ms` (both Unix ms, ours).
     pub fn fire(&mut self, record: &Record, spooled_ms: u64, now_ms: u64) -> Option<Vec<u8>> {
-        if record.source != Source::Live {
+        if record.source != Source::Live
+            || !self.in_time(spooled_ms, now_ms)
+            || !self.seen.insert(record.event_id.clone())
+        {
             return None;
         }
-        if !self.in_time(spooled_ms, now_ms) {
-            return None;
-        }
-        let event_id = &record.event_id;
-        if self.seen.contains(event_id) {
-            return None;
-        }
-        self.seen.insert(event_id.clone());
-        self.recent.push_back(event_id.clone());
+        self.recent.push_back(record.event_id.clone());
         if self.recent.len() > REMEMBER {
             if let Some(old) = self.recent.pop_front() {
                 self.seen.remove(&old);
