@@ -1,15 +1,17 @@
-//! The defaults of keys a config may leave out (docs/interface.md lists them).
+//! The defaults of keys a config may leave out (docs/interface.md lists them); a duration's is
+//! at its field, as `secs::<N>`.
 
 use super::*;
 
 pub(super) fn yes() -> bool {
     true
 }
+/// A duration of `S` seconds, for `#[serde(default = "secs::<S>")]`.
+pub(super) fn secs<const S: u64>() -> Duration {
+    Duration::from_secs(S)
+}
 pub(super) fn default_base_topic() -> String {
     "face2mqtt".into()
-}
-pub(super) fn default_diagnostics_interval() -> Duration {
-    Duration::from_secs(60)
 }
 /// `spool.dir` when the config says nothing: the unit's StateDirectory.
 pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/face2mqtt";
@@ -19,33 +21,6 @@ pub(super) fn default_http_port() -> u16 {
 }
 pub(super) fn default_ws_port() -> u16 {
     9000
-}
-pub(super) fn default_time_sync_interval() -> Duration {
-    Duration::from_secs(6 * 3600)
-}
-pub(super) fn default_request_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-pub(super) fn default_ping_interval() -> Duration {
-    Duration::from_secs(10)
-}
-pub(super) fn default_dead_after() -> Duration {
-    Duration::from_secs(33)
-}
-pub(super) fn default_reconnect_min() -> Duration {
-    Duration::from_secs(1)
-}
-pub(super) fn default_reconnect_max() -> Duration {
-    Duration::from_secs(60)
-}
-pub(super) fn default_keep_alive() -> Duration {
-    Duration::from_secs(30)
-}
-pub(super) fn default_backfill_margin() -> Duration {
-    Duration::from_secs(60)
-}
-pub(super) fn default_backfill_first() -> Duration {
-    Duration::from_secs(3600)
 }
 pub(super) fn default_commands() -> Vec<crate::messages::Cmd> {
     crate::messages::Cmd::DEFAULT.to_vec()
@@ -58,9 +33,6 @@ pub(super) fn default_pull() -> Pull {
 }
 pub(super) fn default_debounce() -> Duration {
     Duration::from_millis(50)
-}
-pub(super) fn default_long_press_after() -> Duration {
-    Duration::from_secs(3)
 }
 
 impl Default for HomeAssistantConfig {

@@ -31,9 +31,8 @@ impl Config {
     /// TOML to structure; unknown keys and wrong types are errors with line and key.
     pub fn parse(text: &str) -> Result<Config, String> {
         let mut config: Config = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
-        if config.mqtt.client_id.is_none() {
-            config.mqtt.client_id = Some(format!("face2mqtt-{}", hostname()));
-        }
+        let client_id = &mut config.mqtt.client_id;
+        client_id.get_or_insert_with(|| format!("face2mqtt-{}", hostname()));
         Ok(config)
     }
 

@@ -109,15 +109,15 @@ pub struct MqttConfig {
     #[serde(skip)]
     pub tls: TlsFiles,
     /// MQTT keep-alive interval.
-    #[serde(default = "default_keep_alive", with = "humantime_serde")]
+    #[serde(default = "secs::<30>", with = "humantime_serde")]
     pub keep_alive: Duration,
     /// Shortest and longest wait between reconnect attempts (exponential, with jitter).
-    #[serde(default = "default_reconnect_min", with = "humantime_serde")]
+    #[serde(default = "secs::<1>", with = "humantime_serde")]
     pub reconnect_min: Duration,
-    #[serde(default = "default_reconnect_max", with = "humantime_serde")]
+    #[serde(default = "secs::<60>", with = "humantime_serde")]
     pub reconnect_max: Duration,
     /// How often `<base>/bridge/diagnostics` is published (also on every connect).
-    #[serde(default = "default_diagnostics_interval", with = "humantime_serde")]
+    #[serde(default = "secs::<60>", with = "humantime_serde")]
     pub diagnostics_interval: Duration,
     /// The MQTT version spoken: 5 (a refused publish says so), 3.1.1, or 5 falling back to 3.1.1
     /// when the broker refuses it.
@@ -226,27 +226,27 @@ pub struct TerminalConfig {
     pub password: Option<Secret>,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
-    #[serde(default = "default_time_sync_interval", with = "humantime_serde")]
+    #[serde(default = "secs::<{ 6 * 3600 }>", with = "humantime_serde")]
     pub time_sync_interval: Duration,
     /// Deadline for one HTTP call to the terminal.
-    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    #[serde(default = "secs::<5>", with = "humantime_serde")]
     pub request_timeout: Duration,
     /// WebSocket ping interval (the document's 10 s heartbeat).
-    #[serde(default = "default_ping_interval", with = "humantime_serde")]
+    #[serde(default = "secs::<10>", with = "humantime_serde")]
     pub ping_interval: Duration,
     /// The link counts as dead after this long with nothing received (the document's 33 s).
-    #[serde(default = "default_dead_after", with = "humantime_serde")]
+    #[serde(default = "secs::<33>", with = "humantime_serde")]
     pub dead_after: Duration,
-    #[serde(default = "default_reconnect_min", with = "humantime_serde")]
+    #[serde(default = "secs::<1>", with = "humantime_serde")]
     pub reconnect_min: Duration,
-    #[serde(default = "default_reconnect_max", with = "humantime_serde")]
+    #[serde(default = "secs::<60>", with = "humantime_serde")]
     pub reconnect_max: Duration,
     /// Backfill looks back this much before the last record seen, for records the terminal
     /// stored late or with a clock that stepped.
-    #[serde(default = "default_backfill_margin", with = "humantime_serde")]
+    #[serde(default = "secs::<60>", with = "humantime_serde")]
     pub backfill_margin: Duration,
     /// On the very first start (no record seen yet), how far back to fetch.
-    #[serde(default = "default_backfill_first", with = "humantime_serde")]
+    #[serde(default = "secs::<3600>", with = "humantime_serde")]
     pub backfill_first: Duration,
     /// Commands this terminal accepts over MQTT and from buttons; `[]` makes it read-only.
     /// Read as the commands themselves: a name that is none is an error at load.
@@ -304,7 +304,7 @@ pub struct ButtonConfig {
     pub pull: Pull,
     #[serde(default = "default_debounce", with = "humantime_serde")]
     pub debounce: Duration,
-    #[serde(default = "default_long_press_after", with = "humantime_serde")]
+    #[serde(default = "secs::<3>", with = "humantime_serde")]
     pub long_press_after: Duration,
 }
 
