@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
 
 use face2mqtt::cli;
 use face2mqtt::config::DEFAULT_PATH;
@@ -213,11 +214,7 @@ pub fn generate_docs(out: &Path) -> std::io::Result<()> {
     cmd.build();
     write_man_pages(&cmd, &man)?;
     let mut cmd = Cli::command();
-    for shell in [
-        clap_complete::Shell::Bash,
-        clap_complete::Shell::Zsh,
-        clap_complete::Shell::Fish,
-    ] {
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         clap_complete::generate_to(shell, &mut cmd, "face2mqtt", &completions)?;
     }
     Ok(())

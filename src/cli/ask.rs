@@ -29,8 +29,8 @@ impl Asker {
             ));
         }
         let answer = answer.trim();
-        Ok(match (answer.is_empty(), default) {
-            (true, Some(d)) => d.to_string(),
+        Ok(match default {
+            Some(d) if answer.is_empty() => d.to_string(),
             _ => answer.to_string(),
         })
     }

@@ -71,7 +71,7 @@ pub fn spool(config: &Path, action: SpoolAction) -> Result<(), Failure> {
                 }
             }
             QuarantineAction::Retry(which) => {
-                for seq in chosen(&spool, &which)? {
+                for seq in chosen(&spool, &which).map_err(failed)? {
                     match spool.retry_quarantined(seq).map_err(failed)? {
                         Some(new) => println!("{seq}: queued again as {new}"),
                         None => println!("{seq}: no such quarantined entry"),
@@ -79,7 +79,7 @@ pub fn spool(config: &Path, action: SpoolAction) -> Result<(), Failure> {
                 }
             }
             QuarantineAction::Drop(which) => {
-                for seq in chosen(&spool, &which)? {
+                for seq in chosen(&spool, &which).map_err(failed)? {
                     match spool.drop_quarantined(seq).map_err(failed)? {
                         true => println!("{seq}: dropped"),
                         false => println!("{seq}: no such quarantined entry"),
@@ -92,14 +92,10 @@ pub fn spool(config: &Path, action: SpoolAction) -> Result<(), Failure> {
     spool.close().map_err(failed)
 }
 
-fn chosen(spool: &Spool, which: &Which) -> Result<Vec<u64>, Failure> {
+fn chosen(spool: &Spool, which: &Which) -> Result<Vec<u64>, SpoolError> {
     if !which.all {
         return Ok(which.seq.clone());
     }
-    Ok(spool
-        .quarantined_entries()
-        .map_err(|e| Failure::Runtime(e.to_string()))?
-        .into_iter()
-        .map(|q| q.seq)
-        .collect())
+    let entries = spool.quarantined_entries()?;
+    Ok(entries.into_iter().map(|q| q.seq).collect())
 }

@@ -2,6 +2,8 @@
 
 use std::os::unix::fs::MetadataExt;
 
+use sd_notify::NotifyState;
+
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
@@ -52,20 +54,19 @@ pub fn init_logging(level: &str) {
         .try_init();
 }
 
-/// Tells systemd (Type=notify) that every task is running. Outside systemd it does nothing.
+/// Tells systemd `state`, with the line `systemctl status` shows. Outside systemd it does nothing.
+fn notify(state: NotifyState, status: &str) {
+    let _ = sd_notify::notify(&[state, NotifyState::Status(status)]);
+}
+
+/// Tells systemd (Type=notify) that every task is running.
 pub fn notify_ready(status: &str) {
-    let _ = sd_notify::notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(status),
-    ]);
+    notify(NotifyState::Ready, status);
 }
 
 /// Tells systemd the service is stopping (so `systemctl status` says so while we drain).
 pub fn notify_stopping() {
-    let _ = sd_notify::notify(&[
-        sd_notify::NotifyState::Stopping,
-        sd_notify::NotifyState::Status("stopping"),
-    ]);
+    notify(NotifyState::Stopping, "stopping");
 }
 
 /// Two malloc arenas, unless `MALLOC_ARENA_MAX` says otherwise. glibc gives threads that
@@ -163,10 +164,7 @@ impl Signals {
 
 /// Tells systemd the service is reloading its config (`systemctl reload` waits for READY=1).
 pub fn notify_reloading() {
-    let _ = sd_notify::notify(&[
-        sd_notify::NotifyState::Reloading,
-        sd_notify::NotifyState::Status("reloading the config"),
-    ]);
+    notify(NotifyState::Reloading, "reloading the config");
 }
 
 /// Resolves on SIGTERM (`systemctl stop`) or SIGINT (Ctrl-C). `ctrl_c()` alone misses SIGTERM.

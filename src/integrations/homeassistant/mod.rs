@@ -47,13 +47,10 @@ pub struct Diagnostics {
 
 impl Diagnostics {
     pub fn payload(&self) -> Value {
-        let oldest = match self.spool.oldest_age() {
-            Ok(age) => age.map(|a| a.as_secs()).unwrap_or(0),
-            Err(e) => {
-                tracing::warn!("cannot read the spool's oldest record: {e}");
-                0
-            }
-        };
+        let oldest = self.spool.oldest_age().unwrap_or_else(|e| {
+            tracing::warn!("cannot read the spool's oldest record: {e}");
+            None
+        });
         let connects = self.stats.connects.load(Ordering::Relaxed);
         json!({
             "spool_records": self.spool.len(),
@@ -62,7 +59,7 @@ impl Diagnostics {
             "spool_failing": self.spool.is_failing(),
             "spool_bytes": self.spool.bytes(),
             "spool_max_bytes": self.max_bytes,
-            "oldest_queued_age_s": oldest,
+            "oldest_queued_age_s": oldest.map_or(0, |a| a.as_secs()),
             "broker_reconnects": connects.saturating_sub(1),
             "records_published": self.stats.published.load(Ordering::Relaxed),
             "broker_refusals": self.stats.refusals.load(Ordering::Relaxed),
@@ -185,15 +182,12 @@ impl HomeAssistant {
                 return;
             }
         };
-        match fresh.fire(&record, r.spooled_ms, now_ms) {
-            Some(payload) => {
-                let topic = topics::event(&self.base, &r.terminal);
-                self.send(topic, payload, false).await;
-            }
-            None => {
-                tracing::debug!(event_id = %r.event_id, "not fresh (fetched, held too long, or already fired): no Home Assistant event");
-            }
-        }
+        let Some(payload) = fresh.fire(&record, r.spooled_ms, now_ms) else {
+            tracing::debug!(event_id = %r.event_id, "not fresh (fetched, held too long, or already fired): no Home Assistant event");
+            return;
+        };
+        let topic = topics::event(&self.base, &r.terminal);
+        self.send(topic, payload, false).await;
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) {
