@@ -163,7 +163,8 @@ pub async fn setup(mut args: SetupArgs) -> Result<(), Failure> {
         }
     }
     let existing = std::fs::read_to_string(&args.config).ok();
-    if existing.as_deref().is_some_and(|t| t != INSTALLED) && !args.force {
+    let edited = existing.as_deref().filter(|t| *t != INSTALLED);
+    if edited.is_some() && !args.force {
         let replace = ask.interactive
             && ask.yes(
                 &format!(
@@ -179,7 +180,7 @@ pub async fn setup(mut args: SetupArgs) -> Result<(), Failure> {
             )));
         }
     }
-    if existing.as_deref().is_some_and(|t| t != INSTALLED) {
+    if edited.is_some() {
         let backup = args.config.with_extension("toml.bak");
         std::fs::copy(&args.config, &backup).map_err(|e| {
             Failure::Runtime(format!("keeping a copy of {}: {e}", args.config.display()))
@@ -205,11 +206,7 @@ pub async fn setup(mut args: SetupArgs) -> Result<(), Failure> {
     // Run again on a config of its own: its answers are the questions' defaults (not the
     // installed one's placeholders).
     if ask.interactive {
-        if let Some(before) = existing
-            .as_deref()
-            .filter(|t| *t != INSTALLED)
-            .and_then(|t| Config::parse(t).ok())
-        {
+        if let Some(before) = edited.and_then(|t| Config::parse(t).ok()) {
             prefill(&mut a, &args, &before);
         }
     }
@@ -419,31 +416,16 @@ fn write_files(
             std::os::unix::fs::chown(spool, Some(uid), Some(gid)).map_err(|e| fail(spool, e))?;
         }
     }
-    let mut files = vec![(
-        dir.join(terminal_password_file(&a.id)),
-        terminal_pw.expose().to_string(),
-        0o600,
-        user,
-    )];
+    let write = |path: &Path, text: &str, mode, owner| {
+        write_whole(path, text.as_bytes(), mode, owner).map_err(|e| fail(path, e))
+    };
+    let terminal_file = dir.join(terminal_password_file(&a.id));
+    write(&terminal_file, terminal_pw.expose(), 0o600, user)?;
     if let Some(pw) = broker_pw {
-        files.push((
-            dir.join("mqtt.password"),
-            pw.expose().to_string(),
-            0o600,
-            user,
-        ));
+        write(&dir.join("mqtt.password"), pw.expose(), 0o600, user)?;
     }
     let group = user.map(|(_, gid)| (0, gid));
-    files.push((
-        config.to_path_buf(),
-        render(a, dir, broker_pw.is_some()),
-        0o640,
-        group,
-    ));
-    for (path, text, mode, owner) in files {
-        write_whole(&path, text.as_bytes(), mode, owner).map_err(|e| fail(&path, e))?;
-    }
-    Ok(())
+    write(config, &render(a, dir, broker_pw.is_some()), 0o640, group)
 }
 
 fn write_whole(

@@ -86,11 +86,7 @@ pub(super) fn valid_topic_base(t: &str) -> bool {
 /// (a 70,000-character topic must not become a 70,000-character error line).
 pub(super) fn shown(value: &str) -> String {
     let cut: String = value.chars().take(40).collect();
-    let more = if value.chars().nth(40).is_some() {
-        "…"
-    } else {
-        ""
-    };
+    let more = value.chars().nth(40).map_or("", |_| "…");
     format!("{}{more}", cut.escape_debug())
 }
 

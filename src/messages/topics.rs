@@ -81,15 +81,10 @@ pub fn ha_status(prefix: &str) -> String {
 
 /// The discovery node id: the base topic with everything HA does not allow replaced.
 pub fn ha_node_id(base: &str) -> String {
-    base.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    base.replace(
+        |c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+        "_",
+    )
 }
 
 /// The filter that finds every discovery config topic of this bridge.

@@ -175,25 +175,8 @@ pub fn notify_reloading() {
 /// action and kill the process without its last flush and STOPPING=1 (a bench that stopped
 /// the bridge right after READY=1 found it). Call it first thing, in the runtime.
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    let hup = signal(SignalKind::hangup());
-    async move {
-        let _ignored = hup;
-        match (term, int) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            }
-            // Cannot happen on Linux with a runtime; if it does, Ctrl-C still stops us.
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
+    let mut signals = Signals::install();
+    async move { while signals.next().await != Asked::Stop {} }
 }
 
 #[cfg(test)]

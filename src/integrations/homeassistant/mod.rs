@@ -253,54 +253,45 @@ pub async fn fetch_details(
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
-    loop {
+    let info = loop {
         let got = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = client.information() => r,
         };
-        match got {
-            Ok(info) => {
-                // The unit lives in the SmartFace settings; without them, Celsius as the
-                // document's default.
-                let fahrenheit = match client.smart_face().await {
-                    // Firmware spells numbers as numbers or strings.
-                    Ok(o) => o.get("TempUnit").is_some_and(|v| {
-                        v.as_i64() == Some(1) || v.as_str().map(str::trim) == Some("1")
-                    }),
-                    Err(e) => {
-                        tracing::debug!(terminal, "cannot read the temperature unit: {e}");
-                        false
-                    }
-                };
-                let sw_version = match (info.app_version, info.web_version) {
-                    (Some(a), Some(w)) => Some(format!("{a} (web {w})")),
-                    (a, w) => a.or(w),
-                };
-                let details = DeviceDetails {
-                    model: info.model,
-                    sw_version,
-                    serial_number: info.device_id,
-                    fahrenheit,
-                };
-                let _ = tx
-                    .send(HaMsg::Device {
-                        terminal: terminal.clone(),
-                        details,
-                    })
-                    .await;
-                return;
-            }
-            Err(e) => {
-                let wait = backoff.next_delay();
-                tracing::debug!(
-                    terminal,
-                    "device information not available yet ({e}); asking again in {wait:?}"
-                );
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
+        let e = match got {
+            Ok(info) => break info,
+            Err(e) => e,
+        };
+        let wait = backoff.next_delay();
+        tracing::debug!(
+            terminal,
+            "device information not available yet ({e}); asking again in {wait:?}"
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
         }
-    }
+    };
+    // The unit lives in the SmartFace settings; without them, Celsius as the document's default.
+    let fahrenheit = match client.smart_face().await {
+        // Firmware spells numbers as numbers or strings.
+        Ok(o) => o
+            .get("TempUnit")
+            .is_some_and(|v| v.as_i64() == Some(1) || v.as_str().map(str::trim) == Some("1")),
+        Err(e) => {
+            tracing::debug!(terminal, "cannot read the temperature unit: {e}");
+            false
+        }
+    };
+    let sw_version = match (info.app_version, info.web_version) {
+        (Some(a), Some(w)) => Some(format!("{a} (web {w})")),
+        (a, w) => a.or(w),
+    };
+    let details = DeviceDetails {
+        model: info.model,
+        sw_version,
+        serial_number: info.device_id,
+        fahrenheit,
+    };
+    let _ = tx.send(HaMsg::Device { terminal, details }).await;
 }
