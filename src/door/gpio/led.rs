@@ -37,7 +37,7 @@ pub fn health(
         links,
         // A failing disk blinks like a filling spool: both need a person, and soon.
         spool_filling: spool.is_failing()
-            || spool_filling(spool.bytes(), max_bytes, spool.oldest_age().ok().flatten()),
+            || spool_filling(spool.bytes(), max_bytes, spool.oldest_age()),
     }
 }
 

@@ -47,10 +47,7 @@ pub struct Diagnostics {
 
 impl Diagnostics {
     pub fn payload(&self) -> Value {
-        let oldest = self.spool.oldest_age().unwrap_or_else(|e| {
-            tracing::warn!("cannot read the spool's oldest record: {e}");
-            None
-        });
+        let oldest = self.spool.oldest_age();
         let connects = self.stats.connects.load(Ordering::Relaxed);
         json!({
             "spool_records": self.spool.len(),

@@ -37,7 +37,7 @@ impl Spool {
             dir: self.dir.clone(),
             format: FORMAT,
             entries: self.len(),
-            oldest: self.oldest_age()?,
+            oldest: self.oldest_age(),
             bytes: self.bytes(),
             max_bytes: self.max_bytes,
             disk_free: self.disk_free(),
