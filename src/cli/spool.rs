@@ -80,10 +80,13 @@ pub fn spool(config: &Path, action: SpoolAction) -> Result<(), Failure> {
             }
             QuarantineAction::Drop(which) => {
                 for seq in chosen(&spool, &which).map_err(failed)? {
-                    match spool.drop_quarantined(seq).map_err(failed)? {
-                        true => println!("{seq}: dropped"),
-                        false => println!("{seq}: no such quarantined entry"),
-                    }
+                    let dropped = spool.drop_quarantined(seq).map_err(failed)?;
+                    let said = if dropped {
+                        "dropped"
+                    } else {
+                        "no such quarantined entry"
+                    };
+                    println!("{seq}: {said}");
                 }
                 spool.flush().map_err(failed)?;
             }

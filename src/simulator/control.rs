@@ -168,10 +168,9 @@ fn route(
             };
             let mut pushed = Vec::new();
             for _ in 0..req.count.unwrap_or(1).min(100_000) {
-                let r = match &face {
-                    Some(jpeg) => sim.push_face(jpeg.clone()),
-                    None => sim.push(kind),
-                };
+                let r = face
+                    .clone()
+                    .map_or_else(|| sim.push(kind), |jpeg| sim.push_face(jpeg));
                 pushed.push(json!({"id": r["id"], "signTime": r["signTime"], "type": r["type"], "name": r["name"]}));
             }
             reply(StatusCode::OK, json!({"pushed": pushed}))

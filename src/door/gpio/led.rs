@@ -96,10 +96,9 @@ pub async fn run_led(
             tracing::debug!(pattern = ?p, "status LED");
             last = Some(p);
         }
-        let (want, wait) = match p.half_period() {
-            None => (true, STEADY_POLL),
-            Some(half) => (!lit, half),
-        };
+        let (want, wait) = p
+            .half_period()
+            .map_or((true, STEADY_POLL), |half| (!lit, half));
         if want != lit {
             pin.set(want);
             lit = want;

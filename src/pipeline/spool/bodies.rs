@@ -184,11 +184,8 @@ impl Bodies {
         let len = u32::try_from(body.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "entry over 4 GiB"))?;
         let mut inner = self.lock();
-        let roll = match inner.active.and_then(|a| inner.segments.get(&a)) {
-            Some(s) => s.len >= self.roll_at,
-            None => true,
-        };
-        if roll {
+        let active = inner.active.and_then(|a| inner.segments.get(&a));
+        if active.is_none_or(|s| s.len >= self.roll_at) {
             if let Some(old) = inner.active.take() {
                 inner.dead.push(old);
             }

@@ -543,11 +543,7 @@ mod tests {
         let older = Encoded::new("t", &i, entry.spooled_ms - 60_000);
         s.ack(seq).expect("ack");
         s.append_encoded(&older, true).expect("append");
-        assert_eq!(
-            s.oldest_age(),
-            None,
-            "read from memory: nothing noted yet"
-        );
+        assert_eq!(s.oldest_age(), None, "read from memory: nothing noted yet");
         s.note_oldest().expect("note");
         let age = s.oldest_age().expect("an entry waits");
         assert!(
