@@ -481,13 +481,17 @@ mod tests {
         );
         assert_eq!(s.len(), 1);
         assert_eq!(s.photo_disk.load(Ordering::SeqCst), 4096);
+        assert!(!s.has_doomed(), "nothing acknowledged yet");
         s.ack(seq).expect("ack");
         assert_eq!(s.len(), 0);
+        // The log's segment is still the one appended to: the photo alone waits for the flush.
+        assert!(s.has_doomed(), "the photo waits for a flush to leave");
         assert!(
             s.photos.get(seq).expect("read").is_some(),
             "kept until the acknowledgement is durable"
         );
         s.flush().expect("flush");
+        assert!(!s.has_doomed(), "the flush took it");
         assert_eq!(
             s.photo_disk.load(Ordering::SeqCst),
             0,
@@ -501,6 +505,28 @@ mod tests {
                 .is_none(),
             "the photo file is gone"
         );
+    }
+
+    #[test]
+    fn a_spool_is_failing_while_the_writer_says_so_and_for_good_once_a_flush_stopped_it() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = open(d.path());
+        assert!(
+            !s.is_failing() && !s.is_stopped(),
+            "a new spool takes records"
+        );
+        s.set_failing(true);
+        assert!(s.is_failing() && !s.is_stopped());
+        s.set_failing(false);
+        assert!(!s.is_failing());
+        // What a failed flush does (a disk that cannot sync is not reached from a unit test).
+        s.stopped.store(true, Ordering::SeqCst);
+        assert!(s.is_stopped());
+        assert!(
+            s.is_failing(),
+            "stopped counts as failing whatever the writer last said"
+        );
+        assert!(matches!(s.flush(), Err(SpoolError::Stopped)));
     }
 
     #[test]
