@@ -415,6 +415,53 @@ mod tests {
         drop(open(d.path()));
     }
 
+    #[test]
+    fn a_spool_held_open_is_locked_and_worth_waiting_for_and_a_stopped_one_is_not_permanent() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let _held = open(d.path());
+        let e = Spool::open(d.path(), 64 << 20)
+            .err()
+            .expect("the first spool holds the lock");
+        assert!(e.is_locked(), "{e}");
+        assert!(!e.is_permanent(), "a lock is let go: {e}");
+        let format = SpoolError::Format {
+            dir: d.path().into(),
+            why: "format 2".into(),
+        };
+        assert!(format.is_permanent() && !format.is_locked());
+        assert!(!SpoolError::Stopped.is_permanent() && !SpoolError::Stopped.is_locked());
+    }
+
+    #[test]
+    fn an_open_writes_again_the_photos_written_after_the_last_good_flush_and_no_older_one() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let jpeg = |s: &Spool, id, t| {
+            stored(
+                s.append("t", &rec(id, t), Some(&[0xFF, 0xD8, 7]), true)
+                    .expect("append"),
+            )
+        };
+        let (old, new) = {
+            let s = open(d.path());
+            let old = jpeg(&s, "t-1", 1);
+            // The mark a flush carries is the one the flush before it proved: two make it pass
+            // `old`.
+            s.flush().expect("flush");
+            s.flush().expect("flush");
+            (old, jpeg(&s, "t-2", 2))
+        };
+        let file = |seq: u64| d.path().join("photos").join(format!("{seq:020}.jpg"));
+        let long_ago = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        for seq in [old, new] {
+            let f = std::fs::File::options().write(true).open(file(seq));
+            f.and_then(|f| f.set_modified(long_ago)).expect("date");
+        }
+        let _s = open(d.path());
+        let modified = |seq| std::fs::metadata(file(seq)).and_then(|m| m.modified());
+        assert!(modified(new).expect("mtime") > long_ago, "written again");
+        assert_eq!(modified(old).expect("mtime"), long_ago, "left alone");
+    }
+
     /// A spool in `dir`, then changed by `write` behind its back (sled's lock waited for).
     fn planted(dir: &Path, write: impl Fn(&sled::Db)) {
         drop(open(dir));

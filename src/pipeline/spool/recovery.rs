@@ -216,3 +216,82 @@ pub(super) fn count_by_walking(
     }
     Ok((queued.len() as u64, photo_disk))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    /// Long before any test ran: a file written again has a newer modification time.
+    const LONG_AGO: Duration = Duration::from_secs(1_000_000);
+
+    /// A spool's directory as a failed flush leaves it: sled's files (one in a subdirectory),
+    /// a log segment, a photo and the mark; each file dated long ago.
+    fn stopped_spool(dir: &Path) {
+        for sub in ["blobs", "log", "photos"] {
+            std::fs::create_dir(dir.join(sub)).expect("mkdir");
+        }
+        for file in ["db", "conf", "blobs/1", "log/0000", "photos/1", NOT_DURABLE] {
+            let path = dir.join(file);
+            std::fs::write(&path, file.as_bytes()).expect("write");
+            let f = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .expect("open");
+            f.set_modified(SystemTime::UNIX_EPOCH + LONG_AGO)
+                .expect("date");
+        }
+    }
+
+    fn written_again(dir: &Path, file: &str) -> bool {
+        let path = dir.join(file);
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            file.as_bytes(),
+            "{file}"
+        );
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified());
+        modified.expect("mtime") > SystemTime::UNIX_EPOCH + LONG_AGO
+    }
+
+    #[test]
+    fn after_a_failed_flush_sleds_files_are_written_again_the_log_and_photos_are_not() {
+        let d = tempfile::tempdir().expect("tempdir");
+        stopped_spool(d.path());
+        renew_index_files(d.path()).expect("renew");
+        for file in ["db", "conf", "blobs/1"] {
+            assert!(written_again(d.path(), file), "{file} written again");
+        }
+        for file in ["log/0000", "photos/1"] {
+            assert!(!written_again(d.path(), file), "{file} left to the open");
+        }
+        assert!(!d.path().join(NOT_DURABLE).exists(), "the mark is gone");
+    }
+
+    #[test]
+    fn without_the_mark_nothing_is_written_again() {
+        let d = tempfile::tempdir().expect("tempdir");
+        stopped_spool(d.path());
+        std::fs::remove_file(d.path().join(NOT_DURABLE)).expect("rm");
+        renew_index_files(d.path()).expect("renew");
+        assert!(!written_again(d.path(), "db"));
+    }
+
+    #[test]
+    fn while_another_process_holds_sleds_lock_nothing_is_written_and_the_mark_stays() {
+        let d = tempfile::tempdir().expect("tempdir");
+        stopped_spool(d.path());
+        let other = std::fs::File::open(d.path().join("db")).expect("open");
+        // SAFETY: flock on a descriptor this test owns; released when it is dropped.
+        let held = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&other),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        assert_eq!(held, 0, "the test holds the lock");
+        renew_index_files(d.path()).expect("renew");
+        assert!(!written_again(d.path(), "db"));
+        assert!(d.path().join(NOT_DURABLE).exists(), "the mark stays");
+    }
+}
