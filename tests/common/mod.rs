@@ -728,6 +728,14 @@ impl Bridge {
         }
     }
 
+    /// Sends `signal` to the bridge process (SIGSTOP and SIGCONT hold it still and let it go).
+    pub fn signal(&self, signal: libc::c_int) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill has no memory preconditions; the pid is our own child's.
+            unsafe { libc::kill(pid as libc::pid_t, signal) };
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
