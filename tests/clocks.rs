@@ -15,6 +15,14 @@ fn to_2040_ms() -> i64 {
     2_208_988_800_000 - now
 }
 
+/// Waits until the bridge has set the terminal's clock on link-up.
+async fn link_up_synced(sim: &face2mqtt::simulator::Simulator) {
+    eventually("the link-up sync", Duration::from_secs(10), || async {
+        !sim.sync_times().is_empty()
+    })
+    .await;
+}
+
 const SECTIONS: &str = "[commands]\nrequire_synchronized_clock = false\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,10 +39,7 @@ async fn records_made_during_an_outage_after_a_record_dated_2040_all_arrive() {
     wait_link(&sim.sim, 1).await;
     // The link-up sync sets the clock right: the jump must come after it, or the sync may land
     // between the jump and the recognition and the record is dated now (seen once in a full .ci/run).
-    eventually("the link-up sync", Duration::from_secs(10), || async {
-        !sim.sim.sync_times().is_empty()
-    })
-    .await;
+    link_up_synced(&sim.sim).await;
     let first = event_id_of(&sim.sim.push(Some(PersonType::Staff)));
     // The clock jumps to 2040 for one recognition (a bad NTP answer), then is right again.
     sim.sim.set_clock_skew(to_2040_ms());
@@ -106,10 +111,7 @@ async fn a_clock_seen_off_is_set_at_once_and_shown_in_diagnostics() {
     let bridge = Bridge::start(&setup);
     wait_link(&sim.sim, 1).await;
     // The sync on link-up has happened (or is queued); what follows is the one the record asks.
-    eventually("the link-up sync", Duration::from_secs(10), || async {
-        !sim.sim.sync_times().is_empty()
-    })
-    .await;
+    link_up_synced(&sim.sim).await;
     let before = sim.sim.sync_times().len();
     sim.sim.set_clock_skew(-3 * 3600 * 1000);
     sim.sim.push(Some(PersonType::Staff));

@@ -355,9 +355,9 @@ async fn judges_back(
 ) -> Vec<String> {
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    for (judge, topic) in [
-        (0, "face2mqtt/soak-probe/record"),
-        (1, "face2mqtt/soak-probe/response/open"),
+    for (sub, topic) in [
+        (&mut *records, "face2mqtt/soak-probe/record"),
+        (&mut *responses, "face2mqtt/soak-probe/response/open"),
     ] {
         let marker = format!("{{\"probe\":{}}}", fastrand::u64(..));
         'probe: loop {
@@ -367,11 +367,6 @@ async fn judges_back(
             );
             publish(rig.broker.port, topic, marker.as_bytes(), false).await;
             let wait = tokio::time::Instant::now() + Duration::from_millis(300);
-            let sub = if judge == 0 {
-                &mut *records
-            } else {
-                &mut *responses
-            };
             while let Ok(Some(m)) = tokio::time::timeout_at(wait, sub.rx.recv()).await {
                 if m.1 == marker.as_bytes() {
                     break 'probe;

@@ -23,14 +23,7 @@ pub(super) fn renew_index_files(dir: &Path) -> std::io::Result<()> {
     }
     // Under sled's own lock: never while another process has the spool open.
     let db = std::fs::File::open(dir.join("db"))?;
-    // SAFETY: flock on a descriptor we own; released when it is closed, below.
-    if unsafe {
-        libc::flock(
-            std::os::fd::AsRawFd::as_raw_fd(&db),
-            libc::LOCK_EX | libc::LOCK_NB,
-        )
-    } != 0
-    {
+    if !try_lock(&db) {
         return Ok(());
     }
     tracing::warn!(spool = %dir.display(), "the last run of the bridge stopped after the spool's disk failed to make writes durable: writing the spool's index again before opening it");
@@ -39,6 +32,18 @@ pub(super) fn renew_index_files(dir: &Path) -> std::io::Result<()> {
     std::fs::remove_file(&mark)?;
     drop(db);
     Ok(())
+}
+
+/// Takes sled's lock on its `db` file without waiting (flock, as sled does); false while another
+/// holds it. Released when the file is closed.
+fn try_lock(db: &std::fs::File) -> bool {
+    // SAFETY: flock on a descriptor the caller owns.
+    unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(db),
+            libc::LOCK_EX | libc::LOCK_NB,
+        ) == 0
+    }
 }
 
 /// Writes every regular file in `dir` (and its subdirectories, but the log and the photos,
@@ -282,14 +287,7 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         stopped_spool(d.path());
         let other = std::fs::File::open(d.path().join("db")).expect("open");
-        // SAFETY: flock on a descriptor this test owns; released when it is dropped.
-        let held = unsafe {
-            libc::flock(
-                std::os::fd::AsRawFd::as_raw_fd(&other),
-                libc::LOCK_EX | libc::LOCK_NB,
-            )
-        };
-        assert_eq!(held, 0, "the test holds the lock");
+        assert!(try_lock(&other), "the test holds the lock");
         renew_index_files(d.path()).expect("renew");
         assert!(!written_again(d.path(), "db"));
         assert!(d.path().join(NOT_DURABLE).exists(), "the mark stays");
